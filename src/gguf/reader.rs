@@ -1,0 +1,511 @@
+//! GGUF reader: memory-mapped, validated before use, split-aware.
+//!
+//! Format: `ggml/docs/gguf.md` and `gguf_init_from_file_impl` in `ggml/src/gguf.cpp`.
+//! A file is: magic `GGUF`, version (u32, 2 or 3), tensor count (u64), metadata count
+//! (u64), the metadata key/value pairs, the tensor infos (name, n_dims, `ne[0..n_dims]`,
+//! ggml type, offset), padding to `general.alignment` (default 32), then tensor data.
+//! Each tensor's offset is relative to the data section and aligned.
+
+use super::value::{Value, ValueType};
+use crate::error::{Error, Result};
+use crate::quant::{self, BlockType};
+use memmap2::Mmap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// `GGML_MAX_DIMS`.
+pub const MAX_DIMS: usize = 4;
+
+/// One tensor's entry in the tensor-info table.
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub name: String,
+    pub ty: BlockType,
+    /// `ne[0..n_dims]`, `ne[0]` is the fastest-varying (row length).
+    pub dims: Vec<u64>,
+    /// Byte offset of the data from the start of the file.
+    pub file_offset: u64,
+    /// Bytes of data.
+    pub size: u64,
+}
+
+impl TensorInfo {
+    /// Elements in total.
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// Row length `ne[0]`.
+    pub fn row_len(&self) -> u64 {
+        self.dims[0]
+    }
+
+    /// Number of rows (`ne[1] * ne[2] * ne[3]`).
+    pub fn n_rows(&self) -> u64 {
+        self.dims[1..].iter().product()
+    }
+}
+
+/// The parsed header of one GGUF file: metadata in file order and tensor infos.
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub version: u32,
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    /// Start of the data section.
+    pub data_offset: u64,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::Malformed {
+            path: self.path.to_path_buf(),
+            offset: self.pos as u64,
+            reason: reason.into(),
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        (self.bytes.len() - self.pos) as u64
+    }
+
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(self.err(format!(
+                "truncated: {what} needs {n} bytes, {} left",
+                self.remaining()
+            )));
+        }
+        let start = self.pos;
+        self.pos += n as usize;
+        Ok(&self.bytes[start..self.pos])
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        let b = self.take(N as u64, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.u64(what)?;
+        let start = self.pos;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| Error::Malformed {
+            path: self.path.to_path_buf(),
+            offset: start as u64,
+            reason: format!("{what} is not valid UTF-8"),
+        })
+    }
+
+    /// A count of items that each need at least `min_size` bytes; rejected when the
+    /// rest of the file could not hold them, so a corrupt count never allocates.
+    fn count(&mut self, what: &str, min_size: u64) -> Result<u64> {
+        let n = self.u64(what)?;
+        if n.saturating_mul(min_size) > self.remaining() {
+            return Err(self.err(format!(
+                "{what} {n} cannot fit in the {} bytes left",
+                self.remaining()
+            )));
+        }
+        Ok(n)
+    }
+
+    fn value(&mut self, ty: ValueType, depth: u32) -> Result<Value> {
+        Ok(match ty {
+            ValueType::U8 => Value::U8(self.array::<1>("u8")?[0]),
+            ValueType::I8 => Value::I8(self.array::<1>("i8")?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array("u16")?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array("i16")?)),
+            ValueType::U32 => Value::U32(self.u32("u32")?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array("i32")?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array("f32")?)),
+            ValueType::U64 => Value::U64(self.u64("u64")?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array("i64")?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array("f64")?)),
+            ValueType::Bool => match self.array::<1>("bool")?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => return Err(self.err(format!("bool value {b} is neither 0 nor 1"))),
+            },
+            ValueType::String => Value::String(self.string("string value")?),
+            ValueType::Array => {
+                if depth >= 8 {
+                    return Err(self.err("arrays nested more than 8 deep"));
+                }
+                let id = self.u32("array element type")?;
+                let elem = ValueType::from_id(id)
+                    .ok_or_else(|| self.err(format!("unknown array element type {id}")))?;
+                let n = self.count("array length", elem.min_encoded_size())?;
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(self.value(elem, depth + 1)?);
+                }
+                Value::Array(elem, items)
+            }
+        })
+    }
+}
+
+/// Parse and validate a complete GGUF file held in `bytes`. `path` only labels errors.
+///
+/// Every count, length, dimension, type, offset and size is checked against the
+/// bytes actually present; any inconsistency is an [`Error::Malformed`] or
+/// [`Error::Tensor`], never a panic or an out-of-bounds read.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
+    let mut c = Cursor { bytes, pos: 0, path };
+    let magic = c.array::<4>("magic")?;
+    if &magic != GGUF_MAGIC {
+        c.pos = 0;
+        return Err(c.err(format!("bad magic {magic:02x?}, expected \"GGUF\"")));
+    }
+    let version = c.u32("version")?;
+    if version != 2 && version != 3 {
+        return Err(c.err(format!("unsupported GGUF version {version} (lowbit reads 2 and 3)")));
+    }
+    // A tensor info is at least name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
+    let n_tensors = c.u64("tensor count")?;
+    let n_kv = c.count("metadata count", 8 + 4 + 1)?;
+    if n_tensors.saturating_mul(32) > c.remaining() {
+        return Err(c.err(format!("tensor count {n_tensors} cannot fit in the file")));
+    }
+
+    let mut metadata = Vec::with_capacity(n_kv as usize);
+    let mut keys = HashMap::with_capacity(n_kv as usize);
+    for _ in 0..n_kv {
+        let key_pos = c.pos;
+        let key = c.string("metadata key")?;
+        let id = c.u32("metadata value type")?;
+        let ty = ValueType::from_id(id)
+            .ok_or_else(|| c.err(format!("key '{key}': unknown value type {id}")))?;
+        let value = c.value(ty, 0)?;
+        if keys.insert(key.clone(), ()).is_some() {
+            c.pos = key_pos;
+            return Err(c.err(format!("duplicate metadata key '{key}'")));
+        }
+        metadata.push((key, value));
+    }
+
+    let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some((_, Value::U32(a))) if *a != 0 && a.is_power_of_two() => *a as u64,
+        Some((_, v)) => {
+            return Err(c.err(format!(
+                "general.alignment must be a non-zero power of two u32, got {v:?}"
+            )));
+        }
+    };
+
+    struct RawInfo {
+        name: String,
+        ty: BlockType,
+        dims: Vec<u64>,
+        offset: u64,
+        size: u64,
+    }
+    let mut raw = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashMap::with_capacity(n_tensors as usize);
+    for _ in 0..n_tensors {
+        let name = c.string("tensor name")?;
+        let tensor_err = |reason: String| Error::Tensor {
+            path: path.to_path_buf(),
+            tensor: name.clone(),
+            reason,
+        };
+        let n_dims = c.u32("tensor n_dims")? as usize;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return Err(tensor_err(format!("n_dims {n_dims} is not in 1..={MAX_DIMS}")));
+        }
+        let mut dims = Vec::with_capacity(n_dims);
+        for _ in 0..n_dims {
+            dims.push(c.u64("tensor dimension")?);
+        }
+        let type_id = c.u32("tensor type")?;
+        let ty = BlockType::from_id(type_id).map_err(|_| tensor_err(format!("unknown ggml type id {type_id}")))?;
+        let offset = c.u64("tensor offset")?;
+        if dims.iter().any(|&d| d > i64::MAX as u64) {
+            return Err(tensor_err(format!("dimension out of range in {dims:?}")));
+        }
+        dims.iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= i64::MAX as u64)
+            .ok_or_else(|| tensor_err(format!("element count of {dims:?} overflows")))?;
+        if dims[0] % ty.block_size() as u64 != 0 {
+            return Err(tensor_err(format!(
+                "row length ne[0] = {} is not a multiple of the {} block size {}",
+                dims[0],
+                ty.name(),
+                ty.block_size()
+            )));
+        }
+        let size = (dims[0] / ty.block_size() as u64)
+            .checked_mul(ty.type_size() as u64)
+            .and_then(|row| dims[1..].iter().try_fold(row, |acc, &d| acc.checked_mul(d)))
+            .ok_or_else(|| tensor_err(format!("byte size of {dims:?} overflows")))?;
+        if offset % alignment != 0 {
+            return Err(tensor_err(format!("offset {offset} is not aligned to {alignment}")));
+        }
+        if names.insert(name.clone(), ()).is_some() {
+            return Err(tensor_err("duplicate tensor name".into()));
+        }
+        raw.push(RawInfo { name, ty, dims, offset, size });
+    }
+
+    let data_offset = (c.pos as u64).div_ceil(alignment) * alignment;
+    let file_len = bytes.len() as u64;
+    let mut tensors = Vec::with_capacity(raw.len());
+    for r in raw {
+        let end = data_offset
+            .checked_add(r.offset)
+            .and_then(|start| start.checked_add(r.size).map(|end| (start, end)));
+        match end {
+            Some((start, end)) if end <= file_len => tensors.push(TensorInfo {
+                name: r.name,
+                ty: r.ty,
+                dims: r.dims,
+                file_offset: start,
+                size: r.size,
+            }),
+            _ => {
+                return Err(Error::Tensor {
+                    path: path.to_path_buf(),
+                    tensor: r.name,
+                    reason: format!(
+                        "data [{} + {}, +{}) lies outside the {} byte file",
+                        data_offset, r.offset, r.size, file_len
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Header {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+    })
+}
+
+/// One GGUF file on disk, memory-mapped and validated.
+pub struct Shard {
+    pub path: PathBuf,
+    pub header: Header,
+    map: Mmap,
+}
+
+impl Shard {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: the map is read-only and private to this process. If another process
+        // truncates the file while it is mapped, reads may fault; that is the usual
+        // contract of memory-mapped model files (llama.cpp makes the same one).
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        let header = parse(&map, &path)?;
+        Ok(Shard { path, header, map })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// A model: one GGUF file, or the shards `NAME-0000i-of-0000N.gguf` of a split model
+/// opened as one. Metadata comes from the first shard (which carries all of it);
+/// tensors come from every shard.
+pub struct File {
+    shards: Vec<Shard>,
+    /// Tensor name to (shard, index in that shard's header).
+    index: HashMap<String, (usize, usize)>,
+    /// All tensors in shard order, then file order.
+    order: Vec<(usize, usize)>,
+}
+
+/// A tensor's info and its bytes, borrowed from the memory map (no copy).
+#[derive(Clone, Copy)]
+pub struct TensorView<'a> {
+    pub info: &'a TensorInfo,
+    pub bytes: &'a [u8],
+    pub path: &'a Path,
+}
+
+impl TensorView<'_> {
+    /// Dequantize the whole tensor to f32 in ggml element order (`ne[0]` fastest).
+    pub fn dequantize(&self) -> Result<Vec<f32>> {
+        if !self.info.ty.can_dequantize() {
+            return Err(Error::Tensor {
+                path: self.path.to_path_buf(),
+                tensor: self.info.name.clone(),
+                reason: format!("type {} cannot be dequantized", self.info.ty),
+            });
+        }
+        quant::dequantize(self.info.ty, self.bytes, self.info.row_len() as usize).map_err(|e| Error::Tensor {
+            path: self.path.to_path_buf(),
+            tensor: self.info.name.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// `(prefix, index, count)` when `path` is named like a split shard `PREFIX-00001-of-00003.gguf`.
+pub fn split_name(path: &Path) -> Option<(String, u32, u32)> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".gguf")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, index) = rest.rsplit_once('-')?;
+    if index.len() != 5 || count.len() != 5 {
+        return None;
+    }
+    Some((prefix.to_string(), index.parse().ok()?, count.parse().ok()?))
+}
+
+/// The path of shard `index` (1-based) of `count` next to `prefix`.
+pub fn shard_path(dir: &Path, prefix: &str, index: u32, count: u32) -> PathBuf {
+    dir.join(format!("{prefix}-{index:05}-of-{count:05}.gguf"))
+}
+
+impl File {
+    /// Open a model. Given any shard of a split model, all shards are opened.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let first = Shard::open(path)?;
+        let split_count = first.header.metadata.iter().find(|(k, _)| k == "split.count").map(|(_, v)| v.clone());
+        let shards = match (split_name(path), split_count) {
+            (Some((prefix, opened, count)), Some(declared)) if count > 1 => {
+                if declared.as_u64() != Some(count as u64) {
+                    return Err(Error::Metadata {
+                        key: "split.count".into(),
+                        reason: format!("{} says {:?} but the file name says {count}", path.display(), declared),
+                    });
+                }
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let mut first = Some(first);
+                let mut shards = Vec::with_capacity(count as usize);
+                for i in 1..=count {
+                    let p = shard_path(dir, &prefix, i, count);
+                    let shard = match first.take_if(|_| i == opened) {
+                        Some(shard) => shard,
+                        None => Shard::open(&p)?,
+                    };
+                    let no = shard.header.metadata.iter().find(|(k, _)| k == "split.no").and_then(|(_, v)| v.as_u64());
+                    if no != Some((i - 1) as u64) {
+                        return Err(Error::Metadata {
+                            key: "split.no".into(),
+                            reason: format!("{} has split.no {:?}, expected {}", p.display(), no, i - 1),
+                        });
+                    }
+                    shards.push(shard);
+                }
+                shards
+            }
+            (None, Some(declared)) if declared.as_u64().is_some_and(|n| n > 1) => {
+                return Err(Error::Metadata {
+                    key: "split.count".into(),
+                    reason: format!(
+                        "{} is shard of a {}-way split model but is not named NAME-0000i-of-0000N.gguf",
+                        path.display(),
+                        declared.display_short()
+                    ),
+                });
+            }
+            _ => vec![first],
+        };
+        Self::from_shards(shards)
+    }
+
+    fn from_shards(shards: Vec<Shard>) -> Result<Self> {
+        let mut index = HashMap::new();
+        let mut order = Vec::new();
+        for (s, shard) in shards.iter().enumerate() {
+            for (t, info) in shard.header.tensors.iter().enumerate() {
+                if index.insert(info.name.clone(), (s, t)).is_some() {
+                    return Err(Error::Tensor {
+                        path: shard.path.clone(),
+                        tensor: info.name.clone(),
+                        reason: "tensor appears in more than one shard".into(),
+                    });
+                }
+                order.push((s, t));
+            }
+        }
+        let file = File { shards, index, order };
+        if let Some(expected) = file.metadata("split.tensors.count").and_then(Value::as_u64) {
+            if expected != file.order.len() as u64 {
+                return Err(Error::Metadata {
+                    key: "split.tensors.count".into(),
+                    reason: format!("says {expected} tensors, the shards hold {}", file.order.len()),
+                });
+            }
+        }
+        Ok(file)
+    }
+
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// Path of the first shard.
+    pub fn path(&self) -> &Path {
+        &self.shards[0].path
+    }
+
+    /// Metadata of the first shard, in file order.
+    pub fn metadata_entries(&self) -> &[(String, Value)] {
+        &self.shards[0].header.metadata
+    }
+
+    pub fn metadata(&self, key: &str) -> Option<&Value> {
+        self.metadata_entries().iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Every tensor, in shard order then file order.
+    pub fn tensors(&self) -> impl Iterator<Item = TensorView<'_>> {
+        self.order.iter().map(|&(s, t)| self.view(s, t))
+    }
+
+    pub fn tensor_count(&self) -> usize {
+        self.order.len()
+    }
+
+    fn view(&self, s: usize, t: usize) -> TensorView<'_> {
+        let shard = &self.shards[s];
+        let info = &shard.header.tensors[t];
+        // In bounds: `parse` checked file_offset + size <= file length.
+        let bytes = &shard.bytes()[info.file_offset as usize..(info.file_offset + info.size) as usize];
+        TensorView {
+            info,
+            bytes,
+            path: &shard.path,
+        }
+    }
+
+    /// A tensor by name.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
+        let &(s, t) = self.index.get(name).ok_or_else(|| Error::Tensor {
+            path: self.path().to_path_buf(),
+            tensor: name.to_string(),
+            reason: "no such tensor".into(),
+        })?;
+        Ok(self.view(s, t))
+    }
+}

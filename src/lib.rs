@@ -1,0 +1,13 @@
+//! lowbit: dynamic low-bit quantization of GGUF models and GPU inference through wgpu.
+//!
+//! * [`gguf`]: read (memory-mapped, split-aware, validated) and write (atomic) GGUF v3 files.
+//! * [`quant`]: every ggml block format lowbit stores, bit-exact with ggml.
+//! * [`inspect`]: per-tensor-class size and bits-per-weight summaries.
+
+pub mod error;
+pub mod gguf;
+pub mod inspect;
+pub mod quant;
+
+pub use error::{Error, Result};
+pub use quant::BlockType;
