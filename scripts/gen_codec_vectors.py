@@ -12,6 +12,7 @@ Every file is little-endian. Per type T (ROWS rows of N elements each):
   T.ref.bin      ggml quantization without importance weights (the *_ref path)
   T.ref.f32      gguf.quants dequantization of T.ref.bin
   T.imat.bin     ggml quantization with the importance weights in weights.f32
+                 (one weight per column, shared by every row, as ggml applies an imatrix)
   T.rand.bin     random blocks (scale fields forced finite)
   T.rand.f32     gguf.quants dequantization of T.rand.bin
   iq_errors.txt  ggml's round-trip RMSE of the IQ formats on two weight sets
@@ -136,7 +137,7 @@ def iq_weight_sets():
     """A fixed random set and a real one: expert 0 of the fixture's blk.1.ffn_up_exps,
     with llama.cpp's imatrix for that expert as importance."""
     rand_x = rng.standard_normal((32, 512)).astype(np.float32)
-    rand_w = rng.uniform(0.1, 2.0, (32, 512)).astype(np.float32)
+    rand_w = rng.uniform(0.1, 2.0, 512).astype(np.float32)
     model = GGUFReader(os.path.join(FIXTURES, "tiny-moe-f16.gguf"))
     up = next(t for t in model.tensors if t.name == "blk.1.ffn_up_exps.weight")
     real_x = np.asarray(up.data[0], dtype=np.float32)  # [rows=256, cols=256]
@@ -144,13 +145,13 @@ def iq_weight_sets():
     tensors = {t.name: t for t in imat.tensors}
     sum2 = np.asarray(tensors["blk.1.ffn_up_exps.weight.in_sum2"].data[0], dtype=np.float32)
     count = float(np.asarray(tensors["blk.1.ffn_up_exps.weight.counts"].data).reshape(-1)[0])
-    real_w = np.tile(sum2 / count, (real_x.shape[0], 1)).astype(np.float32)
+    real_w = (sum2 / count).astype(np.float32)
     return {"random": (rand_x, rand_w), "real": (real_x, real_w)}
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    weights = rng.uniform(0.05, 3.0, (ROWS, N)).astype(np.float32)
+    weights = rng.uniform(0.05, 3.0, N).astype(np.float32)
     save("weights.f32", weights)
     count = ROWS * N
     for name in REF_TYPES + IQ_TYPES + DEQUANT_ONLY:

@@ -89,7 +89,7 @@ fn imatrix_quantization_matches_ggml_bytes() {
         let rb = ty.row_bytes(N).unwrap();
         for r in 0..ROWS {
             let mut got = vec![0u8; rb];
-            quant::quantize_row(ty, &x[r * N..][..N], Some(&w[r * N..][..N]), &mut got).unwrap();
+            quant::quantize_row(ty, &x[r * N..][..N], Some(&w), &mut got).unwrap();
             if let Some(msg) = first_byte_difference(&got, &expected[r * rb..][..rb], ty) {
                 panic!("row {r}: {msg}");
             }
@@ -118,7 +118,7 @@ fn iq_round_trip_error_within_two_percent_of_ggml() {
         let rb = ty.row_bytes(cols).unwrap();
         let mut q = vec![0u8; x.len() / cols * rb];
         for (r, dst) in q.chunks_mut(rb).enumerate() {
-            quant::quantize_row(ty, &x[r * cols..][..cols], Some(&w[r * cols..][..cols]), dst).unwrap();
+            quant::quantize_row(ty, &x[r * cols..][..cols], Some(&w), dst).unwrap();
         }
         let ours = rmse(&x, &quant::dequantize(ty, &q, cols).unwrap());
         eprintln!("{ty} {set}: lowbit rmse {ours:.6}, ggml {ggml_rmse:.6}, ratio {:.4}", ours / ggml_rmse);
@@ -139,7 +139,7 @@ fn iq_imatrix_quantization_matches_ggml_bytes() {
         let rb = ty.row_bytes(N).unwrap();
         for r in 0..ROWS {
             let mut got = vec![0u8; rb];
-            quant::quantize_row(ty, &x[r * N..][..N], Some(&w[r * N..][..N]), &mut got).unwrap();
+            quant::quantize_row(ty, &x[r * N..][..N], Some(&w), &mut got).unwrap();
             if let Some(msg) = first_byte_difference(&got, &expected[r * rb..][..rb], ty) {
                 panic!("row {r}: {msg}");
             }

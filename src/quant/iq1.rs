@@ -143,10 +143,14 @@ fn snap(lattice: &Lattice, xb: &[f32], weight: &[f32], scale: f32, xg: &[f32; 3]
     }
 }
 
-/// Sort a block's element indices by value (ggml's `qsort` with `iq1_sort_helper`).
+/// Sort a block's element indices by value (ggml's `qsort` with `iq1_sort_helper`);
+/// NaN sorts last so the order stays total.
 fn sorted_indices<const N: usize>(xb: &[f32]) -> [usize; N] {
     let mut idx: [usize; N] = std::array::from_fn(|j| j);
-    idx.sort_by(|&a, &b| xb[a].partial_cmp(&xb[b]).unwrap_or(std::cmp::Ordering::Equal));
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (xb[a], xb[b]);
+        x.partial_cmp(&y).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+    });
     idx
 }
 
