@@ -142,12 +142,18 @@ pub fn to_json(file: &File) -> serde_json::Value {
     serde_json::json!({
         "path": file.path().display().to_string(),
         "shards": file.shards().len(),
+        "file_bytes": file_bytes(file),
         "metadata": metadata,
         "tensors": tensors,
         "total": totals_json(&summary.total),
         "classes": summary.by_class.iter().map(|(c, t)| (c.label().to_string(), totals_json(t))).collect::<serde_json::Map<_, _>>(),
         "types": summary.by_type.iter().map(|(ty, t)| (ty.to_string(), totals_json(t))).collect::<serde_json::Map<_, _>>(),
     })
+}
+
+/// Bytes of all shards on disk.
+pub fn file_bytes(file: &File) -> u64 {
+    file.shards().iter().map(|s| s.bytes().len() as u64).sum()
 }
 
 fn human_bytes(b: u64) -> String {
@@ -167,7 +173,7 @@ pub fn report(file: &File) -> String {
     let summary = Summary::of(file);
     let mut out = String::new();
     let _ = writeln!(out, "file: {} ({} shard{})", file.path().display(), file.shards().len(), if file.shards().len() == 1 { "" } else { "s" });
-    let _ = writeln!(out, "GGUF v{}, {} metadata keys, {} tensors", file.shards()[0].header.version, file.metadata_entries().len(), file.tensor_count());
+    let _ = writeln!(out, "GGUF v{}, {} metadata keys, {} tensors, {} bytes on disk", file.shards()[0].header.version, file.metadata_entries().len(), file.tensor_count(), file_bytes(file));
     let _ = writeln!(out, "\nmetadata:");
     for (k, v) in file.metadata_entries() {
         let _ = writeln!(out, "  {k:<40} {}", v.display_short());
