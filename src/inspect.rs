@@ -74,7 +74,11 @@ impl Totals {
     }
 
     pub fn bits_per_weight(&self) -> f64 {
-        if self.elements == 0 { 0.0 } else { self.bytes as f64 * 8.0 / self.elements as f64 }
+        if self.elements == 0 {
+            0.0
+        } else {
+            self.bytes as f64 * 8.0 / self.elements as f64
+        }
     }
 }
 
@@ -92,7 +96,10 @@ impl Summary {
         for t in file.tensors() {
             let (n, b) = (t.info.n_elements(), t.info.size);
             s.total.add(n, b);
-            s.by_class.entry(TensorClass::of(&t.info.name)).or_default().add(n, b);
+            s.by_class
+                .entry(TensorClass::of(&t.info.name))
+                .or_default()
+                .add(n, b);
             s.by_type.entry(t.info.ty).or_default().add(n, b);
         }
         s
@@ -128,8 +135,11 @@ fn totals_json(t: &Totals) -> serde_json::Value {
 /// The whole model as JSON: metadata, tensors, totals per class and type.
 pub fn to_json(file: &File) -> serde_json::Value {
     let summary = Summary::of(file);
-    let metadata: serde_json::Map<String, serde_json::Value> =
-        file.metadata_entries().iter().map(|(k, v)| (k.clone(), value_json(v))).collect();
+    let metadata: serde_json::Map<String, serde_json::Value> = file
+        .metadata_entries()
+        .iter()
+        .map(|(k, v)| (k.clone(), value_json(v)))
+        .collect();
     let tensors: Vec<serde_json::Value> = file
         .tensors()
         .map(|t| {
@@ -164,7 +174,11 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.2} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
 }
 
 /// The human-readable report of `lowbit inspect`.
@@ -172,26 +186,70 @@ pub fn report(file: &File) -> String {
     use std::fmt::Write;
     let summary = Summary::of(file);
     let mut out = String::new();
-    let _ = writeln!(out, "file: {} ({} shard{})", file.path().display(), file.shards().len(), if file.shards().len() == 1 { "" } else { "s" });
-    let _ = writeln!(out, "GGUF v{}, {} metadata keys, {} tensors, {} bytes on disk", file.shards()[0].header.version, file.metadata_entries().len(), file.tensor_count(), file_bytes(file));
+    let _ = writeln!(
+        out,
+        "file: {} ({} shard{})",
+        file.path().display(),
+        file.shards().len(),
+        if file.shards().len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "GGUF v{}, {} metadata keys, {} tensors, {} bytes on disk",
+        file.shards()[0].header.version,
+        file.metadata_entries().len(),
+        file.tensor_count(),
+        file_bytes(file)
+    );
     let _ = writeln!(out, "\nmetadata:");
     for (k, v) in file.metadata_entries() {
         let _ = writeln!(out, "  {k:<40} {}", v.display_short());
     }
     let _ = writeln!(out, "\ntensors:");
-    let _ = writeln!(out, "  {:<44} {:<8} {:<24} {:>12}", "name", "type", "shape", "bytes");
+    let _ = writeln!(
+        out,
+        "  {:<44} {:<8} {:<24} {:>12}",
+        "name", "type", "shape", "bytes"
+    );
     for t in file.tensors() {
         let shape = format!("{:?}", t.info.dims);
-        let _ = writeln!(out, "  {:<44} {:<8} {:<24} {:>12}", t.info.name, t.info.ty.to_string(), shape, t.info.size);
+        let _ = writeln!(
+            out,
+            "  {:<44} {:<8} {:<24} {:>12}",
+            t.info.name,
+            t.info.ty.to_string(),
+            shape,
+            t.info.size
+        );
     }
     let _ = writeln!(out, "\nby class:");
-    let _ = writeln!(out, "  {:<16} {:>8} {:>14} {:>12} {:>7}", "class", "tensors", "elements", "size", "bpw");
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>8} {:>14} {:>12} {:>7}",
+        "class", "tensors", "elements", "size", "bpw"
+    );
     for (c, t) in &summary.by_class {
-        let _ = writeln!(out, "  {:<16} {:>8} {:>14} {:>12} {:>7.3}", c.label(), t.tensors, t.elements, human_bytes(t.bytes), t.bits_per_weight());
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>8} {:>14} {:>12} {:>7.3}",
+            c.label(),
+            t.tensors,
+            t.elements,
+            human_bytes(t.bytes),
+            t.bits_per_weight()
+        );
     }
     let _ = writeln!(out, "\nby type:");
     for (ty, t) in &summary.by_type {
-        let _ = writeln!(out, "  {:<16} {:>8} {:>14} {:>12} {:>7.3}", ty.to_string(), t.tensors, t.elements, human_bytes(t.bytes), t.bits_per_weight());
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>8} {:>14} {:>12} {:>7.3}",
+            ty.to_string(),
+            t.tensors,
+            t.elements,
+            human_bytes(t.bytes),
+            t.bits_per_weight()
+        );
     }
     let _ = writeln!(
         out,

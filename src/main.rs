@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lowbit", version, about = "Dynamic low-bit quantization and GPU inference for GGUF models")]
+#[command(
+    name = "lowbit",
+    version,
+    about = "Dynamic low-bit quantization and GPU inference for GGUF models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect { file, json } => {
             let model = File::open(&file)?;
             let text = if json {
-                serde_json::to_string_pretty(&lowbit::inspect::to_json(&model)).expect("JSON values always serialize")
+                serde_json::to_string_pretty(&lowbit::inspect::to_json(&model))
+                    .expect("JSON values always serialize")
             } else {
                 lowbit::inspect::report(&model)
             };
@@ -47,16 +52,24 @@ fn run(cli: Cli) -> Result<()> {
             let _ = writeln!(stdout, "{text}");
             Ok(())
         }
-        Command::Dequant { file, tensor, output } => {
+        Command::Dequant {
+            file,
+            tensor,
+            output,
+        } => {
             let model = File::open(&file)?;
             let values = model.tensor(&tensor)?.dequantize()?;
             let bytes: &[u8] = bytemuck::cast_slice(&values);
-            let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let dir = output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
             let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
             let io = |e| Error::io(&output, e);
             tmp.write_all(bytes).map_err(io)?;
             tmp.as_file().sync_all().map_err(io)?;
-            tmp.persist(&output).map_err(|e| Error::io(&output, e.error))?;
+            tmp.persist(&output)
+                .map_err(|e| Error::io(&output, e.error))?;
             eprintln!("{tensor}: {} values -> {}", values.len(), output.display());
             Ok(())
         }

@@ -8,7 +8,9 @@ const ROWS: usize = 4;
 const N: usize = 512;
 
 fn data(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/codecs").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/codecs")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -17,15 +19,40 @@ fn floats(name: &str) -> Vec<f32> {
 }
 
 const REF_TYPES: &[BlockType] = &[
-    BlockType::F32, BlockType::F16, BlockType::BF16, BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_1,
-    BlockType::Q5_0, BlockType::Q5_1, BlockType::Q2_K, BlockType::Q3_K, BlockType::Q4_K, BlockType::Q5_K,
-    BlockType::Q6_K, BlockType::TQ1_0, BlockType::TQ2_0,
+    BlockType::F32,
+    BlockType::F16,
+    BlockType::BF16,
+    BlockType::Q8_0,
+    BlockType::Q4_0,
+    BlockType::Q4_1,
+    BlockType::Q5_0,
+    BlockType::Q5_1,
+    BlockType::Q2_K,
+    BlockType::Q3_K,
+    BlockType::Q4_K,
+    BlockType::Q5_K,
+    BlockType::Q6_K,
+    BlockType::TQ1_0,
+    BlockType::TQ2_0,
 ];
 const IQ_TYPES: &[BlockType] = &[BlockType::IQ2_XXS, BlockType::IQ1_S, BlockType::IQ1_M];
 const BLOCK_TYPES: &[BlockType] = &[
-    BlockType::Q8_0, BlockType::Q4_0, BlockType::Q4_1, BlockType::Q5_0, BlockType::Q5_1, BlockType::Q2_K,
-    BlockType::Q3_K, BlockType::Q4_K, BlockType::Q5_K, BlockType::Q6_K, BlockType::TQ1_0, BlockType::TQ2_0,
-    BlockType::IQ2_XXS, BlockType::IQ1_S, BlockType::IQ1_M, BlockType::IQ4_NL,
+    BlockType::Q8_0,
+    BlockType::Q4_0,
+    BlockType::Q4_1,
+    BlockType::Q5_0,
+    BlockType::Q5_1,
+    BlockType::Q2_K,
+    BlockType::Q3_K,
+    BlockType::Q4_K,
+    BlockType::Q5_K,
+    BlockType::Q6_K,
+    BlockType::TQ1_0,
+    BlockType::TQ2_0,
+    BlockType::IQ2_XXS,
+    BlockType::IQ1_S,
+    BlockType::IQ1_M,
+    BlockType::IQ4_NL,
 ];
 
 fn file(ty: BlockType, what: &str) -> String {
@@ -35,7 +62,11 @@ fn file(ty: BlockType, what: &str) -> String {
 /// Index and values of the first element whose f32 bits differ.
 fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<(usize, f32, f32)> {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).enumerate().find(|(_, (x, y))| x.to_bits() != y.to_bits()).map(|(i, (x, y))| (i, *x, *y))
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .find(|(_, (x, y))| x.to_bits() != y.to_bits())
+        .map(|(i, (x, y))| (i, *x, *y))
 }
 
 #[test]
@@ -65,7 +96,13 @@ fn dequantize_reference_quants_is_bit_exact() {
 fn first_byte_difference(got: &[u8], expected: &[u8], ty: BlockType) -> Option<String> {
     assert_eq!(got.len(), expected.len());
     got.iter().zip(expected).position(|(a, b)| a != b).map(|i| {
-        format!("{ty}: byte {i} (block {}, offset {}) is {:#04x}, ggml wrote {:#04x}", i / ty.type_size(), i % ty.type_size(), got[i], expected[i])
+        format!(
+            "{ty}: byte {i} (block {}, offset {}) is {:#04x}, ggml wrote {:#04x}",
+            i / ty.type_size(),
+            i % ty.type_size(),
+            got[i],
+            expected[i]
+        )
     })
 }
 
@@ -98,7 +135,12 @@ fn imatrix_quantization_matches_ggml_bytes() {
 }
 
 fn rmse(a: &[f32], b: &[f32]) -> f64 {
-    (a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+    (a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64)
+        .sqrt()
 }
 
 /// The IQ lattice searches: round-trip error with importance weights no worse than
@@ -121,8 +163,14 @@ fn iq_round_trip_error_within_two_percent_of_ggml() {
             quant::quantize_row(ty, &x[r * cols..][..cols], Some(&w), dst).unwrap();
         }
         let ours = rmse(&x, &quant::dequantize(ty, &q, cols).unwrap());
-        eprintln!("{ty} {set}: lowbit rmse {ours:.6}, ggml {ggml_rmse:.6}, ratio {:.4}", ours / ggml_rmse);
-        assert!(ours <= ggml_rmse * 1.02, "{ty} on {set}: rmse {ours} vs ggml {ggml_rmse}");
+        eprintln!(
+            "{ty} {set}: lowbit rmse {ours:.6}, ggml {ggml_rmse:.6}, ratio {:.4}",
+            ours / ggml_rmse
+        );
+        assert!(
+            ours <= ggml_rmse * 1.02,
+            "{ty} on {set}: rmse {ours} vs ggml {ggml_rmse}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 6);
@@ -154,14 +202,32 @@ fn round_trip_within_ggml_test_quantize_fns_bounds() {
     let n = 32 * 128;
     let x: Vec<f32> = (0..n).map(|i| 0.1 + 2.0 * (i as f32).cos()).collect();
     for &(ty, bound) in &[
-        (BlockType::Q4_0, 0.002), (BlockType::Q4_1, 0.002), (BlockType::Q5_0, 0.002), (BlockType::Q5_1, 0.002),
-        (BlockType::Q8_0, 0.002), (BlockType::Q2_K, 0.0075), (BlockType::Q3_K, 0.004), (BlockType::Q4_K, 0.002),
-        (BlockType::Q5_K, 0.002), (BlockType::Q6_K, 0.002), (BlockType::TQ1_0, 0.01), (BlockType::TQ2_0, 0.01),
+        (BlockType::Q4_0, 0.002),
+        (BlockType::Q4_1, 0.002),
+        (BlockType::Q5_0, 0.002),
+        (BlockType::Q5_1, 0.002),
+        (BlockType::Q8_0, 0.002),
+        (BlockType::Q2_K, 0.0075),
+        (BlockType::Q3_K, 0.004),
+        (BlockType::Q4_K, 0.002),
+        (BlockType::Q5_K, 0.002),
+        (BlockType::Q6_K, 0.002),
+        (BlockType::TQ1_0, 0.01),
+        (BlockType::TQ2_0, 0.01),
     ] {
         let q = quant::quantize(ty, &x, n, None).unwrap();
         let y = quant::dequantize(ty, &q, n).unwrap();
-        let err = (x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()).sqrt() / n as f64;
-        assert!(err < bound, "{ty}: total error {err} over ggml's bound {bound}");
+        let err = (x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>())
+        .sqrt()
+            / n as f64;
+        assert!(
+            err < bound,
+            "{ty}: total error {err} over ggml's bound {bound}"
+        );
     }
 }
 
@@ -171,7 +237,9 @@ fn wrong_sizes_are_errors_not_panics() {
     assert!(quant::quantize(BlockType::Q4_K, &x, 300, None).is_err());
     let mut out = vec![0u8; 10];
     assert!(quant::quantize_row(BlockType::Q8_0, &x[..32], None, &mut out).is_err());
-    assert!(quant::quantize_row(BlockType::Q4_0, &x[..32], Some(&x[..31]), &mut [0u8; 18]).is_err());
+    assert!(
+        quant::quantize_row(BlockType::Q4_0, &x[..32], Some(&x[..31]), &mut [0u8; 18]).is_err()
+    );
     assert!(quant::dequantize(BlockType::IQ1_S, &[0u8; 49], 256).is_err());
     assert!(quant::quantize(BlockType::IQ4_NL, &x[..32], 32, None).is_err());
     assert!(BlockType::from_id(4).is_err());

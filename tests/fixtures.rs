@@ -14,7 +14,11 @@ fn root() -> PathBuf {
 fn model_path(file: &str) -> PathBuf {
     if file.starts_with("SmolLM2") {
         let p = root().join("models").join(file);
-        assert!(p.exists(), "{} is missing: run scripts/fetch_smollm2.sh", p.display());
+        assert!(
+            p.exists(),
+            "{} is missing: run scripts/fetch_smollm2.sh",
+            p.display()
+        );
         p
     } else {
         root().join("../shared/fixtures").join(file)
@@ -26,7 +30,12 @@ fn expected() -> BTreeMap<String, Vec<(String, String, u64, String)>> {
     let mut by_file: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split(' ').collect();
-        by_file.entry(f[0].to_string()).or_default().push((f[1].to_string(), f[2].to_string(), f[3].parse().unwrap(), f[4].to_string()));
+        by_file.entry(f[0].to_string()).or_default().push((
+            f[1].to_string(),
+            f[2].to_string(),
+            f[3].parse().unwrap(),
+            f[4].to_string(),
+        ));
     }
     by_file
 }
@@ -49,7 +58,11 @@ fn every_fixture_tensor_dequantizes_like_gguf_py() {
             assert_eq!(&t.info.ty.to_string(), ty, "{file} {name}: type");
             let values = t.dequantize().unwrap();
             assert_eq!(values.len() as u64, *n, "{file} {name}: element count");
-            assert_eq!(&sha256_f32(&values), digest, "{file} {name} ({ty}): dequantization differs from gguf-py");
+            assert_eq!(
+                &sha256_f32(&values),
+                digest,
+                "{file} {name} ({ty}): dequantization differs from gguf-py"
+            );
             checked += 1;
         }
     }
@@ -57,7 +70,10 @@ fn every_fixture_tensor_dequantizes_like_gguf_py() {
 }
 
 fn lowbit(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lowbit")).args(args).output().unwrap()
+    std::process::Command::new(env!("CARGO_BIN_EXE_lowbit"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// `lowbit dequant` writes the same bits, for one tensor of each type in the fixtures.
@@ -72,10 +88,20 @@ fn cli_dequant_matches_gguf_py() {
             }
             let out = dir.path().join(format!("{name}.f32"));
             let path = model_path(&file);
-            let o = lowbit(&["dequant", path.to_str().unwrap(), &name, "-o", out.to_str().unwrap()]);
+            let o = lowbit(&[
+                "dequant",
+                path.to_str().unwrap(),
+                &name,
+                "-o",
+                out.to_str().unwrap(),
+            ]);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             let bytes = std::fs::read(&out).unwrap();
-            assert_eq!(sha256_f32(&bytemuck::pod_collect_to_vec(&bytes)), digest, "{file} {name}");
+            assert_eq!(
+                sha256_f32(&bytemuck::pod_collect_to_vec(&bytes)),
+                digest,
+                "{file} {name}"
+            );
         }
     }
     assert!(seen_types.len() >= 17, "types covered: {seen_types:?}");
@@ -86,8 +112,20 @@ fn cli_errors_are_one_line_with_nonzero_status() {
     let f16 = model_path("tiny-moe-f16.gguf");
     let not_gguf = root().join("Cargo.toml");
     let cases: [(&[&str], &str); 3] = [
-        (&["dequant", f16.to_str().unwrap(), "no.such.tensor", "-o", "/tmp/x.f32"], "no.such.tensor"),
-        (&["inspect", "/nonexistent/model.gguf"], "/nonexistent/model.gguf"),
+        (
+            &[
+                "dequant",
+                f16.to_str().unwrap(),
+                "no.such.tensor",
+                "-o",
+                "/tmp/x.f32",
+            ],
+            "no.such.tensor",
+        ),
+        (
+            &["inspect", "/nonexistent/model.gguf"],
+            "/nonexistent/model.gguf",
+        ),
         (&["inspect", not_gguf.to_str().unwrap()], "bad magic"),
     ];
     for (args, needle) in cases {
@@ -105,7 +143,15 @@ fn cli_inspect_reports_classes_and_bpw() {
     let o = lowbit(&["inspect", path.to_str().unwrap()]);
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    for needle in ["routed experts", "shared experts", "attention", "embeddings", "norms", "total: 106 tensors", "8149152"] {
+    for needle in [
+        "routed experts",
+        "shared experts",
+        "attention",
+        "embeddings",
+        "norms",
+        "total: 106 tensors",
+        "8149152",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
     let o = lowbit(&["inspect", "--json", path.to_str().unwrap()]);
@@ -115,7 +161,12 @@ fn cli_inspect_reports_classes_and_bpw() {
     let experts = &json["classes"]["routed experts"];
     let bpw = experts["bits_per_weight"].as_f64().unwrap();
     assert!(bpw > 1.5 && bpw < 2.2, "routed expert bpw {bpw}");
-    let total_bytes: u64 = json["tensors"].as_array().unwrap().iter().map(|t| t["bytes"].as_u64().unwrap()).sum();
+    let total_bytes: u64 = json["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["bytes"].as_u64().unwrap())
+        .sum();
     assert_eq!(json["total"]["bytes"].as_u64().unwrap(), total_bytes);
     assert!(total_bytes < std::fs::metadata(Path::new(&path)).unwrap().len());
 }

@@ -7,14 +7,20 @@ use lowbit::{BlockType, Error};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name)
 }
 
 /// Copy `src` to `dst` through the writer, one tensor at a time.
 fn rewrite(src: &File, dst: &Path, policy: SplitPolicy) -> Vec<PathBuf> {
     let specs: Vec<TensorSpec> = src
         .tensors()
-        .map(|t| TensorSpec { name: t.info.name.clone(), ty: t.info.ty, dims: t.info.dims.clone() })
+        .map(|t| TensorSpec {
+            name: t.info.name.clone(),
+            ty: t.info.ty,
+            dims: t.info.dims.clone(),
+        })
         .collect();
     let views: Vec<_> = src.tensors().collect();
     gguf::write(dst, src.metadata_entries(), &specs, policy, |i, out| {
@@ -24,12 +30,23 @@ fn rewrite(src: &File, dst: &Path, policy: SplitPolicy) -> Vec<PathBuf> {
 }
 
 fn assert_same_model(a: &File, b: &File) {
-    let meta = |f: &File| f.metadata_entries().iter().filter(|(k, _)| !k.starts_with("split.")).cloned().collect::<Vec<_>>();
+    let meta = |f: &File| {
+        f.metadata_entries()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("split."))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(meta(a), meta(b));
     assert_eq!(a.tensor_count(), b.tensor_count());
     for t in a.tensors() {
         let u = b.tensor(&t.info.name).unwrap();
-        assert_eq!((t.info.ty, &t.info.dims), (u.info.ty, &u.info.dims), "{}", t.info.name);
+        assert_eq!(
+            (t.info.ty, &t.info.dims),
+            (u.info.ty, &u.info.dims),
+            "{}",
+            t.info.name
+        );
         assert!(t.bytes == u.bytes, "{}: data differs", t.info.name);
     }
 }
@@ -38,13 +55,25 @@ fn assert_same_model(a: &File, b: &File) {
 fn reads_fixture_metadata_and_tensors() {
     let f = File::open(fixture("tiny-moe-Q4_K_M.gguf")).unwrap();
     assert_eq!(f.tensor_count(), 106);
-    assert_eq!(f.metadata("general.architecture").and_then(Value::as_str), Some("deepseek2"));
-    assert_eq!(f.metadata("deepseek2.block_count").and_then(Value::as_u64), Some(6));
-    let tokens = f.metadata("tokenizer.ggml.tokens").and_then(Value::as_array).unwrap();
+    assert_eq!(
+        f.metadata("general.architecture").and_then(Value::as_str),
+        Some("deepseek2")
+    );
+    assert_eq!(
+        f.metadata("deepseek2.block_count").and_then(Value::as_u64),
+        Some(6)
+    );
+    let tokens = f
+        .metadata("tokenizer.ggml.tokens")
+        .and_then(Value::as_array)
+        .unwrap();
     assert_eq!(tokens.len(), 4096);
     let t = f.tensor("blk.1.ffn_up_exps.weight").unwrap();
     assert_eq!(t.info.dims, vec![256, 256, 32]);
-    assert_eq!(t.bytes.len() as u64, t.info.ty.row_bytes(256).unwrap() as u64 * 256 * 32);
+    assert_eq!(
+        t.bytes.len() as u64,
+        t.info.ty.row_bytes(256).unwrap() as u64 * 256 * 32
+    );
     assert_eq!(t.info.file_offset % 32, 0);
 }
 
@@ -64,20 +93,36 @@ fn round_trip_preserves_every_byte() {
 fn split_model_opens_as_one_from_any_shard() {
     let dir = tempfile::tempdir().unwrap();
     let src = File::open(fixture("tiny-moe-Q2_K.gguf")).unwrap();
-    let paths = rewrite(&src, &dir.path().join("model.gguf"), SplitPolicy::MaxTensors(40));
+    let paths = rewrite(
+        &src,
+        &dir.path().join("model.gguf"),
+        SplitPolicy::MaxTensors(40),
+    );
     assert_eq!(paths.len(), 3);
     assert!(paths[1].ends_with("model-00002-of-00003.gguf"));
     for p in &paths {
         let opened = File::open(p).unwrap();
         assert_eq!(opened.shards().len(), 3);
-        assert_eq!(opened.metadata("split.tensors.count").and_then(Value::as_u64), Some(106));
+        assert_eq!(
+            opened
+                .metadata("split.tensors.count")
+                .and_then(Value::as_u64),
+            Some(106)
+        );
         assert_same_model(&src, &opened);
     }
-    let by_bytes = rewrite(&src, &dir.path().join("bytes.gguf"), SplitPolicy::MaxBytes(4 << 20));
+    let by_bytes = rewrite(
+        &src,
+        &dir.path().join("bytes.gguf"),
+        SplitPolicy::MaxBytes(4 << 20),
+    );
     assert!(by_bytes.len() > 2);
     assert_same_model(&src, &File::open(&by_bytes[0]).unwrap());
     std::fs::remove_file(&paths[2]).unwrap();
-    assert!(matches!(File::open(&paths[0]), Err(Error::Io { .. })), "a missing shard is an error");
+    assert!(
+        matches!(File::open(&paths[0]), Err(Error::Io { .. })),
+        "a missing shard is an error"
+    );
 }
 
 #[test]
@@ -100,19 +145,40 @@ fn all_value_types_and_nested_arrays_round_trip() {
         ("a.empty".into(), Value::Array(ValueType::F32, vec![])),
         (
             "a.nested".into(),
-            Value::Array(ValueType::Array, vec![
-                Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]),
-                Value::Array(ValueType::String, vec![Value::String("x".into())]),
-            ]),
+            Value::Array(
+                ValueType::Array,
+                vec![
+                    Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]),
+                    Value::Array(ValueType::String, vec![Value::String("x".into())]),
+                ],
+            ),
         ),
     ];
     let specs = vec![
-        TensorSpec { name: "a".into(), ty: BlockType::Q8_0, dims: vec![64, 3] },
-        TensorSpec { name: "b".into(), ty: BlockType::F32, dims: vec![5] },
+        TensorSpec {
+            name: "a".into(),
+            ty: BlockType::Q8_0,
+            dims: vec![64, 3],
+        },
+        TensorSpec {
+            name: "b".into(),
+            ty: BlockType::F32,
+            dims: vec![5],
+        },
     ];
-    let data: Vec<Vec<u8>> = specs.iter().map(|s| (0..s.size().unwrap()).map(|i| (i * 7 % 251) as u8).collect()).collect();
+    let data: Vec<Vec<u8>> = specs
+        .iter()
+        .map(|s| {
+            (0..s.size().unwrap())
+                .map(|i| (i * 7 % 251) as u8)
+                .collect()
+        })
+        .collect();
     let out = dir.path().join("values.gguf");
-    gguf::write(&out, &meta, &specs, SplitPolicy::Single, |i, w| w.write_all(&data[i]).map_err(|e| Error::io("", e))).unwrap();
+    gguf::write(&out, &meta, &specs, SplitPolicy::Single, |i, w| {
+        w.write_all(&data[i]).map_err(|e| Error::io("", e))
+    })
+    .unwrap();
     let f = File::open(&out).unwrap();
     assert_eq!(f.metadata_entries(), &meta[..]);
     for (s, d) in specs.iter().zip(&data) {
@@ -128,8 +194,16 @@ fn interrupted_write_leaves_no_file_and_keeps_the_old_one() {
     let out = dir.path().join("out.gguf");
     std::fs::write(&out, b"previous contents").unwrap();
     let specs = vec![
-        TensorSpec { name: "a".into(), ty: BlockType::F32, dims: vec![4] },
-        TensorSpec { name: "b".into(), ty: BlockType::F32, dims: vec![4] },
+        TensorSpec {
+            name: "a".into(),
+            ty: BlockType::F32,
+            dims: vec![4],
+        },
+        TensorSpec {
+            name: "b".into(),
+            ty: BlockType::F32,
+            dims: vec![4],
+        },
     ];
     let r = gguf::write(&out, &[], &specs, SplitPolicy::Single, |i, w| {
         if i == 1 {
@@ -139,10 +213,22 @@ fn interrupted_write_leaves_no_file_and_keeps_the_old_one() {
     });
     assert!(r.is_err());
     assert_eq!(std::fs::read(&out).unwrap(), b"previous contents");
-    let short = gguf::write(&out, &[], &specs, SplitPolicy::Single, |_, w| w.write_all(&[0u8; 8]).map_err(|e| Error::io("", e)));
-    assert!(matches!(short, Err(Error::Shape(_))), "a tensor with too few bytes is rejected");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("out.gguf")], "temporary files are cleaned up");
+    let short = gguf::write(&out, &[], &specs, SplitPolicy::Single, |_, w| {
+        w.write_all(&[0u8; 8]).map_err(|e| Error::io("", e))
+    });
+    assert!(
+        matches!(short, Err(Error::Shape(_))),
+        "a tensor with too few bytes is rejected"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("out.gguf")],
+        "temporary files are cleaned up"
+    );
 }
 
 /// A minimal GGUF builder for crafting broken files.
@@ -198,25 +284,95 @@ fn crafted_malformed_files_give_descriptive_errors() {
         (Raw::new(3, 0, u64::MAX), "metadata count"),
         (Raw::new(3, u64::MAX / 2, 0), "tensor count"),
         (Raw::new(3, 0, 1).u64(1 << 40), "cannot fit"),
-        (Raw::new(3, 0, 1).u64(1 << 40).u64(0), "truncated: metadata key"),
+        (
+            Raw::new(3, 0, 1).u64(1 << 40).u64(0),
+            "truncated: metadata key",
+        ),
         (Raw::new(3, 0, 1).str("k").u32(99), "unknown value type 99"),
-        (Raw::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 50), "array length"),
-        (Raw::new(3, 0, 2).str("k").u32(4).u32(1).str("k").u32(4).u32(1), "duplicate metadata key 'k'"),
-        (Raw::new(3, 0, 1).str("general.alignment").u32(4).u32(48), "general.alignment"),
-        (Raw::new(3, 0, 1).str("k").u32(7).0.iter().copied().chain([2u8]).collect::<Vec<_>>().into(), "neither 0 nor 1"),
-        (Raw::new(3, 1, 0).tensor("t", &[32, 1, 1, 1, 1], 0, 0).pad(128), "n_dims 5"),
-        (Raw::new(3, 1, 0).tensor("t", &[32], 4, 0).pad(128), "unknown ggml type id 4"),
-        (Raw::new(3, 1, 0).tensor("t", &[100], 12, 0).pad(1024), "not a multiple of the q4_K block size 256"),
-        (Raw::new(3, 1, 0).tensor("t", &[32], 0, 8).pad(256), "not aligned"),
-        (Raw::new(3, 1, 0).tensor("t", &[32], 0, 0).pad(64), "outside the"),
-        (Raw::new(3, 1, 0).tensor("t", &[1 << 32, 1 << 32, 1 << 32], 0, 0).pad(0), "overflows"),
-        (Raw::new(3, 2, 0).tensor("t", &[4], 0, 0).tensor("t", &[4], 0, 32).pad(64), "duplicate tensor name"),
-        (Raw::new(3, 1, 0).str("bad\u{0}").0.iter().copied().chain([0xff, 0xfe]).collect::<Vec<_>>().into(), "cannot fit"),
+        (
+            Raw::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 50),
+            "array length",
+        ),
+        (
+            Raw::new(3, 0, 2)
+                .str("k")
+                .u32(4)
+                .u32(1)
+                .str("k")
+                .u32(4)
+                .u32(1),
+            "duplicate metadata key 'k'",
+        ),
+        (
+            Raw::new(3, 0, 1).str("general.alignment").u32(4).u32(48),
+            "general.alignment",
+        ),
+        (
+            Raw::new(3, 0, 1)
+                .str("k")
+                .u32(7)
+                .0
+                .iter()
+                .copied()
+                .chain([2u8])
+                .collect::<Vec<_>>()
+                .into(),
+            "neither 0 nor 1",
+        ),
+        (
+            Raw::new(3, 1, 0)
+                .tensor("t", &[32, 1, 1, 1, 1], 0, 0)
+                .pad(128),
+            "n_dims 5",
+        ),
+        (
+            Raw::new(3, 1, 0).tensor("t", &[32], 4, 0).pad(128),
+            "unknown ggml type id 4",
+        ),
+        (
+            Raw::new(3, 1, 0).tensor("t", &[100], 12, 0).pad(1024),
+            "not a multiple of the q4_K block size 256",
+        ),
+        (
+            Raw::new(3, 1, 0).tensor("t", &[32], 0, 8).pad(256),
+            "not aligned",
+        ),
+        (
+            Raw::new(3, 1, 0).tensor("t", &[32], 0, 0).pad(64),
+            "outside the",
+        ),
+        (
+            Raw::new(3, 1, 0)
+                .tensor("t", &[1 << 32, 1 << 32, 1 << 32], 0, 0)
+                .pad(0),
+            "overflows",
+        ),
+        (
+            Raw::new(3, 2, 0)
+                .tensor("t", &[4], 0, 0)
+                .tensor("t", &[4], 0, 32)
+                .pad(64),
+            "duplicate tensor name",
+        ),
+        (
+            Raw::new(3, 1, 0)
+                .str("bad\u{0}")
+                .0
+                .iter()
+                .copied()
+                .chain([0xff, 0xfe])
+                .collect::<Vec<_>>()
+                .into(),
+            "cannot fit",
+        ),
     ];
     for (raw, needle) in cases {
         let msg = parse_err(&raw.0);
         assert!(msg.contains(needle), "expected {needle:?} in: {msg}");
-        assert!(msg.starts_with("crafted.gguf"), "errors name the file: {msg}");
+        assert!(
+            msg.starts_with("crafted.gguf"),
+            "errors name the file: {msg}"
+        );
     }
     let mut bad_utf8 = Raw::new(3, 0, 1).u64(2).0;
     bad_utf8.extend_from_slice(&[0xff, 0xfe, 4, 0, 0, 0, 1, 0, 0, 0]);
@@ -236,12 +392,20 @@ fn truncated_and_bit_flipped_real_files_never_panic() {
     let bytes = std::fs::read(fixture("tiny-moe-TQ1_0.gguf")).unwrap();
     let path = Path::new("tiny-moe-TQ1_0.gguf");
     let header = gguf::parse(&bytes, path).unwrap();
-    let data_end = header.tensors.iter().map(|t| t.file_offset + t.size).max().unwrap() as usize;
+    let data_end = header
+        .tensors
+        .iter()
+        .map(|t| t.file_offset + t.size)
+        .max()
+        .unwrap() as usize;
     let mut cuts: Vec<usize> = (0..header.data_offset as usize).step_by(7).collect();
     cuts.extend((header.data_offset as usize..data_end).step_by(99_991));
     cuts.push(data_end - 1);
     for cut in cuts {
-        assert!(gguf::parse(&bytes[..cut], path).is_err(), "truncation at {cut} was accepted");
+        assert!(
+            gguf::parse(&bytes[..cut], path).is_err(),
+            "truncation at {cut} was accepted"
+        );
     }
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut flipped = bytes[..header.data_offset as usize + 4096].to_vec();

@@ -171,7 +171,11 @@ impl<'a> Cursor<'a> {
 /// bytes actually present; any inconsistency is an [`Error::Malformed`] or
 /// [`Error::Tensor`], never a panic or an out-of-bounds read.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
-    let mut c = Cursor { bytes, pos: 0, path };
+    let mut c = Cursor {
+        bytes,
+        pos: 0,
+        path,
+    };
     let magic = c.array::<4>("magic")?;
     if &magic != GGUF_MAGIC {
         c.pos = 0;
@@ -179,7 +183,9 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
     }
     let version = c.u32("version")?;
     if version != 2 && version != 3 {
-        return Err(c.err(format!("unsupported GGUF version {version} (lowbit reads 2 and 3)")));
+        return Err(c.err(format!(
+            "unsupported GGUF version {version} (lowbit reads 2 and 3)"
+        )));
     }
     // A tensor info is at least name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
     let n_tensors = c.u64("tensor count")?;
@@ -232,14 +238,17 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
         };
         let n_dims = c.u32("tensor n_dims")? as usize;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(tensor_err(format!("n_dims {n_dims} is not in 1..={MAX_DIMS}")));
+            return Err(tensor_err(format!(
+                "n_dims {n_dims} is not in 1..={MAX_DIMS}"
+            )));
         }
         let mut dims = Vec::with_capacity(n_dims);
         for _ in 0..n_dims {
             dims.push(c.u64("tensor dimension")?);
         }
         let type_id = c.u32("tensor type")?;
-        let ty = BlockType::from_id(type_id).map_err(|_| tensor_err(format!("unknown ggml type id {type_id}")))?;
+        let ty = BlockType::from_id(type_id)
+            .map_err(|_| tensor_err(format!("unknown ggml type id {type_id}")))?;
         let offset = c.u64("tensor offset")?;
         if dims.iter().any(|&d| d > i64::MAX as u64) {
             return Err(tensor_err(format!("dimension out of range in {dims:?}")));
@@ -261,12 +270,20 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
             .and_then(|row| dims[1..].iter().try_fold(row, |acc, &d| acc.checked_mul(d)))
             .ok_or_else(|| tensor_err(format!("byte size of {dims:?} overflows")))?;
         if offset % alignment != 0 {
-            return Err(tensor_err(format!("offset {offset} is not aligned to {alignment}")));
+            return Err(tensor_err(format!(
+                "offset {offset} is not aligned to {alignment}"
+            )));
         }
         if names.insert(name.clone(), ()).is_some() {
             return Err(tensor_err("duplicate tensor name".into()));
         }
-        raw.push(RawInfo { name, ty, dims, offset, size });
+        raw.push(RawInfo {
+            name,
+            ty,
+            dims,
+            offset,
+            size,
+        });
     }
 
     let data_offset = (c.pos as u64).div_ceil(alignment) * alignment;
@@ -359,10 +376,12 @@ impl TensorView<'_> {
                 reason: format!("type {} cannot be dequantized", self.info.ty),
             });
         }
-        quant::dequantize(self.info.ty, self.bytes, self.info.row_len() as usize).map_err(|e| Error::Tensor {
-            path: self.path.to_path_buf(),
-            tensor: self.info.name.clone(),
-            reason: e.to_string(),
+        quant::dequantize(self.info.ty, self.bytes, self.info.row_len() as usize).map_err(|e| {
+            Error::Tensor {
+                path: self.path.to_path_buf(),
+                tensor: self.info.name.clone(),
+                reason: e.to_string(),
+            }
         })
     }
 }
@@ -389,13 +408,22 @@ impl File {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let first = Shard::open(path)?;
-        let split_count = first.header.metadata.iter().find(|(k, _)| k == "split.count").map(|(_, v)| v.clone());
+        let split_count = first
+            .header
+            .metadata
+            .iter()
+            .find(|(k, _)| k == "split.count")
+            .map(|(_, v)| v.clone());
         let shards = match (split_name(path), split_count) {
             (Some((prefix, opened, count)), Some(declared)) if count > 1 => {
                 if declared.as_u64() != Some(count as u64) {
                     return Err(Error::Metadata {
                         key: "split.count".into(),
-                        reason: format!("{} says {:?} but the file name says {count}", path.display(), declared),
+                        reason: format!(
+                            "{} says {:?} but the file name says {count}",
+                            path.display(),
+                            declared
+                        ),
                     });
                 }
                 let dir = path.parent().unwrap_or(Path::new("."));
@@ -407,11 +435,21 @@ impl File {
                         Some(shard) => shard,
                         None => Shard::open(&p)?,
                     };
-                    let no = shard.header.metadata.iter().find(|(k, _)| k == "split.no").and_then(|(_, v)| v.as_u64());
+                    let no = shard
+                        .header
+                        .metadata
+                        .iter()
+                        .find(|(k, _)| k == "split.no")
+                        .and_then(|(_, v)| v.as_u64());
                     if no != Some((i - 1) as u64) {
                         return Err(Error::Metadata {
                             key: "split.no".into(),
-                            reason: format!("{} has split.no {:?}, expected {}", p.display(), no, i - 1),
+                            reason: format!(
+                                "{} has split.no {:?}, expected {}",
+                                p.display(),
+                                no,
+                                i - 1
+                            ),
                         });
                     }
                     shards.push(shard);
@@ -448,12 +486,19 @@ impl File {
                 order.push((s, t));
             }
         }
-        let file = File { shards, index, order };
+        let file = File {
+            shards,
+            index,
+            order,
+        };
         if let Some(expected) = file.metadata("split.tensors.count").and_then(Value::as_u64) {
             if expected != file.order.len() as u64 {
                 return Err(Error::Metadata {
                     key: "split.tensors.count".into(),
-                    reason: format!("says {expected} tensors, the shards hold {}", file.order.len()),
+                    reason: format!(
+                        "says {expected} tensors, the shards hold {}",
+                        file.order.len()
+                    ),
                 });
             }
         }
@@ -475,7 +520,10 @@ impl File {
     }
 
     pub fn metadata(&self, key: &str) -> Option<&Value> {
-        self.metadata_entries().iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.metadata_entries()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Every tensor, in shard order then file order.
@@ -491,7 +539,8 @@ impl File {
         let shard = &self.shards[s];
         let info = &shard.header.tensors[t];
         // In bounds: `parse` checked file_offset + size <= file length.
-        let bytes = &shard.bytes()[info.file_offset as usize..(info.file_offset + info.size) as usize];
+        let bytes =
+            &shard.bytes()[info.file_offset as usize..(info.file_offset + info.size) as usize];
         TensorView {
             info,
             bytes,

@@ -24,7 +24,10 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Bytes of data, or an error when `ne[0]` is not whole blocks.
     pub fn size(&self) -> Result<u64> {
-        let row = self.ty.row_bytes(*self.dims.first().unwrap_or(&0) as usize).map_err(|e| Error::Shape(format!("tensor '{}': {e}", self.name)))?;
+        let row = self
+            .ty
+            .row_bytes(*self.dims.first().unwrap_or(&0) as usize)
+            .map_err(|e| Error::Shape(format!("tensor '{}': {e}", self.name)))?;
         Ok(self.dims[1..].iter().product::<u64>() * row as u64)
     }
 }
@@ -125,7 +128,12 @@ fn alignment_of(metadata: &[(String, Value)]) -> Result<u64> {
 }
 
 /// The header bytes (up to the aligned start of the data section) of one file.
-fn header(metadata: &[(String, Value)], tensors: &[TensorSpec], sizes: &[u64], alignment: u64) -> Vec<u8> {
+fn header(
+    metadata: &[(String, Value)],
+    tensors: &[TensorSpec],
+    sizes: &[u64],
+    alignment: u64,
+) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(GGUF_MAGIC);
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -189,7 +197,10 @@ pub fn write(
 ) -> Result<Vec<PathBuf>> {
     check_metadata(metadata)?;
     let alignment = alignment_of(metadata)?;
-    let sizes = tensors.iter().map(TensorSpec::size).collect::<Result<Vec<_>>>()?;
+    let sizes = tensors
+        .iter()
+        .map(TensorSpec::size)
+        .collect::<Result<Vec<_>>>()?;
     let mut names = std::collections::HashSet::new();
     for t in tensors {
         if !names.insert(t.name.as_str()) {
@@ -206,21 +217,31 @@ pub fn write(
         vec![path.to_path_buf()]
     } else {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-        (1..=count).map(|i| shard_path(&dir, stem, i as u32, count as u32)).collect()
+        (1..=count)
+            .map(|i| shard_path(&dir, stem, i as u32, count as u32))
+            .collect()
     };
 
     let mut temps = Vec::with_capacity(count);
     for (no, range) in shards.iter().enumerate() {
         let mut shard_meta: Vec<(String, Value)> = Vec::new();
         if no == 0 {
-            shard_meta.extend(metadata.iter().filter(|(k, _)| !k.starts_with("split.")).cloned());
+            shard_meta.extend(
+                metadata
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("split."))
+                    .cloned(),
+            );
         } else if metadata.iter().any(|(k, _)| k == "general.alignment") {
             shard_meta.push(("general.alignment".into(), Value::U32(alignment as u32)));
         }
         if count > 1 {
             shard_meta.push(("split.no".into(), Value::U16(no as u16)));
             shard_meta.push(("split.count".into(), Value::U16(count as u16)));
-            shard_meta.push(("split.tensors.count".into(), Value::I32(tensors.len() as i32)));
+            shard_meta.push((
+                "split.tensors.count".into(),
+                Value::I32(tensors.len() as i32),
+            ));
         }
         let tmp = tempfile::Builder::new()
             .prefix(".lowbit-")
@@ -230,10 +251,18 @@ pub fn write(
         let target = &targets[no];
         let io = |e| Error::io(target, e);
         let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        out.write_all(&header(&shard_meta, &tensors[range.clone()], &sizes[range.clone()], alignment))
-            .map_err(io)?;
+        out.write_all(&header(
+            &shard_meta,
+            &tensors[range.clone()],
+            &sizes[range.clone()],
+            alignment,
+        ))
+        .map_err(io)?;
         for i in range.clone() {
-            let mut counting = Counting { inner: &mut out, written: 0 };
+            let mut counting = Counting {
+                inner: &mut out,
+                written: 0,
+            };
             fill(i, &mut counting)?;
             if counting.written != sizes[i] {
                 return Err(Error::Shape(format!(
@@ -250,7 +279,8 @@ pub fn write(
         temps.push(tmp);
     }
     for (tmp, target) in temps.into_iter().zip(&targets) {
-        tmp.persist(target).map_err(|e| Error::io(target, e.error))?;
+        tmp.persist(target)
+            .map_err(|e| Error::io(target, e.error))?;
     }
     Ok(targets)
 }

@@ -46,7 +46,14 @@ pub(super) fn dequantize_iq2_xxs(src: &[u8], out: &mut [f32]) {
 
 /// `iq2_find_best_neighbour`: the listed entry nearest to `xval / scale` under `weight`;
 /// writes its levels to `l` and returns its index.
-fn best_neighbour(lattice: &Lattice, list: &[u16], xval: &[f32], weight: &[f32], scale: f32, l: &mut [i8]) -> usize {
+fn best_neighbour(
+    lattice: &Lattice,
+    list: &[u16],
+    xval: &[f32],
+    weight: &[f32],
+    scale: f32,
+    l: &mut [i8],
+) -> usize {
     let mut best_d2 = f32::MAX;
     let mut best = list[0] as usize;
     for &j in list {
@@ -71,7 +78,9 @@ fn best_neighbour(lattice: &Lattice, list: &[u16], xval: &[f32], weight: &[f32],
 /// the grid index. Levels outside `0..=2`, which only non-finite input can produce,
 /// are clamped first.
 fn snap(lattice: &Lattice, xval: &[f32], waux: &[f32], scale: f32, l: &mut [i8]) -> usize {
-    let u = (0..8).fold(0usize, |acc, i| acc | (l[i].clamp(0, 2) as usize) << (2 * i));
+    let u = (0..8).fold(0usize, |acc, i| {
+        acc | (l[i].clamp(0, 2) as usize) << (2 * i)
+    });
     match lattice.place(u) {
         Place::OnGrid(j) => j,
         Place::Neighbours(list) => best_neighbour(lattice, list, xval, waux, scale, l),
@@ -128,7 +137,10 @@ pub(super) fn quantize_iq2_xxs(x: &[f32], weights: Option<&[f32]>, out: &mut [u8
                 }
                 block_signs[k] = s & 127;
             }
-            let max = xval.iter().skip(1).fold(xval[0], |a, &v| if a > v { a } else { v });
+            let max = xval
+                .iter()
+                .skip(1)
+                .fold(xval[0], |a, &v| if a > v { a } else { v });
             if max < GROUP_MAX_EPS {
                 continue;
             }
@@ -149,7 +161,13 @@ pub(super) fn quantize_iq2_xxs(x: &[f32], weights: Option<&[f32]>, out: &mut [u8
                         let q = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0));
                         laux[8 * k + i] = q.clamp(0, K_MAX_Q - 1) as i8;
                     }
-                    snap(lattice, &xval[8 * k..][..8], &waux[8 * k..][..8], this_scale, &mut laux[8 * k..][..8]);
+                    snap(
+                        lattice,
+                        &xval[8 * k..][..8],
+                        &waux[8 * k..][..8],
+                        this_scale,
+                        &mut laux[8 * k..][..8],
+                    );
                 }
                 let (mut sumqx, mut sumq2) = (0f32, 0f32);
                 for i in 0..32 {
@@ -171,7 +189,13 @@ pub(super) fn quantize_iq2_xxs(x: &[f32], weights: Option<&[f32]>, out: &mut [u8
                         let q = nearest_int(0.5 * (id * xval[8 * k + i] - 1.0));
                         l[8 * k + i] = q.clamp(0, K_MAX_Q - 1) as i8;
                     }
-                    snap(lattice, &xval[8 * k..][..8], &waux[8 * k..][..8], scale, &mut l[8 * k..][..8]);
+                    snap(
+                        lattice,
+                        &xval[8 * k..][..8],
+                        &waux[8 * k..][..8],
+                        scale,
+                        &mut l[8 * k..][..8],
+                    );
                 }
                 let (mut sumqx, mut sumq2) = (0f32, 0f32);
                 for i in 0..32 {
@@ -191,7 +215,13 @@ pub(super) fn quantize_iq2_xxs(x: &[f32], weights: Option<&[f32]>, out: &mut [u8
                 }
             }
             for k in 0..4 {
-                let grid_index = snap(lattice, &xval[8 * k..][..8], &waux[8 * k..][..8], scale, &mut l[8 * k..][..8]);
+                let grid_index = snap(
+                    lattice,
+                    &xval[8 * k..][..8],
+                    &waux[8 * k..][..8],
+                    scale,
+                    &mut l[8 * k..][..8],
+                );
                 q2[2 * ib] |= (grid_index as u32) << (8 * k);
                 q2[2 * ib + 1] |= (block_signs[k] as u32) << (7 * k);
             }

@@ -6,8 +6,8 @@
 
 use super::QK_K;
 use super::search::{
-    Sweep, f16_bytes, f16_value, make_q3_quants, make_qkx_quants, make_qp_quants,
-    make_qx_quants, nearest_int, via_f16, GROUP_MAX_EPS,
+    GROUP_MAX_EPS, Sweep, f16_bytes, f16_value, make_q3_quants, make_qkx_quants, make_qp_quants,
+    make_qx_quants, nearest_int, via_f16,
 };
 use bytemuck::{Pod, Zeroable};
 
@@ -73,7 +73,10 @@ pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 
@@ -93,7 +96,10 @@ fn blocks_mut<T: Pod>(out: &mut [u8]) -> &mut [T] {
 }
 
 pub(super) fn dequantize_q2_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ2K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
+    for (b, y) in blocks::<BlockQ2K>(src)
+        .iter()
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let d = f16_value(b.d);
         let min = f16_value(b.dmin);
         let mut is = 0;
@@ -117,7 +123,10 @@ pub(super) fn dequantize_q2_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q3_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ3K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
+    for (b, y) in blocks::<BlockQ3K>(src)
+        .iter()
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let d_all = f16_value(b.d);
         let mut m = 1u8;
         let mut is = 0;
@@ -142,7 +151,10 @@ pub(super) fn dequantize_q3_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q4_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
+    for (b, y) in blocks::<BlockQ4K>(src)
+        .iter()
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let d = f16_value(b.d);
         let min = f16_value(b.dmin);
         for j in 0..QK_K / 64 {
@@ -161,7 +173,10 @@ pub(super) fn dequantize_q4_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q5_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
+    for (b, y) in blocks::<BlockQ5K>(src)
+        .iter()
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let d = f16_value(b.d);
         let min = f16_value(b.dmin);
         let (mut u1, mut u2) = (1u8, 2u8);
@@ -185,7 +200,10 @@ pub(super) fn dequantize_q5_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q6_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ6K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
+    for (b, y) in blocks::<BlockQ6K>(src)
+        .iter()
+        .zip(out.chunks_exact_mut(QK_K))
+    {
         let d = f16_value(b.d);
         for n in 0..2 {
             let ql = &b.ql[64 * n..][..64];
@@ -212,7 +230,8 @@ pub(super) fn dequantize_q6_k(src: &[u8], out: &mut [f32]) {
 fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     for j in (0..QK_K).step_by(128) {
         for k in 0..32 {
-            qs[j / 4 + k] = l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6);
+            qs[j / 4 + k] =
+                l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6);
         }
     }
 }
@@ -226,7 +245,11 @@ fn sum_squares(x: &[f32]) -> f32 {
 }
 
 pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) {
-    for (i, (xb, y)) in x.chunks_exact(QK_K).zip(blocks_mut::<BlockQ2K>(out).iter_mut()).enumerate() {
+    for (i, (xb, y)) in x
+        .chunks_exact(QK_K)
+        .zip(blocks_mut::<BlockQ2K>(out).iter_mut())
+        .enumerate()
+    {
         let mut l = [0u8; QK_K];
         let mut laux = [0u8; 16];
         let mut mins = [0f32; QK_K / 16];
@@ -236,7 +259,12 @@ pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
             let qw = &qw[QK_K * i..][..QK_K];
             let sigma2 = sum_squares(xb) / QK_K as f32;
             let mut sw = [0f32; QK_K / 16];
-            let sweep = Sweep { rmin: -0.9, rdelta: 0.05, nstep: 36, use_mad: false };
+            let sweep = Sweep {
+                rmin: -0.9,
+                rdelta: 0.05,
+                nstep: 36,
+                use_mad: false,
+            };
             for j in 0..QK_K / 16 {
                 let xs = &xb[16 * j..][..16];
                 let mut w = [0f32; 16];
@@ -246,7 +274,8 @@ pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
                 for &wk in &w {
                     sw[j] += wk;
                 }
-                (scales[j], mins[j]) = make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
+                (scales[j], mins[j]) =
+                    make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
             }
             let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
             let dm = make_qp_quants(15, &scales, &mut ls, &sw);
@@ -258,13 +287,23 @@ pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
             }
         } else {
             // quantize_row_q2_K_ref
-            let sweep = Sweep { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true };
+            let sweep = Sweep {
+                rmin: -0.5,
+                rdelta: 0.1,
+                nstep: 15,
+                use_mad: true,
+            };
             let (mut max_scale, mut max_min) = (0f32, 0f32);
             for j in 0..QK_K / 16 {
                 let xs = &xb[16 * j..][..16];
                 let w: [f32; 16] = std::array::from_fn(|k| xs[k].abs());
-                (scales[j], mins[j]) = make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
-                max_scale = if scales[j] > max_scale { scales[j] } else { max_scale };
+                (scales[j], mins[j]) =
+                    make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
+                max_scale = if scales[j] > max_scale {
+                    scales[j]
+                } else {
+                    max_scale
+                };
                 max_min = if mins[j] > max_min { mins[j] } else { max_min };
             }
             if max_scale > 0.0 {
@@ -303,7 +342,11 @@ pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
 }
 
 pub(super) fn quantize_q3_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) {
-    for (i, (xb, y)) in x.chunks_exact(QK_K).zip(blocks_mut::<BlockQ3K>(out).iter_mut()).enumerate() {
+    for (i, (xb, y)) in x
+        .chunks_exact(QK_K)
+        .zip(blocks_mut::<BlockQ3K>(out).iter_mut())
+        .enumerate()
+    {
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
         y.scales = [0; 12];
@@ -392,12 +435,35 @@ struct Kx {
     ref_sweep: Sweep,
 }
 
-const Q4K: Kx = Kx { nmax: 15, ref_sweep: Sweep { rmin: -1.0, rdelta: 0.1, nstep: 20, use_mad: false } };
-const Q5K: Kx = Kx { nmax: 31, ref_sweep: Sweep { rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: false } };
+const Q4K: Kx = Kx {
+    nmax: 15,
+    ref_sweep: Sweep {
+        rmin: -1.0,
+        rdelta: 0.1,
+        nstep: 20,
+        use_mad: false,
+    },
+};
+const Q5K: Kx = Kx {
+    nmax: 31,
+    ref_sweep: Sweep {
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: false,
+    },
+};
 
 /// Choose the 8 scales/mins of one Q4_K/Q5_K super-block, write `d`, `dmin` and the
 /// packed `scales`, and return the final levels (`0..=nmax`) of the 256 elements.
-fn quantize_kx_block(kx: &Kx, xb: &[f32], qw: Option<&[f32]>, d: &mut [u8; 2], dmin: &mut [u8; 2], packed: &mut [u8; 12]) -> [u8; QK_K] {
+fn quantize_kx_block(
+    kx: &Kx,
+    xb: &[f32],
+    qw: Option<&[f32]>,
+    d: &mut [u8; 2],
+    dmin: &mut [u8; 2],
+    packed: &mut [u8; 12],
+) -> [u8; QK_K] {
     let mut l = [0u8; QK_K];
     let mut laux = [0u8; 32];
     let mut mins = [0f32; QK_K / 32];
@@ -407,7 +473,12 @@ fn quantize_kx_block(kx: &Kx, xb: &[f32], qw: Option<&[f32]>, d: &mut [u8; 2], d
         // quantize_row_q4_K_impl / quantize_row_q5_K_impl
         let sigma2 = 2.0 * sum_squares(xb) / QK_K as f32;
         let mut sw = [0f32; QK_K / 32];
-        let sweep = Sweep { rmin: -0.9, rdelta: 0.05, nstep: 36, use_mad: false };
+        let sweep = Sweep {
+            rmin: -0.9,
+            rdelta: 0.05,
+            nstep: 36,
+            use_mad: false,
+        };
         for j in 0..QK_K / 32 {
             let xs = &xb[32 * j..][..32];
             let mut w = [0f32; 32];
@@ -419,7 +490,8 @@ fn quantize_kx_block(kx: &Kx, xb: &[f32], qw: Option<&[f32]>, d: &mut [u8; 2], d
                 sumw += wk;
             }
             sw[j] = sumw;
-            (scales[j], mins[j]) = make_qkx_quants(kx.nmax, xs, &w, &mut l[32 * j..][..32], &mut laux, &sweep);
+            (scales[j], mins[j]) =
+                make_qkx_quants(kx.nmax, xs, &w, &mut l[32 * j..][..32], &mut laux, &sweep);
         }
         let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
         let d_block = make_qp_quants(63, &scales, &mut a, &sw);
@@ -434,11 +506,26 @@ fn quantize_kx_block(kx: &Kx, xb: &[f32], qw: Option<&[f32]>, d: &mut [u8; 2], d
             let xs = &xb[32 * j..][..32];
             let av_x = (sum_squares(xs) / 32.0).sqrt();
             let w: [f32; 32] = std::array::from_fn(|k| av_x + xs[k].abs());
-            (scales[j], mins[j]) = make_qkx_quants(kx.nmax, xs, &w, &mut l[32 * j..][..32], &mut laux, &kx.ref_sweep);
-            max_scale = if scales[j] > max_scale { scales[j] } else { max_scale };
+            (scales[j], mins[j]) = make_qkx_quants(
+                kx.nmax,
+                xs,
+                &w,
+                &mut l[32 * j..][..32],
+                &mut laux,
+                &kx.ref_sweep,
+            );
+            max_scale = if scales[j] > max_scale {
+                scales[j]
+            } else {
+                max_scale
+            };
             max_min = if mins[j] > max_min { mins[j] } else { max_min };
         }
-        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+        let inv_scale = if max_scale > 0.0 {
+            63.0 / max_scale
+        } else {
+            0.0
+        };
         let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
         ls = std::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
         lm = std::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
@@ -472,7 +559,11 @@ fn quantize_kx_block(kx: &Kx, xb: &[f32], qw: Option<&[f32]>, d: &mut [u8; 2], d
 }
 
 pub(super) fn quantize_q4_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) {
-    for (i, (xb, y)) in x.chunks_exact(QK_K).zip(blocks_mut::<BlockQ4K>(out).iter_mut()).enumerate() {
+    for (i, (xb, y)) in x
+        .chunks_exact(QK_K)
+        .zip(blocks_mut::<BlockQ4K>(out).iter_mut())
+        .enumerate()
+    {
         let qw = weights.map(|w| &w[QK_K * i..][..QK_K]);
         let l = quantize_kx_block(&Q4K, xb, qw, &mut y.d, &mut y.dmin, &mut y.scales);
         for j in 0..QK_K / 64 {
@@ -484,7 +575,11 @@ pub(super) fn quantize_q4_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
 }
 
 pub(super) fn quantize_q5_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) {
-    for (i, (xb, y)) in x.chunks_exact(QK_K).zip(blocks_mut::<BlockQ5K>(out).iter_mut()).enumerate() {
+    for (i, (xb, y)) in x
+        .chunks_exact(QK_K)
+        .zip(blocks_mut::<BlockQ5K>(out).iter_mut())
+        .enumerate()
+    {
         let qw = weights.map(|w| &w[QK_K * i..][..QK_K]);
         let l = quantize_kx_block(&Q5K, xb, qw, &mut y.d, &mut y.dmin, &mut y.scales);
         y.qh = [0; QK_K / 8];
@@ -510,7 +605,11 @@ pub(super) fn quantize_q5_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
 }
 
 pub(super) fn quantize_q6_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) {
-    for (i, (xb, y)) in x.chunks_exact(QK_K).zip(blocks_mut::<BlockQ6K>(out).iter_mut()).enumerate() {
+    for (i, (xb, y)) in x
+        .chunks_exact(QK_K)
+        .zip(blocks_mut::<BlockQ6K>(out).iter_mut())
+        .enumerate()
+    {
         let mut l = [0i8; QK_K];
         let mut scales = [0f32; QK_K / 16];
         let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
@@ -545,7 +644,11 @@ pub(super) fn quantize_q6_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
         }
         let lu = l.map(|v| v as u8);
         for n in 0..2 {
-            let (j, ql, qh) = (128 * n, &mut y.ql[64 * n..][..64], &mut y.qh[32 * n..][..32]);
+            let (j, ql, qh) = (
+                128 * n,
+                &mut y.ql[64 * n..][..64],
+                &mut y.qh[32 * n..][..32],
+            );
             for k in 0..32 {
                 let (q1, q2, q3, q4) = (lu[j + k], lu[j + k + 32], lu[j + k + 64], lu[j + k + 96]);
                 ql[k] = (q1 & 0xf) | ((q3 & 0xf) << 4);

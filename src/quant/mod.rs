@@ -11,6 +11,9 @@
 //!   the path `llama-quantize --imatrix` takes.
 //! * [`quantize`] runs [`quantize_row`] over many rows in parallel (rayon).
 
+// The codecs keep ggml's indexed loops so that each can be read side by side with the C.
+#![allow(clippy::needless_range_loop)]
+
 mod float;
 mod grids;
 mod iq1;
@@ -196,7 +199,12 @@ pub fn dequantize_row(ty: BlockType, src: &[u8], out: &mut [f32]) -> Result<()> 
 /// as `llama-quantize --imatrix` passes it). Without weights the K-quant and legacy
 /// formats use ggml's deterministic `*_ref` quantizers; the IQ formats, which ggml
 /// only runs with weights, then use a weight of 1 per element.
-pub fn quantize_row(ty: BlockType, x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) -> Result<()> {
+pub fn quantize_row(
+    ty: BlockType,
+    x: &[f32],
+    weights: Option<&[f32]>,
+    out: &mut [u8],
+) -> Result<()> {
     check_row(ty, x.len(), out.len())?;
     if let Some(w) = weights {
         if w.len() != x.len() {
@@ -240,7 +248,12 @@ pub fn quantize_row(ty: BlockType, x: &[f32], weights: Option<&[f32]>, out: &mut
 ///
 /// `weights`, when given, holds `n_per_row` importance weights shared by every row
 /// (one imatrix entry per input column, as ggml uses it).
-pub fn quantize(ty: BlockType, data: &[f32], n_per_row: usize, weights: Option<&[f32]>) -> Result<Vec<u8>> {
+pub fn quantize(
+    ty: BlockType,
+    data: &[f32],
+    n_per_row: usize,
+    weights: Option<&[f32]>,
+) -> Result<Vec<u8>> {
     if n_per_row == 0 || data.len() % n_per_row != 0 {
         return Err(Error::Shape(format!(
             "{} values do not split into rows of {}",

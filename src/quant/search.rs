@@ -158,7 +158,14 @@ pub(super) struct Sweep {
 /// Asymmetric quantization to `0..=nmax` with a minimum (`make_qkx2_quants`, and
 /// `make_qkx3_quants`, which is the same computation when weights are given).
 /// Returns `(scale, the_min)` where `x ≈ scale * l - the_min`.
-pub(super) fn make_qkx_quants(nmax: i32, x: &[f32], weights: &[f32], l: &mut [u8], laux: &mut [u8], s: &Sweep) -> (f32, f32) {
+pub(super) fn make_qkx_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l: &mut [u8],
+    laux: &mut [u8],
+    s: &Sweep,
+) -> (f32, f32) {
     let n = x.len();
     let mut min = x[0];
     let mut max = x[0];
