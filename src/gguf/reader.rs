@@ -491,16 +491,16 @@ impl File {
             index,
             order,
         };
-        if let Some(expected) = file.metadata("split.tensors.count").and_then(Value::as_u64) {
-            if expected != file.order.len() as u64 {
-                return Err(Error::Metadata {
-                    key: "split.tensors.count".into(),
-                    reason: format!(
-                        "says {expected} tensors, the shards hold {}",
-                        file.order.len()
-                    ),
-                });
-            }
+        if let Some(expected) = file.metadata("split.tensors.count").and_then(Value::as_u64)
+            && expected != file.order.len() as u64
+        {
+            return Err(Error::Metadata {
+                key: "split.tensors.count".into(),
+                reason: format!(
+                    "says {expected} tensors, the shards hold {}",
+                    file.order.len()
+                ),
+            });
         }
         Ok(file)
     }

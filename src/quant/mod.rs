@@ -128,7 +128,7 @@ impl BlockType {
 
     /// Bytes of a row of `n` elements, or an error if `n` is not a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Result<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return Err(Error::Shape(format!(
                 "{} elements is not a multiple of the {} block size {}",
                 n,
@@ -206,14 +206,14 @@ pub fn quantize_row(
     out: &mut [u8],
 ) -> Result<()> {
     check_row(ty, x.len(), out.len())?;
-    if let Some(w) = weights {
-        if w.len() != x.len() {
-            return Err(Error::Shape(format!(
-                "{} importance weights for a row of {} elements",
-                w.len(),
-                x.len()
-            )));
-        }
+    if let Some(w) = weights
+        && w.len() != x.len()
+    {
+        return Err(Error::Shape(format!(
+            "{} importance weights for a row of {} elements",
+            w.len(),
+            x.len()
+        )));
     }
     match ty {
         BlockType::F32 => float::quantize_f32(x, out),
@@ -254,7 +254,7 @@ pub fn quantize(
     n_per_row: usize,
     weights: Option<&[f32]>,
 ) -> Result<Vec<u8>> {
-    if n_per_row == 0 || data.len() % n_per_row != 0 {
+    if n_per_row == 0 || !data.len().is_multiple_of(n_per_row) {
         return Err(Error::Shape(format!(
             "{} values do not split into rows of {}",
             data.len(),
@@ -272,7 +272,7 @@ pub fn quantize(
 /// Dequantize `data` (rows of `n_per_row` elements) in parallel over rows.
 pub fn dequantize(ty: BlockType, data: &[u8], n_per_row: usize) -> Result<Vec<f32>> {
     let row_bytes = ty.row_bytes(n_per_row)?;
-    if row_bytes == 0 || data.len() % row_bytes != 0 {
+    if row_bytes == 0 || !data.len().is_multiple_of(row_bytes) {
         return Err(Error::Shape(format!(
             "{} bytes are not whole {} rows of {} elements",
             data.len(),

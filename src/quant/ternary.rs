@@ -96,7 +96,7 @@ fn trit(v: f32, id: f32) -> u8 {
 /// Base-3 digits to the fixed-point byte: `ceil(t * 256 / 243)`, truncated to 8 bits.
 #[inline]
 fn pack_trits(t: u8) -> u8 {
-    ((t as u16 * 256 + 242) / 243) as u8
+    (t as u16 * 256).div_ceil(243) as u8
 }
 
 pub(super) fn quantize_tq1_0(x: &[f32], out: &mut [u8]) {
