@@ -32,6 +32,9 @@ pub enum Error {
     /// A caller passed buffers whose sizes do not fit the block format.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// A GPU failure: no adapter, a validation or out-of-memory error, a lost device.
+    #[error("GPU: {0}")]
+    Gpu(String),
     #[error("metadata key '{key}': {reason}")]
     Metadata { key: String, reason: String },
 }

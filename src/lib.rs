@@ -2,10 +2,14 @@
 //!
 //! * [`gguf`]: read (memory-mapped, split-aware, validated) and write (atomic) GGUF v3 files.
 //! * [`quant`]: every ggml block format lowbit stores, bit-exact with ggml.
+//! * [`gpu`]: wgpu context and fused kernels that decode packed blocks in registers.
+//! * [`cpu`]: reference operations the GPU kernels are checked against.
 //! * [`inspect`]: per-tensor-class size and bits-per-weight summaries.
 
+pub mod cpu;
 pub mod error;
 pub mod gguf;
+pub mod gpu;
 pub mod inspect;
 pub mod quant;
 

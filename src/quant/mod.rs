@@ -15,7 +15,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod float;
-mod grids;
+pub mod grids;
 mod iq1;
 mod iq2;
 mod kquants;

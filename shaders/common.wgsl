@@ -1,0 +1,32 @@
+// Byte access to packed ggml blocks. The weights are bound as `w: array<u32>` holding
+// the GGUF bytes unchanged; blocks of 18, 50, 54 or 66 bytes straddle u32 words, so
+// every field is read through a byte offset.
+
+fn w_u8(o: u32) -> u32 {
+    return (w[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu;
+}
+
+// A little-endian u16 at an even byte offset.
+fn w_u16(o: u32) -> u32 {
+    return (w[o >> 2u] >> ((o & 2u) * 8u)) & 0xffffu;
+}
+
+// A little-endian u32 at an even byte offset.
+fn w_u32(o: u32) -> u32 {
+    return w_u16(o) | (w_u16(o + 2u) << 16u);
+}
+
+// An f16 at an even byte offset, widened exactly to f32.
+fn w_f16(o: u32) -> f32 {
+    return unpack2x16float(w_u16(o)).x;
+}
+
+fn sign_extend8(v: u32) -> i32 {
+    return bitcast<i32>(v << 24u) >> 24u;
+}
+
+// Entry `i` of a ggml compressed lattice (`kgrid_*`, 2 bits per level) stored at `base`
+// in the `grid` binding, two u16 entries per u32.
+fn kgrid(base: u32, i: u32) -> u32 {
+    return (grid[base + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
+}

@@ -1,0 +1,13 @@
+// block_q4_0 (18 bytes): d f16 @0, qs[16] @2; element j in the low nibble of qs[j],
+// element j+16 in the high nibble. x = d * (q - 8). (dequantize_row_q4_0)
+const BLOCK_ELEMS: u32 = 32u;
+const BLOCK_BYTES: u32 = 18u;
+
+fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
+    let d = w_f16(b);
+    for (var j = 0u; j < 16u; j++) {
+        let q = w_u8(b + 2u + j);
+        (*out)[j] = f32(i32(q & 15u) - 8) * d;
+        (*out)[j + 16u] = f32(i32(q >> 4u) - 8) * d;
+    }
+}

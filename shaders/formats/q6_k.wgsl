@@ -1,0 +1,20 @@
+// block_q6_K (210 bytes): ql[128] @0 (low 4 bits), qh[64] @128 (high 2 bits), scales i8[16]
+// @192, d f16 @208. Sub-block s: half n = s / 4, quarter t = s % 4; element l takes the
+// low (t < 2) or high nibble of ql[64n + 32(t & 1) + l] and bits 2t of qh[32n + l];
+// scale index 8n + 2t + l / 16. x = d * sc * (q - 32). (dequantize_row_q6_K)
+const BLOCK_ELEMS: u32 = 256u;
+const BLOCK_BYTES: u32 = 210u;
+
+fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
+    let d = w_f16(b + 208u);
+    let n = sub / 4u;
+    let t = sub % 4u;
+    let nib = 4u * (t / 2u);
+    for (var l = 0u; l < 32u; l++) {
+        let lo = (w_u8(b + 64u * n + 32u * (t & 1u) + l) >> nib) & 15u;
+        let hi = (w_u8(b + 128u + 32u * n + l) >> (2u * t)) & 3u;
+        let q = i32(lo | (hi << 4u)) - 32;
+        let sc = sign_extend8(w_u8(b + 192u + 8u * n + 2u * t + l / 16u));
+        (*out)[l] = d * f32(sc) * f32(q);
+    }
+}

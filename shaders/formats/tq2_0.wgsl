@@ -1,0 +1,13 @@
+// block_tq2_0 (66 bytes): qs[64] @0, d f16 @64. Sub-block s: byte group g = s / 4, shift
+// 2(s % 4); element l is (qs[32g + l] >> shift) & 3, minus 1. (dequantize_row_tq2_0)
+const BLOCK_ELEMS: u32 = 256u;
+const BLOCK_BYTES: u32 = 66u;
+
+fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
+    let d = w_f16(b + 64u);
+    let shift = 2u * (sub % 4u);
+    for (var l = 0u; l < 32u; l++) {
+        let q = (w_u8(b + 32u * (sub / 4u) + l) >> shift) & 3u;
+        (*out)[l] = f32(i32(q) - 1) * d;
+    }
+}

@@ -1,0 +1,32 @@
+// Workgroup reduction through workgroup memory (the fallback when subgroups are absent).
+// After `reduce_rows`, red[j] holds the workgroup-wide sum of acc[j] for j < OUTPUTS.
+
+struct Lane {
+    @builtin(local_invocation_index) lid: u32,
+}
+
+var<workgroup> red: array<f32, WG * OUTPUTS>;
+
+fn reduce_rows(lane: Lane, acc: ptr<function, array<f32, OUTPUTS>>) {
+    for (var j = 0u; j < OUTPUTS; j++) {
+        red[j * WG + lane.lid] = (*acc)[j];
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lane.lid < s) {
+            for (var j = 0u; j < OUTPUTS; j++) {
+                red[j * WG + lane.lid] += red[j * WG + lane.lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    var total = 0.0;
+    if (lane.lid < OUTPUTS) {
+        total = red[lane.lid * WG];
+    }
+    workgroupBarrier();
+    if (lane.lid < OUTPUTS) {
+        red[lane.lid] = total;
+    }
+    workgroupBarrier();
+}

@@ -1,0 +1,133 @@
+//! Device buffers, counted against the context's allocation total.
+//!
+//! Weights are uploaded as their packed GGUF bytes. A tensor larger than one storage
+//! binding (`max_storage_buffer_binding_size`, 128 MiB on lavapipe and WebGPU by default)
+//! is split into chunks of whole rows; kernels run once per chunk.
+
+use super::context::GpuContext;
+use crate::error::{Error, Result};
+use crate::quant::BlockType;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A buffer whose size is counted in [`GpuContext::allocated_bytes`] until it is dropped.
+pub struct Tracked {
+    pub buffer: wgpu::Buffer,
+    counter: Arc<AtomicU64>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.buffer.size(), Ordering::Relaxed);
+    }
+}
+
+impl GpuContext {
+    /// A buffer holding `bytes` (zero-padded to a multiple of 4).
+    pub fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> Result<Tracked> {
+        let size = (bytes.len().max(4) as u64).div_ceil(4) * 4;
+        let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: true,
+            })
+        })?;
+        let buffer = self.track(buffer);
+        buffer
+            .buffer
+            .slice(..)
+            .get_mapped_range_mut()
+            .map_err(|e| Error::Gpu(format!("mapping {label} for upload: {e}")))?
+            .slice(..bytes.len())
+            .copy_from_slice(bytes);
+        buffer.buffer.unmap();
+        Ok(buffer)
+    }
+
+    /// An uninitialized buffer of `size` bytes.
+    pub fn alloc(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
+        let size = size.max(4).div_ceil(4) * 4;
+        let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
+        })?;
+        Ok(self.track(buffer))
+    }
+
+    fn track(&self, buffer: wgpu::Buffer) -> Tracked {
+        let counter = self.allocation_counter();
+        counter.fetch_add(buffer.size(), Ordering::Relaxed);
+        Tracked { buffer, counter }
+    }
+
+    /// Copy a buffer back to the host (blocking; for results and tests).
+    pub fn read_back(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.div_ceil(4) * 4;
+        let staging = self.alloc("read-back", size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, 0, &staging.buffer, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("read-back never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+        let out = staging
+            .buffer
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?[..bytes as usize]
+            .to_vec();
+        staging.buffer.unmap();
+        Ok(out)
+    }
+}
+
+/// One binding's worth of whole rows of a weight tensor.
+pub struct Chunk {
+    pub buffer: Tracked,
+    pub first_row: usize,
+    pub rows: usize,
+}
+
+/// A 2-D weight matrix on the device: `rows` rows of `k` elements of `ty`, packed.
+pub struct GpuWeights {
+    pub ty: BlockType,
+    pub k: usize,
+    pub rows: usize,
+    pub chunks: Vec<Chunk>,
+}
+
+impl GpuWeights {
+    /// Upload `bytes` (rows of `k` elements of `ty`, ggml layout), split into chunks of
+    /// whole rows no larger than the context's binding limit.
+    pub fn upload(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, bytes: &[u8]) -> Result<Self> {
+        let row_bytes = ty.row_bytes(k)?;
+        if k % 32 != 0 || row_bytes == 0 || bytes.len() % row_bytes != 0 {
+            return Err(Error::Shape(format!(
+                "tensor '{name}': {} bytes are not whole {ty} rows of {k} elements (GPU rows are multiples of 32)",
+                bytes.len()
+            )));
+        }
+        let rows = bytes.len() / row_bytes;
+        let rows_per_chunk = (ctx.max_binding_bytes as usize / row_bytes).min(rows.max(1));
+        if rows_per_chunk == 0 {
+            return Err(Error::Gpu(format!(
+                "tensor '{name}': one row of {row_bytes} bytes exceeds the {} byte binding limit",
+                ctx.max_binding_bytes
+            )));
+        }
+        let mut chunks = Vec::new();
+        for first_row in (0..rows).step_by(rows_per_chunk) {
+            let n = rows_per_chunk.min(rows - first_row);
+            let data = &bytes[first_row * row_bytes..(first_row + n) * row_bytes];
+            let buffer = ctx.upload(name, data, wgpu::BufferUsages::STORAGE)?;
+            chunks.push(Chunk { buffer, first_row, rows: n });
+        }
+        Ok(GpuWeights { ty, k, rows, chunks })
+    }
+}

@@ -1,0 +1,197 @@
+//! The GPU context: a wgpu device lowbit creates, or one a host application hands in.
+//!
+//! A handed-in device is used as it is: lowbit reads its features and limits and never
+//! requests more. `shader-f16` and `subgroups` are used when present, each with a
+//! fallback that can also be forced (for tests) through [`GpuOptions`] or the
+//! environment variables `LOWBIT_NO_F16=1` and `LOWBIT_NO_SUBGROUPS=1`.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Choices a caller may make about device capabilities.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Use `shader-f16` (f16 activation kernels) when the device has it.
+    pub f16: bool,
+    /// Use subgroup reductions when the device has them.
+    pub subgroups: bool,
+    /// Split weight tensors into bindings of at most this many bytes, below the
+    /// device's `max_storage_buffer_binding_size` (tests force small chunks with it).
+    pub max_binding_bytes: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            f16: true,
+            subgroups: true,
+            max_binding_bytes: None,
+        }
+    }
+}
+
+impl GpuOptions {
+    /// Defaults, with `LOWBIT_NO_F16=1` / `LOWBIT_NO_SUBGROUPS=1` forcing the fallbacks.
+    pub fn from_env() -> Self {
+        let off = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+        GpuOptions {
+            f16: !off("LOWBIT_NO_F16"),
+            subgroups: !off("LOWBIT_NO_SUBGROUPS"),
+            max_binding_bytes: None,
+        }
+    }
+}
+
+/// Which optional shader features the kernels may use on this device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderFeatures {
+    pub f16: bool,
+    pub subgroups: bool,
+}
+
+/// A device, its queue, what lowbit may use of it, and what lowbit has allocated on it.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    /// The adapter's name, when lowbit created the device (or the host said it).
+    pub adapter_name: String,
+    pub features: ShaderFeatures,
+    /// The largest storage binding lowbit will create, in bytes (a multiple of 4).
+    pub max_binding_bytes: u64,
+    /// Largest compute workgroup size in x.
+    pub max_workgroup_x: u32,
+    allocated: Arc<AtomicU64>,
+    lost: Arc<Mutex<Option<String>>>,
+    pub(crate) pipelines: Mutex<HashMap<super::pipelines::PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// The IQ lattice tables, uploaded on first use.
+    pub(crate) grid: std::sync::OnceLock<super::buffers::Tracked>,
+}
+
+impl GpuContext {
+    /// Create an adapter and device of lowbit's own (Vulkan, Metal or DX12), asking for
+    /// `shader-f16` and `subgroups` where the adapter offers them, and the adapter's
+    /// storage and buffer size limits.
+    pub fn new(options: GpuOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        });
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("no GPU adapter (Vulkan, Metal or DX12): {e}")))?;
+        let info = adapter.get_info();
+        let offered = adapter.features();
+        let mut wanted = wgpu::Features::empty();
+        if options.f16 && offered.contains(wgpu::Features::SHADER_F16) {
+            wanted |= wgpu::Features::SHADER_F16;
+        }
+        if options.subgroups && offered.contains(wgpu::Features::SUBGROUP) {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
+        let a = adapter.limits();
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: a.max_storage_buffer_binding_size,
+            max_buffer_size: a.max_buffer_size,
+            max_compute_workgroup_storage_size: a.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: a.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: a.max_compute_workgroup_size_x,
+            max_compute_workgroups_per_dimension: a.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: a.max_storage_buffers_per_shader_stage,
+            ..wgpu::Limits::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("lowbit"),
+            required_features: wanted,
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("{}: cannot create device: {e}", info.name)))?;
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = flag.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let mut ctx = Self::build(device, queue, &options);
+        ctx.adapter_name = format!("{} ({:?}, {})", info.name, info.backend, info.driver);
+        ctx.lost = lost;
+        Ok(ctx)
+    }
+
+    /// Use a device the host application owns. Its features and limits are read, never
+    /// raised; lowbit does not install a device-lost callback on it (the host may have one).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, options: GpuOptions) -> Self {
+        Self::build(device, queue, &options)
+    }
+
+    fn build(device: wgpu::Device, queue: wgpu::Queue, options: &GpuOptions) -> Self {
+        let have = device.features();
+        let limits = device.limits();
+        let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        // Byte offsets in the kernels are u32: keep every binding below 2 GiB.
+        let max_binding_bytes = options.max_binding_bytes.map_or(device_max, |m| m.min(device_max)).min(1 << 31) & !3;
+        GpuContext {
+            features: ShaderFeatures {
+                f16: options.f16 && have.contains(wgpu::Features::SHADER_F16),
+                subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
+            },
+            max_binding_bytes,
+            max_workgroup_x: limits.max_compute_workgroup_size_x.min(limits.max_compute_invocations_per_workgroup),
+            adapter_name: "host device".into(),
+            device,
+            queue,
+            allocated: Arc::new(AtomicU64::new(0)),
+            lost: Arc::new(Mutex::new(None)),
+            pipelines: Mutex::new(HashMap::new()),
+            grid: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Bytes of buffers lowbit currently holds on the device.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn allocation_counter(&self) -> Arc<AtomicU64> {
+        self.allocated.clone()
+    }
+
+    /// An error if the device was lost.
+    pub fn check_lost(&self) -> Result<()> {
+        match self.lost.lock().ok().and_then(|l| l.clone()) {
+            Some(why) => Err(Error::Gpu(format!("device lost: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Run `f` inside a wgpu error scope, turning validation, out-of-memory and internal
+    /// errors it causes into an [`Error::Gpu`] that names `what`.
+    pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check_lost()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let out = f();
+        let errors = [internal.pop(), validation.pop(), oom.pop()];
+        for e in errors {
+            if let Some(e) = pollster::block_on(e) {
+                return Err(Error::Gpu(format!("{what}: {e}")));
+            }
+        }
+        self.check_lost()?;
+        Ok(out)
+    }
+
+    /// Wait until all submitted work is done.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check_lost()
+    }
+}

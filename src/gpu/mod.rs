@@ -1,0 +1,13 @@
+//! GPU execution through wgpu: the device context, weight buffers, shader composition
+//! and the fused dequantize-and-multiply kernels.
+
+pub mod buffers;
+pub mod context;
+pub mod copy;
+pub mod matvec;
+pub mod pipelines;
+
+pub use buffers::{GpuWeights, Tracked};
+pub use context::{GpuContext, GpuOptions, ShaderFeatures};
+pub use matvec::Activations;
+pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};

@@ -1,0 +1,155 @@
+//! Shader composition and the pipeline cache.
+//!
+//! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the `enable`
+//! directives its features need, `common.wgsl` (byte access to packed blocks), one
+//! format's `decode32` (`formats/<type>.wgsl`), one reduction (`reduce_subgroup.wgsl`
+//! or `reduce_shared.wgsl`) and the kernel body. Pipelines are cached under one typed
+//! key per (kernel, format, features).
+
+use super::context::{GpuContext, ShaderFeatures};
+use crate::error::{Error, Result};
+use crate::quant::BlockType;
+use std::sync::Arc;
+
+/// The kernels that read packed weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Matvec,
+}
+
+impl Kernel {
+    fn body(self) -> &'static str {
+        match self {
+            Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
+        }
+    }
+}
+
+/// Everything that selects a distinct pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    pub kernel: Kernel,
+    pub format: BlockType,
+    /// Subgroup reduction instead of workgroup memory.
+    pub subgroups: bool,
+    /// f16 activations (needs `shader-f16`).
+    pub f16_activations: bool,
+}
+
+impl PipelineKey {
+    /// The features this variant needs from the device.
+    pub fn needs(&self) -> ShaderFeatures {
+        ShaderFeatures { f16: self.f16_activations, subgroups: self.subgroups }
+    }
+}
+
+/// The formats the GPU kernels decode.
+pub const GPU_FORMATS: &[BlockType] = &[
+    BlockType::F32,
+    BlockType::F16,
+    BlockType::Q8_0,
+    BlockType::Q4_0,
+    BlockType::Q4_1,
+    BlockType::Q5_0,
+    BlockType::Q2_K,
+    BlockType::Q4_K,
+    BlockType::Q6_K,
+    BlockType::TQ1_0,
+    BlockType::TQ2_0,
+    BlockType::IQ2_XXS,
+    BlockType::IQ1_S,
+    BlockType::IQ1_M,
+];
+
+/// The `decode32` part of a format, or None when the GPU kernels do not support it.
+pub fn format_part(ty: BlockType) -> Option<&'static str> {
+    Some(match ty {
+        BlockType::F32 => include_str!("../../shaders/formats/f32.wgsl"),
+        BlockType::F16 => include_str!("../../shaders/formats/f16.wgsl"),
+        BlockType::Q8_0 => include_str!("../../shaders/formats/q8_0.wgsl"),
+        BlockType::Q4_0 => include_str!("../../shaders/formats/q4_0.wgsl"),
+        BlockType::Q4_1 => include_str!("../../shaders/formats/q4_1.wgsl"),
+        BlockType::Q5_0 => include_str!("../../shaders/formats/q5_0.wgsl"),
+        BlockType::Q2_K => include_str!("../../shaders/formats/q2_k.wgsl"),
+        BlockType::Q4_K => include_str!("../../shaders/formats/q4_k.wgsl"),
+        BlockType::Q6_K => include_str!("../../shaders/formats/q6_k.wgsl"),
+        BlockType::TQ1_0 => include_str!("../../shaders/formats/tq1_0.wgsl"),
+        BlockType::TQ2_0 => include_str!("../../shaders/formats/tq2_0.wgsl"),
+        BlockType::IQ2_XXS => include_str!("../../shaders/formats/iq2_xxs.wgsl"),
+        BlockType::IQ1_S => include_str!("../../shaders/formats/iq1_s.wgsl"),
+        BlockType::IQ1_M => include_str!("../../shaders/formats/iq1_m.wgsl"),
+        _ => return None,
+    })
+}
+
+/// The complete WGSL of a pipeline variant.
+pub fn shader_source(key: &PipelineKey) -> Result<String> {
+    let format = format_part(key.format)
+        .ok_or_else(|| Error::Unsupported(format!("no GPU kernel for {} weights", key.format)))?;
+    let mut src = String::new();
+    if key.f16_activations {
+        src.push_str("enable f16;\nalias ACT = f16;\n");
+    } else {
+        src.push_str("alias ACT = f32;\n");
+    }
+    if key.subgroups {
+        src.push_str("enable subgroups;\n");
+    }
+    src.push_str(include_str!("../../shaders/common.wgsl"));
+    src.push_str(format);
+    src.push_str(if key.subgroups {
+        include_str!("../../shaders/reduce_subgroup.wgsl")
+    } else {
+        include_str!("../../shaders/reduce_shared.wgsl")
+    });
+    src.push_str(key.kernel.body());
+    // `enable` directives must precede everything else.
+    let (enables, rest): (Vec<&str>, Vec<&str>) = src.lines().partition(|l| l.starts_with("enable "));
+    Ok(enables.into_iter().chain(rest).collect::<Vec<_>>().join("\n"))
+}
+
+/// The lattice tables the IQ decoders read (`grid` binding): kgrid_2bit_256 at word 0,
+/// kgrid_1bit_2048 at word 128, two u16 entries per u32.
+pub fn grid_words() -> Vec<u32> {
+    use crate::quant::grids::{KGRID_IQ1S, KGRID_IQ2XXS};
+    KGRID_IQ2XXS
+        .chunks_exact(2)
+        .chain(KGRID_IQ1S.chunks_exact(2))
+        .map(|p| p[0] as u32 | (p[1] as u32) << 16)
+        .collect()
+}
+
+impl GpuContext {
+    /// The cached pipeline for `key`, compiled on first use.
+    pub fn pipeline(&self, key: PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        let needs = key.needs();
+        if (needs.f16 && !self.features.f16) || (needs.subgroups && !self.features.subgroups) {
+            return Err(Error::Unsupported(format!("{key:?} needs device features this context does not use")));
+        }
+        if let Some(p) = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?.get(&key) {
+            return Ok(p.clone());
+        }
+        let src = shader_source(&key)?;
+        let label = format!("{:?}/{}", key.kernel, key.format);
+        let pipeline = self.scoped(&format!("compiling {label}"), || {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })?;
+        let pipeline = Arc::new(pipeline);
+        self.pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}

@@ -1,0 +1,40 @@
+//! Every shader variant (kernel × format × feature set) parses and validates with naga,
+//! so a broken shader fails `cargo test` on any machine, GPU or not.
+
+use lowbit::gpu::{GPU_FORMATS, Kernel, PipelineKey, shader_source};
+use wgpu::naga;
+
+#[test]
+fn every_shader_variant_validates() {
+    let mut checked = 0;
+    for &format in GPU_FORMATS {
+        for subgroups in [false, true] {
+            for f16_activations in [false, true] {
+                let key = PipelineKey { kernel: Kernel::Matvec, format, subgroups, f16_activations };
+                let src = shader_source(&key).unwrap();
+                let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
+                let mut caps = naga::valid::Capabilities::empty();
+                if subgroups {
+                    caps |= naga::valid::Capabilities::SUBGROUP;
+                }
+                if f16_activations {
+                    caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+                }
+                naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                    .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                    .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, GPU_FORMATS.len() * 4);
+}
+
+#[test]
+fn copy_shader_validates() {
+    let src = include_str!("../shaders/copy.wgsl");
+    let module = naga::front::wgsl::parse_str(src).unwrap();
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty()).validate(&module).unwrap();
+}
