@@ -92,9 +92,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     } else {
         src.push_str("alias ACT = f32;\n");
     }
-    if key.subgroups {
-        src.push_str("enable subgroups;\n");
-    }
+    // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
     src.push_str(include_str!("../../shaders/common.wgsl"));
     src.push_str(format);
     src.push_str(if key.subgroups {
@@ -120,6 +118,29 @@ pub fn grid_words() -> Vec<u32> {
 }
 
 impl GpuContext {
+    /// The bind group layout shared by the kernels that read packed weights: 0 uniform
+    /// parameters, 1 weights, 2 activations, 3 output, 4 IQ lattice tables. Explicit, so
+    /// that formats whose decoder ignores the lattice still take the same bindings.
+    fn weights_kernel_layout(&self) -> wgpu::BindGroupLayout {
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+            count: None,
+        };
+        let read = wgpu::BufferBindingType::Storage { read_only: true };
+        self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("packed weights kernel"),
+            entries: &[
+                entry(0, wgpu::BufferBindingType::Uniform),
+                entry(1, read),
+                entry(2, read),
+                entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+                entry(4, read),
+            ],
+        })
+    }
+
     /// The cached pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
         let needs = key.needs();
@@ -132,13 +153,18 @@ impl GpuContext {
         let src = shader_source(&key)?;
         let label = format!("{:?}/{}", key.kernel, key.format);
         let pipeline = self.scoped(&format!("compiling {label}"), || {
+            let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&self.weights_kernel_layout())],
+                immediate_size: 0,
+            });
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&label),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             });
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&label),
-                layout: None,
+                layout: Some(&layout),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: Default::default(),
