@@ -32,7 +32,10 @@ fn bench(c: &mut Criterion) {
     let (x, w) = matrix();
     let mut group = c.benchmark_group("quantize");
     group.throughput(Throughput::Bytes((x.len() * 4) as u64));
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     for &ty in BlockType::ALL.iter().filter(|t| t.can_quantize()) {
         let iq = matches!(ty, BlockType::IQ2_XXS | BlockType::IQ1_S | BlockType::IQ1_M);
         let weights = iq.then_some(&w[..]);
@@ -42,7 +45,10 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     let mut group = c.benchmark_group("dequantize");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
     for &ty in BlockType::ALL.iter().filter(|t| t.can_quantize()) {
         let q = quant::quantize(ty, &x, COLS, Some(&w)).unwrap();
         group.throughput(Throughput::Bytes((x.len() * 4) as u64));

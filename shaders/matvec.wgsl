@@ -1,25 +1,9 @@
-// y[c][row] = sum_k W[row][k] * x[c][k] for 1..=MAX_COLS activation columns (the decode path).
+// y = W·x for 1..=MAX_COLS activation columns sharing one weight matrix (the decode
+// path), or one expert per (token, slot) pair (matvec_id, with address_routed.wgsl).
 //
-// W: `rows` rows of `k` elements in one ggml block format, bound as its packed GGUF bytes
-// (one chunk of whole rows per dispatch; `row_offset` places the chunk in y). x: column c
-// at x[c * x_stride ..][..k]. y: column c at y[c * y_stride ..]. Each workgroup computes
-// ROWS rows; its WG invocations split k into 32-element units, decode each unit in
-// registers (`decode32` of the format part) and reuse it for every column. Sums are f32.
-
-struct Params {
-    rows: u32,
-    k: u32,
-    ncols: u32,
-    row_offset: u32,
-    x_stride: u32,
-    y_stride: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<ACT>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> grid: array<u32>;
+// Each workgroup computes ROWS rows of job z = workgroup_id.z. Its WG invocations split k
+// into 32-element units, decode each unit once in registers (`decode32` of the format
+// part) and reuse it for every column. Sums are f32; the reduction part combines them.
 
 const WG: u32 = 64u;
 const ROWS: u32 = 4u;
@@ -28,6 +12,9 @@ const OUTPUTS: u32 = ROWS * MAX_COLS;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    let z = wid.z;
+    let j = job(z);
+    let ncols = select(0u, min(j.ncols, MAX_COLS), j.live);
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
@@ -38,12 +25,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let sub = u % subs;
         for (var r = 0u; r < ROWS; r++) {
             let row = row0 + r;
-            if (row >= p.rows) {
+            if (row >= p.rows || ncols == 0u) {
                 break;
             }
-            decode32(row * row_bytes + block * BLOCK_BYTES, sub, &wv);
-            for (var c = 0u; c < p.ncols; c++) {
-                let xb = c * p.x_stride + 32u * u;
+            decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
+            for (var c = 0u; c < ncols; c++) {
+                let xb = x_col(z, c) + 32u * u;
                 var s = 0.0;
                 for (var i = 0u; i < 32u; i++) {
                     s += wv[i] * f32(x[xb + i]);
@@ -56,8 +43,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lane.lid < OUTPUTS) {
         let r = lane.lid / MAX_COLS;
         let c = lane.lid % MAX_COLS;
-        if (row0 + r < p.rows && c < p.ncols) {
-            y[c * p.y_stride + p.row_offset + row0 + r] = red[lane.lid];
+        if (row0 + r < p.rows && c < ncols) {
+            y[y_at(z, c, row0 + r)] = out_scale(z, c) * red[lane.lid];
         }
     }
 }

@@ -18,7 +18,8 @@ pub struct Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.counter.fetch_sub(self.buffer.size(), Ordering::Relaxed);
+        self.counter
+            .fetch_sub(self.buffer.size(), Ordering::Relaxed);
     }
 }
 
@@ -50,7 +51,12 @@ impl GpuContext {
     pub fn alloc(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
         let size = size.max(4).div_ceil(4) * 4;
         let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
-            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
         })?;
         Ok(self.track(buffer))
     }
@@ -64,14 +70,21 @@ impl GpuContext {
     /// Copy a buffer back to the host (blocking; for results and tests).
     pub fn read_back(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4) * 4;
-        let staging = self.alloc("read-back", size, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST)?;
+        let staging = self.alloc(
+            "read-back",
+            size,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, 0, &staging.buffer, 0, size);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        staging
+            .buffer
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
         self.wait()?;
         rx.recv()
             .map_err(|_| Error::Gpu("read-back never completed".into()))?
@@ -105,7 +118,13 @@ pub struct GpuWeights {
 impl GpuWeights {
     /// Upload `bytes` (rows of `k` elements of `ty`, ggml layout), split into chunks of
     /// whole rows no larger than the context's binding limit.
-    pub fn upload(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, bytes: &[u8]) -> Result<Self> {
+    pub fn upload(
+        ctx: &GpuContext,
+        name: &str,
+        ty: BlockType,
+        k: usize,
+        bytes: &[u8],
+    ) -> Result<Self> {
         let row_bytes = ty.row_bytes(k)?;
         if k % 32 != 0 || row_bytes == 0 || bytes.len() % row_bytes != 0 {
             return Err(Error::Shape(format!(
@@ -126,8 +145,17 @@ impl GpuWeights {
             let n = rows_per_chunk.min(rows - first_row);
             let data = &bytes[first_row * row_bytes..(first_row + n) * row_bytes];
             let buffer = ctx.upload(name, data, wgpu::BufferUsages::STORAGE)?;
-            chunks.push(Chunk { buffer, first_row, rows: n });
+            chunks.push(Chunk {
+                buffer,
+                first_row,
+                rows: n,
+            });
         }
-        Ok(GpuWeights { ty, k, rows, chunks })
+        Ok(GpuWeights {
+            ty,
+            k,
+            rows,
+            chunks,
+        })
     }
 }

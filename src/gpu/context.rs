@@ -132,16 +132,24 @@ impl GpuContext {
     fn build(device: wgpu::Device, queue: wgpu::Queue, options: &GpuOptions) -> Self {
         let have = device.features();
         let limits = device.limits();
-        let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let device_max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         // Byte offsets in the kernels are u32: keep every binding below 2 GiB.
-        let max_binding_bytes = options.max_binding_bytes.map_or(device_max, |m| m.min(device_max)).min(1 << 31) & !3;
+        let max_binding_bytes = options
+            .max_binding_bytes
+            .map_or(device_max, |m| m.min(device_max))
+            .min(1 << 31)
+            & !3;
         GpuContext {
             features: ShaderFeatures {
                 f16: options.f16 && have.contains(wgpu::Features::SHADER_F16),
                 subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
             },
             max_binding_bytes,
-            max_workgroup_x: limits.max_compute_workgroup_size_x.min(limits.max_compute_invocations_per_workgroup),
+            max_workgroup_x: limits
+                .max_compute_workgroup_size_x
+                .min(limits.max_compute_invocations_per_workgroup),
             adapter_name: "host device".into(),
             device,
             queue,

@@ -7,9 +7,18 @@ use crate::error::{Error, Result};
 impl GpuContext {
     /// Record a copy of `src` into `dst` (same size, a multiple of 16 bytes) through a
     /// compute shader, so that it goes through the same memory path as the kernels.
-    pub fn copy_kernel(&self, encoder: &mut wgpu::CommandEncoder, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<()> {
+    pub fn copy_kernel(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+    ) -> Result<()> {
         if src.size() != dst.size() || src.size() % 16 != 0 {
-            return Err(Error::Shape(format!("copy of {} into {} bytes", src.size(), dst.size())));
+            return Err(Error::Shape(format!(
+                "copy of {} into {} bytes",
+                src.size(),
+                dst.size()
+            )));
         }
         let pipeline = self.copy_pipeline()?;
         self.scoped("recording copy", || {
@@ -17,12 +26,21 @@ impl GpuContext {
                 label: Some("copy"),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: src.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: dst.as_entire_binding(),
+                    },
                 ],
             });
             let (gx, gy) = self.workgroups_2d((src.size() / 16).div_ceil(256) as u32);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("copy"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("copy"),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
@@ -31,18 +49,23 @@ impl GpuContext {
 
     fn copy_pipeline(&self) -> Result<wgpu::ComputePipeline> {
         self.scoped("compiling copy", || {
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("copy"),
-                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/copy.wgsl").into()),
-            });
-            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some("copy"),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            })
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("copy"),
+                    source: wgpu::ShaderSource::Wgsl(
+                        include_str!("../../shaders/copy.wgsl").into(),
+                    ),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("copy"),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
         })
     }
 }

@@ -4,10 +4,13 @@
 pub mod buffers;
 pub mod context;
 pub mod copy;
+pub mod matmul;
 pub mod matvec;
+pub mod moe;
 pub mod pipelines;
 
 pub use buffers::{GpuWeights, Tracked};
 pub use context::{GpuContext, GpuOptions, ShaderFeatures};
 pub use matvec::Activations;
+pub use moe::{GpuExperts, Grouped, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};

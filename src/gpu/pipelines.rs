@@ -14,15 +14,64 @@ use std::sync::Arc;
 /// The kernels that read packed weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// y = W·x, 1..=8 columns (decode).
     Matvec,
+    /// Tiled y = W·X, any number of columns (prefill).
+    Matmul,
+    /// matvec of the routed expert of every (token, slot) pair, ids read on the GPU.
+    MatvecId,
+    /// matmul per expert over (token, slot) pairs grouped by expert on the host.
+    MatmulId,
 }
 
 impl Kernel {
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Matvec,
+        Kernel::Matmul,
+        Kernel::MatvecId,
+        Kernel::MatmulId,
+    ];
+
     fn body(self) -> &'static str {
         match self {
-            Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
+            Kernel::Matvec | Kernel::MatvecId => include_str!("../../shaders/matvec.wgsl"),
+            Kernel::Matmul | Kernel::MatmulId => include_str!("../../shaders/matmul.wgsl"),
         }
     }
+
+    fn addressing(self) -> &'static str {
+        match self {
+            Kernel::Matvec | Kernel::Matmul => include_str!("../../shaders/address_dense.wgsl"),
+            Kernel::MatvecId => include_str!("../../shaders/address_routed.wgsl"),
+            Kernel::MatmulId => include_str!("../../shaders/address_grouped.wgsl"),
+        }
+    }
+
+    /// Whether the kernel reduces across a workgroup (and so has a subgroup variant).
+    pub fn reduces(self) -> bool {
+        matches!(self, Kernel::Matvec | Kernel::MatvecId)
+    }
+
+    /// Whether it takes the expert bindings 5..=7.
+    pub fn routed(self) -> bool {
+        matches!(self, Kernel::MatvecId | Kernel::MatmulId)
+    }
+}
+
+/// Uniform parameters of every packed-weights kernel (`Params` in shaders/params.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub rows: u32,
+    pub k: u32,
+    pub ncols: u32,
+    pub row_offset: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub n_used: u32,
+    pub first_slot: u32,
+    pub n_slots: u32,
+    pub n_pairs: u32,
 }
 
 /// Everything that selects a distinct pipeline.
@@ -30,7 +79,7 @@ impl Kernel {
 pub struct PipelineKey {
     pub kernel: Kernel,
     pub format: BlockType,
-    /// Subgroup reduction instead of workgroup memory.
+    /// Subgroup reduction instead of workgroup memory (reducing kernels only).
     pub subgroups: bool,
     /// f16 activations (needs `shader-f16`).
     pub f16_activations: bool,
@@ -39,7 +88,10 @@ pub struct PipelineKey {
 impl PipelineKey {
     /// The features this variant needs from the device.
     pub fn needs(&self) -> ShaderFeatures {
-        ShaderFeatures { f16: self.f16_activations, subgroups: self.subgroups }
+        ShaderFeatures {
+            f16: self.f16_activations,
+            subgroups: self.subgroups,
+        }
     }
 }
 
@@ -93,17 +145,32 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         src.push_str("alias ACT = f32;\n");
     }
     // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
+    if key.subgroups && !key.kernel.reduces() {
+        return Err(Error::Unsupported(format!(
+            "{:?} has no subgroup variant",
+            key.kernel
+        )));
+    }
+    src.push_str(include_str!("../../shaders/params.wgsl"));
     src.push_str(include_str!("../../shaders/common.wgsl"));
     src.push_str(format);
-    src.push_str(if key.subgroups {
-        include_str!("../../shaders/reduce_subgroup.wgsl")
-    } else {
-        include_str!("../../shaders/reduce_shared.wgsl")
-    });
+    src.push_str(key.kernel.addressing());
+    if key.kernel.reduces() {
+        src.push_str(if key.subgroups {
+            include_str!("../../shaders/reduce_subgroup.wgsl")
+        } else {
+            include_str!("../../shaders/reduce_shared.wgsl")
+        });
+    }
     src.push_str(key.kernel.body());
     // `enable` directives must precede everything else.
-    let (enables, rest): (Vec<&str>, Vec<&str>) = src.lines().partition(|l| l.starts_with("enable "));
-    Ok(enables.into_iter().chain(rest).collect::<Vec<_>>().join("\n"))
+    let (enables, rest): (Vec<&str>, Vec<&str>) =
+        src.lines().partition(|l| l.starts_with("enable "));
+    Ok(enables
+        .into_iter()
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// The lattice tables the IQ decoders read (`grid` binding): kgrid_2bit_256 at word 0,
@@ -118,58 +185,79 @@ pub fn grid_words() -> Vec<u32> {
 }
 
 impl GpuContext {
-    /// The bind group layout shared by the kernels that read packed weights: 0 uniform
-    /// parameters, 1 weights, 2 activations, 3 output, 4 IQ lattice tables. Explicit, so
-    /// that formats whose decoder ignores the lattice still take the same bindings.
-    fn weights_kernel_layout(&self) -> wgpu::BindGroupLayout {
+    /// The bind group layout of the kernels that read packed weights: 0 uniform
+    /// parameters, 1 weights, 2 activations, 3 output, 4 IQ lattice tables, and for the
+    /// expert kernels 5..=7 (ids or order, slot table or segments, routing weights).
+    /// Explicit, so that formats whose decoder ignores the lattice take the same bindings.
+    fn weights_kernel_layout(&self, kernel: Kernel) -> wgpu::BindGroupLayout {
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
             count: None,
         };
         let read = wgpu::BufferBindingType::Storage { read_only: true };
-        self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("packed weights kernel"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, read),
-                entry(2, read),
-                entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
-                entry(4, read),
-            ],
-        })
+        self.device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("packed weights kernel"),
+                entries: &[
+                    entry(0, wgpu::BufferBindingType::Uniform),
+                    entry(1, read),
+                    entry(2, read),
+                    entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+                    entry(4, read),
+                    entry(5, read),
+                    entry(6, read),
+                    entry(7, read),
+                ][..if kernel.routed() { 8 } else { 5 }],
+            })
     }
 
     /// The cached pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
         let needs = key.needs();
         if (needs.f16 && !self.features.f16) || (needs.subgroups && !self.features.subgroups) {
-            return Err(Error::Unsupported(format!("{key:?} needs device features this context does not use")));
+            return Err(Error::Unsupported(format!(
+                "{key:?} needs device features this context does not use"
+            )));
         }
-        if let Some(p) = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?.get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?
+            .get(&key)
+        {
             return Ok(p.clone());
         }
         let src = shader_source(&key)?;
         let label = format!("{:?}/{}", key.kernel, key.format);
         let pipeline = self.scoped(&format!("compiling {label}"), || {
-            let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &[Some(&self.weights_kernel_layout())],
-                immediate_size: 0,
-            });
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
-            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&layout),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            })
+            let layout = self
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(&label),
+                    bind_group_layouts: &[Some(&self.weights_kernel_layout(key.kernel))],
+                    immediate_size: 0,
+                });
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&label),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: Some(&layout),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
         })?;
         let pipeline = Arc::new(pipeline);
         self.pipelines
@@ -177,5 +265,80 @@ impl GpuContext {
             .map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?
             .insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+}
+
+impl GpuContext {
+    /// Record one dispatch of a packed-weights kernel: `buffers` are bindings 1.. in order
+    /// (weights, activations, output, then the expert bindings); the lattice table is bound
+    /// at 4 automatically.
+    pub(crate) fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        key: PipelineKey,
+        params: &Params,
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
+        use wgpu::util::DeviceExt;
+        let pipeline = self.pipeline(key)?;
+        let grid = self.grid_buffer()?;
+        self.scoped(&format!("recording {:?}", key.kernel), || {
+            let uniform = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("kernel params"),
+                    contents: bytemuck::bytes_of(params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let mut all: Vec<&wgpu::Buffer> = vec![&uniform];
+            all.extend_from_slice(&buffers[..3]);
+            all.push(&grid.buffer);
+            all.extend_from_slice(&buffers[3..]);
+            let entries: Vec<wgpu::BindGroupEntry> = all
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("packed weights kernel"),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("lowbit"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        })
+    }
+
+    fn grid_buffer(&self) -> Result<&super::buffers::Tracked> {
+        if let Some(g) = self.grid.get() {
+            return Ok(g);
+        }
+        let words = grid_words();
+        let g = self.upload(
+            "iq grids",
+            bytemuck::cast_slice(&words),
+            wgpu::BufferUsages::STORAGE,
+        )?;
+        Ok(self.grid.get_or_init(|| g))
+    }
+
+    /// Split a workgroup count over x and y so neither exceeds the per-dimension limit.
+    pub(crate) fn workgroups_2d(&self, n: u32) -> (u32, u32) {
+        let max = self
+            .device
+            .limits()
+            .max_compute_workgroups_per_dimension
+            .max(1);
+        let x = n.clamp(1, max);
+        (x, n.div_ceil(x))
     }
 }

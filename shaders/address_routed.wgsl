@@ -1,0 +1,32 @@
+// Addressing for `matvec_id`: job z is one (token, slot) pair, z = token * n_used + j.
+// ids[z] is the routed expert, slot_of[expert] its slot in the weight pool (the bound
+// chunk holds slots [first_slot, first_slot + n_slots); 0xffffffff = not resident), and
+// route_w[z] scales the result. Output row `row` of pair z goes to y[z * y_stride + row].
+
+@group(0) @binding(5) var<storage, read> ids: array<u32>;
+@group(0) @binding(6) var<storage, read> slot_of: array<u32>;
+@group(0) @binding(7) var<storage, read> route_w: array<f32>;
+
+struct Job {
+    live: bool,
+    w_row0: u32,
+    ncols: u32,
+}
+
+fn job(z: u32) -> Job {
+    let slot = slot_of[ids[z]];
+    let live = z < p.n_pairs && slot >= p.first_slot && slot - p.first_slot < p.n_slots;
+    return Job(live, select(0u, (slot - p.first_slot) * p.rows, live), 1u);
+}
+
+fn x_col(z: u32, c: u32) -> u32 {
+    return (z / p.n_used) * p.x_stride;
+}
+
+fn y_at(z: u32, c: u32, row: u32) -> u32 {
+    return z * p.y_stride + row;
+}
+
+fn out_scale(z: u32, c: u32) -> f32 {
+    return route_w[z];
+}

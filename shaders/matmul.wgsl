@@ -1,0 +1,69 @@
+// Tiled y = W·X for many activation columns (prefill and batches), or per-expert groups of
+// (token, slot) pairs (matmul_id, with address_grouped.wgsl).
+//
+// A workgroup computes a TM x TN tile of job z = workgroup_id.z. For each 32-wide step
+// along k, TM invocations decode one 32-element unit of their row into workgroup memory
+// (no dequantized copy of W exists anywhere else), all invocations stage the TN x 32
+// activation tile, and each invocation accumulates a 4 x 4 block of outputs in f32.
+
+const TM: u32 = 64u;
+const TN: u32 = 32u;
+const MWG: u32 = 128u;
+
+var<workgroup> wt: array<f32, TM * 32u>;
+var<workgroup> xt: array<f32, TN * 32u>;
+
+@compute @workgroup_size(MWG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let z = wid.z;
+    let j = job(z);
+    let ncols = select(0u, j.ncols, j.live);
+    let row0 = wid.x * TM;
+    let col0 = wid.y * TN;
+    let subs = BLOCK_ELEMS / 32u;
+    let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
+    let tr = lid / 8u;
+    let tc = lid % 8u;
+    var acc: array<f32, 16>;
+    var wv: array<f32, 32>;
+    for (var u = 0u; u < p.k / 32u; u++) {
+        if (lid < TM) {
+            let row = row0 + lid;
+            if (row < p.rows && ncols > 0u) {
+                decode32((j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
+            } else {
+                wv = array<f32, 32>();
+            }
+            for (var i = 0u; i < 32u; i++) {
+                wt[lid * 32u + i] = wv[i];
+            }
+        }
+        for (var e = lid; e < TN * 32u; e += MWG) {
+            let col = col0 + e / 32u;
+            var v = 0.0;
+            if (col < ncols) {
+                v = f32(x[x_col(z, col) + 32u * u + e % 32u]);
+            }
+            xt[e] = v;
+        }
+        workgroupBarrier();
+        for (var i = 0u; i < 32u; i++) {
+            for (var a = 0u; a < 4u; a++) {
+                let wa = wt[(tr * 4u + a) * 32u + i];
+                for (var b = 0u; b < 4u; b++) {
+                    acc[a * 4u + b] += wa * xt[(tc * 4u + b) * 32u + i];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var a = 0u; a < 4u; a++) {
+        for (var b = 0u; b < 4u; b++) {
+            let row = row0 + tr * 4u + a;
+            let col = col0 + tc * 4u + b;
+            if (row < p.rows && col < ncols) {
+                y[y_at(z, col, row)] = out_scale(z, col) * acc[a * 4u + b];
+            }
+        }
+    }
+}

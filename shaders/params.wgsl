@@ -1,0 +1,26 @@
+// Parameters and bindings shared by the kernels that read packed weights
+// (matvec, matvec_id, matmul, matmul_id). Mirrors `Params` in src/gpu/pipelines.rs.
+
+struct Params {
+    // Rows of the chunk (dense) or rows per expert (expert kernels).
+    rows: u32,
+    // Row length (elements).
+    k: u32,
+    // Activation columns (dense).
+    ncols: u32,
+    // Where the chunk's first row lands in y (dense).
+    row_offset: u32,
+    x_stride: u32,
+    y_stride: u32,
+    // Expert kernels: experts used per token, slots held by the bound chunk, pairs.
+    n_used: u32,
+    first_slot: u32,
+    n_slots: u32,
+    n_pairs: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<ACT>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> grid: array<u32>;

@@ -1,0 +1,65 @@
+//! `matmul`: tiled y = W·X for any number of activation columns (prefill and batches),
+//! decoding W's blocks tile by tile into workgroup memory (`shaders/matmul.wgsl` +
+//! `address_dense.wgsl` + the format's `decode32`).
+
+use super::buffers::GpuWeights;
+use super::context::GpuContext;
+use super::matvec::{Activations, check_output};
+use super::pipelines::{Kernel, Params, PipelineKey};
+use crate::error::{Error, Result};
+
+/// Output tile rows and columns (`TM`, `TN` in matmul.wgsl).
+pub(crate) const TILE_ROWS: u32 = 64;
+pub(crate) const TILE_COLS: u32 = 32;
+
+impl GpuWeights {
+    /// Record `y[c * y_stride + row] = Σ_k W[row][k] · x[c][k]` for all rows and columns.
+    pub fn matmul(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Activations,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+    ) -> Result<()> {
+        if x.cols == 0 {
+            return Err(Error::Shape("matmul of zero columns".into()));
+        }
+        x.check(self.k)?;
+        check_output(y, x.cols, self.rows, y_stride)?;
+        let key = PipelineKey {
+            kernel: Kernel::Matmul,
+            format: self.ty,
+            subgroups: false,
+            f16_activations: x.f16,
+        };
+        let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
+        let max = ctx.device.limits().max_compute_workgroups_per_dimension;
+        if col_tiles > max {
+            return Err(Error::Shape(format!(
+                "{} columns exceed {} tiles of {TILE_COLS}",
+                x.cols, max
+            )));
+        }
+        for chunk in &self.chunks {
+            let params = Params {
+                rows: chunk.rows as u32,
+                k: self.k as u32,
+                ncols: x.cols as u32,
+                row_offset: chunk.first_row as u32,
+                x_stride: x.stride as u32,
+                y_stride: y_stride as u32,
+                ..Default::default()
+            };
+            let row_tiles = (chunk.rows as u32).div_ceil(TILE_ROWS);
+            ctx.dispatch(
+                encoder,
+                key,
+                &params,
+                &[&chunk.buffer.buffer, x.buffer, y],
+                (row_tiles, col_tiles, 1),
+            )?;
+        }
+        Ok(())
+    }
+}

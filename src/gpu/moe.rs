@@ -1,0 +1,248 @@
+//! The MoE kernels `matvec_id` and `matmul_id`: multiply each (token, slot) pair's
+//! activations by the weights of the expert the router chose for it, reading experts
+//! from a pool of slots through an expert→slot table (`shaders/address_routed.wgsl`,
+//! `shaders/address_grouped.wgsl` with the matvec and matmul bodies).
+//!
+//! A GGUF stores a layer's experts as a 3-D tensor `[k, rows, n_expert]`: expert `e` is
+//! the contiguous byte range of rows `[e * rows, (e + 1) * rows)`. [`GpuExperts`] holds
+//! `n_slots` such matrices; without streaming, slot `e` holds expert `e` and the table is
+//! the identity. A later expert cache fills slots as the router asks and rewrites only
+//! the table, so a miss never rebuilds a pipeline or a bind group layout.
+
+use super::buffers::Tracked;
+use super::context::GpuContext;
+use super::matmul::{TILE_COLS, TILE_ROWS};
+use super::matvec::{Activations, ROWS_PER_WORKGROUP};
+use super::pipelines::{Kernel, Params, PipelineKey};
+use crate::error::{Error, Result};
+use crate::quant::BlockType;
+
+/// A run of whole slots in one binding.
+pub struct SlotChunk {
+    pub buffer: Tracked,
+    pub first_slot: usize,
+    pub slots: usize,
+}
+
+/// A pool of expert matrices (`rows` x `k` each, packed) on the device.
+pub struct GpuExperts {
+    pub ty: BlockType,
+    pub k: usize,
+    pub rows: usize,
+    pub slots: usize,
+    pub chunks: Vec<SlotChunk>,
+}
+
+/// Routing decisions on the device for `matvec_id`: for pair `t * n_used + j`,
+/// `ids` holds the expert (u32), `weights` the routing weight (f32); `slot_of[e]` is
+/// expert e's slot in the pool (u32; 0xffffffff when not resident).
+pub struct Routing<'a> {
+    pub ids: &'a wgpu::Buffer,
+    pub slot_of: &'a wgpu::Buffer,
+    pub weights: &'a wgpu::Buffer,
+    pub n_tokens: usize,
+    pub n_used: usize,
+}
+
+/// Pairs grouped by expert for `matmul_id` (see [`group_by_expert`]), on the device.
+pub struct Grouped<'a> {
+    pub order: &'a wgpu::Buffer,
+    pub segments: &'a wgpu::Buffer,
+    pub weights: &'a wgpu::Buffer,
+    pub n_segments: usize,
+    /// The largest number of pairs in one segment.
+    pub max_count: usize,
+    pub n_tokens: usize,
+    pub n_used: usize,
+}
+
+/// Host-side grouping of the pairs `t * n_used + j` by expert, for `matmul_id`.
+/// Returns `(order, segments)`: `order` lists pair indices expert by expert, and each
+/// segment is `[slot, offset into order, count]` for one expert present in `ids`.
+pub fn group_by_expert(ids: &[u32], slot_of: &[u32]) -> Result<(Vec<u32>, Vec<u32>)> {
+    let mut by_expert: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+    for (pair, &e) in ids.iter().enumerate() {
+        by_expert.entry(e).or_default().push(pair as u32);
+    }
+    let mut order = Vec::with_capacity(ids.len());
+    let mut segments = Vec::with_capacity(3 * by_expert.len());
+    for (e, pairs) in by_expert {
+        let slot = *slot_of
+            .get(e as usize)
+            .ok_or_else(|| Error::Shape(format!("expert {e} has no slot table entry")))?;
+        segments.extend_from_slice(&[slot, order.len() as u32, pairs.len() as u32]);
+        order.extend(pairs);
+    }
+    Ok((order, segments))
+}
+
+impl GpuExperts {
+    /// Upload `n_slots` expert matrices from `bytes` (GGUF layout of a 3-D expert tensor,
+    /// or any run of whole experts), split into chunks of whole experts per binding.
+    pub fn upload(
+        ctx: &GpuContext,
+        name: &str,
+        ty: BlockType,
+        k: usize,
+        rows: usize,
+        bytes: &[u8],
+    ) -> Result<Self> {
+        let expert_bytes = ty.row_bytes(k)? * rows;
+        if k % 32 != 0 || expert_bytes == 0 || bytes.len() % expert_bytes != 0 {
+            return Err(Error::Shape(format!(
+                "experts '{name}': {} bytes are not whole {rows} x {k} {ty} matrices",
+                bytes.len()
+            )));
+        }
+        let slots = bytes.len() / expert_bytes;
+        let per_chunk = ctx.max_binding_bytes as usize / expert_bytes;
+        if per_chunk == 0 {
+            return Err(Error::Gpu(format!(
+                "experts '{name}': one expert of {expert_bytes} bytes exceeds the {} byte binding limit",
+                ctx.max_binding_bytes
+            )));
+        }
+        let mut chunks = Vec::new();
+        for first_slot in (0..slots).step_by(per_chunk) {
+            let n = per_chunk.min(slots - first_slot);
+            let buffer = ctx.upload(
+                name,
+                &bytes[first_slot * expert_bytes..(first_slot + n) * expert_bytes],
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            )?;
+            chunks.push(SlotChunk {
+                buffer,
+                first_slot,
+                slots: n,
+            });
+        }
+        Ok(GpuExperts {
+            ty,
+            k,
+            rows,
+            slots,
+            chunks,
+        })
+    }
+
+    fn params(
+        &self,
+        chunk: &SlotChunk,
+        x: &Activations,
+        y_stride: usize,
+        n_used: usize,
+        n_pairs: usize,
+    ) -> Params {
+        Params {
+            rows: self.rows as u32,
+            k: self.k as u32,
+            x_stride: x.stride as u32,
+            y_stride: y_stride as u32,
+            n_used: n_used as u32,
+            first_slot: chunk.first_slot as u32,
+            n_slots: chunk.slots as u32,
+            n_pairs: n_pairs as u32,
+            ..Default::default()
+        }
+    }
+
+    fn check(
+        &self,
+        x: &Activations,
+        n_tokens: usize,
+        n_used: usize,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+    ) -> Result<usize> {
+        if x.cols != n_tokens || n_used == 0 {
+            return Err(Error::Shape(format!(
+                "{} activation columns for {n_tokens} tokens, {n_used} experts each",
+                x.cols
+            )));
+        }
+        x.check(self.k)?;
+        let pairs = n_tokens * n_used;
+        super::matvec::check_output(y, pairs, self.rows, y_stride)?;
+        Ok(pairs)
+    }
+
+    /// Record, for every pair `p = t * n_used + j`:
+    /// `y[p * y_stride + row] = weights[p] * Σ_k E[row][k] · x[t][k]` with `E` the expert
+    /// `ids[p]` in slot `slot_of[ids[p]]`. Reads the routing on the GPU, so no host sync.
+    pub fn matvec_id(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Activations,
+        routing: &Routing,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+    ) -> Result<()> {
+        let pairs = self.check(x, routing.n_tokens, routing.n_used, y, y_stride)?;
+        let key = PipelineKey {
+            kernel: Kernel::MatvecId,
+            format: self.ty,
+            subgroups: ctx.features.subgroups,
+            f16_activations: x.f16,
+        };
+        let max = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
+        if pairs > max {
+            return Err(Error::Shape(format!(
+                "{pairs} (token, expert) pairs exceed {max} per dispatch"
+            )));
+        }
+        for chunk in &self.chunks {
+            let params = self.params(chunk, x, y_stride, routing.n_used, pairs);
+            let (gx, gy) = ctx.workgroups_2d((self.rows as u32).div_ceil(ROWS_PER_WORKGROUP));
+            let buffers = [
+                &chunk.buffer.buffer,
+                x.buffer,
+                y,
+                routing.ids,
+                routing.slot_of,
+                routing.weights,
+            ];
+            ctx.dispatch(encoder, key, &params, &buffers, (gx, gy, pairs as u32))?;
+        }
+        Ok(())
+    }
+
+    /// Record the same product as [`matvec_id`](Self::matvec_id) for pairs grouped by
+    /// expert: each expert's weights are decoded once per tile for all its pairs.
+    pub fn matmul_id(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Activations,
+        grouped: &Grouped,
+        y: &wgpu::Buffer,
+        y_stride: usize,
+    ) -> Result<()> {
+        let pairs = self.check(x, grouped.n_tokens, grouped.n_used, y, y_stride)?;
+        let key = PipelineKey {
+            kernel: Kernel::MatmulId,
+            format: self.ty,
+            subgroups: false,
+            f16_activations: x.f16,
+        };
+        let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
+        for chunk in &self.chunks {
+            let params = self.params(chunk, x, y_stride, grouped.n_used, pairs);
+            let groups = (
+                (self.rows as u32).div_ceil(TILE_ROWS),
+                col_tiles,
+                grouped.n_segments as u32,
+            );
+            let buffers = [
+                &chunk.buffer.buffer,
+                x.buffer,
+                y,
+                grouped.order,
+                grouped.segments,
+                grouped.weights,
+            ];
+            ctx.dispatch(encoder, key, &params, &buffers, groups)?;
+        }
+        Ok(())
+    }
+}

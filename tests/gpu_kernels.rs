@@ -1,0 +1,465 @@
+//! The packed-weight kernels (`matvec`, `matmul`, `matvec_id`, `matmul_id`) on a real
+//! Vulkan device (Mesa lavapipe in CI) against the CPU reference, for every format and
+//! both settings of each feature gate, on awkward shapes: rows not a multiple of the rows
+//! per workgroup or tile, 1, 3, 8 and 33 columns, and tensors split across bindings.
+//!
+//! Tolerance: |gpu − cpu| ≤ 1e-5 · Σ|w·x| per output element. With f16 activations the
+//! reference multiplies by the same f16-rounded activations, so the bound is unchanged:
+//! only the order of f32 accumulation differs.
+
+use half::f16;
+use lowbit::gpu::{
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Routing,
+    group_by_expert,
+};
+use lowbit::quant::{self, BlockType};
+use std::sync::OnceLock;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+        })
+        .collect()
+}
+
+/// One context per (f16, subgroups) choice, created once: the variants share a device.
+fn context(f16: bool, subgroups: bool, max_binding_bytes: Option<u64>) -> GpuContext {
+    GpuContext::new(GpuOptions {
+        f16,
+        subgroups,
+        max_binding_bytes,
+    })
+    .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
+}
+
+fn device_features() -> &'static (bool, bool) {
+    static F: OnceLock<(bool, bool)> = OnceLock::new();
+    F.get_or_init(|| {
+        let ctx = context(true, true, None);
+        eprintln!(
+            "adapter: {}, shader-f16: {}, subgroups: {}",
+            ctx.adapter_name, ctx.features.f16, ctx.features.subgroups
+        );
+        (ctx.features.f16, ctx.features.subgroups)
+    })
+}
+
+/// Quantized weights of `rows` x `k` for `ty` (IQ formats with an importance vector).
+fn weights(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let w = random(rows * k, seed);
+    let imp: Vec<f32> = random(k, seed + 1).iter().map(|v| v.abs() + 0.1).collect();
+    quant::quantize(ty, &w, k, Some(&imp)).unwrap()
+}
+
+/// Activations as uploaded: f32, or f16 when `f16_act` (the reference then uses the
+/// same f16-rounded values).
+fn activations(
+    ctx: &GpuContext,
+    n: usize,
+    seed: u64,
+    f16_act: bool,
+) -> (Vec<f32>, lowbit::gpu::Tracked) {
+    let mut x = random(n, seed);
+    if f16_act {
+        x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+    }
+    let bytes: Vec<u8> = if f16_act {
+        x.iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect()
+    } else {
+        bytemuck::cast_slice(&x).to_vec()
+    };
+    let buffer = ctx
+        .upload("x", &bytes, wgpu::BufferUsages::STORAGE)
+        .unwrap();
+    (x, buffer)
+}
+
+fn output(ctx: &GpuContext, n: usize) -> lowbit::gpu::Tracked {
+    ctx.alloc(
+        "y",
+        (n * 4) as u64,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    )
+    .unwrap()
+}
+
+fn read(ctx: &GpuContext, y: &lowbit::gpu::Tracked, n: usize) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(&ctx.read_back(&y.buffer, (n * 4) as u64).unwrap())
+}
+
+fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], what: &str) {
+    for i in 0..expected.len() {
+        let tol = 1e-5 * bound[i] + 1e-30;
+        assert!(
+            (got[i] - expected[i]).abs() <= tol,
+            "{what}: y[{i}] = {} vs cpu {} (tolerance {tol})",
+            got[i],
+            expected[i]
+        );
+    }
+}
+
+/// Run matvec (cols <= 8 and `tiled` false) or matmul on the GPU and compare with the CPU reference.
+fn check_dense(
+    ctx: &GpuContext,
+    tiled: bool,
+    ty: BlockType,
+    rows: usize,
+    k: usize,
+    cols: usize,
+    f16_act: bool,
+) {
+    let packed = weights(ty, rows, k, 7 + rows as u64 + ty.id() as u64);
+    let (x, xb) = activations(ctx, cols * k, 99 + cols as u64, f16_act);
+    let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
+    let gw = GpuWeights::upload(ctx, "w", ty, k, &packed).unwrap();
+    let y = output(ctx, cols * rows);
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let act = Activations {
+        buffer: &xb.buffer,
+        cols,
+        stride: k,
+        f16: f16_act,
+    };
+    if tiled {
+        gw.matmul(ctx, &mut enc, &act, &y.buffer, rows).unwrap();
+    } else {
+        gw.matvec(ctx, &mut enc, &act, &y.buffer, rows).unwrap();
+    }
+    ctx.queue.submit([enc.finish()]);
+    let what = format!(
+        "{} {ty} rows {rows} k {k} cols {cols} f16 {f16_act} subgroups {}",
+        if tiled { "matmul" } else { "matvec" },
+        ctx.features.subgroups
+    );
+    assert_close(&read(ctx, &y, cols * rows), &expected, &bound, &what);
+}
+
+/// Run matvec_id or matmul_id over `n_expert` experts stored in permuted slots, for
+/// `tokens` tokens with `n_used` experts each, and compare with the CPU reference.
+fn check_experts(
+    ctx: &GpuContext,
+    grouped: bool,
+    ty: BlockType,
+    rows: usize,
+    k: usize,
+    tokens: usize,
+    f16_act: bool,
+) {
+    let (n_expert, n_used) = (5usize, 2usize);
+    let experts: Vec<Vec<u8>> = (0..n_expert)
+        .map(|e| weights(ty, rows, k, 1000 + e as u64))
+        .collect();
+    // Slot s holds expert perm[s]; slot_of is the inverse table.
+    let perm = [3usize, 0, 4, 1, 2];
+    let mut pool = Vec::new();
+    let mut slot_of = vec![0u32; n_expert];
+    for (s, &e) in perm.iter().enumerate() {
+        pool.extend_from_slice(&experts[e]);
+        slot_of[e] = s as u32;
+    }
+    let pairs = tokens * n_used;
+    let ids: Vec<u32> = (0..pairs)
+        .map(|p| ((p * 3 + p / n_used) % n_expert) as u32)
+        .collect();
+    let route_w: Vec<f32> = (0..pairs).map(|p| 0.25 + p as f32 * 0.1).collect();
+    let (x, xb) = activations(ctx, tokens * k, 5 + tokens as u64, f16_act);
+    let mut expected = vec![0f32; pairs * rows];
+    let mut bound = vec![0f32; pairs * rows];
+    for p in 0..pairs {
+        let (yv, bv) = lowbit::cpu::matvec(
+            ty,
+            &experts[ids[p] as usize],
+            k,
+            &x[(p / n_used) * k..][..k],
+            1,
+        )
+        .unwrap();
+        for r in 0..rows {
+            expected[p * rows + r] = route_w[p] * yv[r];
+            bound[p * rows + r] = route_w[p] * bv[r];
+        }
+    }
+    let gx = GpuExperts::upload(ctx, "experts", ty, k, rows, &pool).unwrap();
+    let y = output(ctx, pairs * rows);
+    let wbuf = ctx
+        .upload(
+            "route weights",
+            bytemuck::cast_slice(&route_w),
+            wgpu::BufferUsages::STORAGE,
+        )
+        .unwrap();
+    let act = Activations {
+        buffer: &xb.buffer,
+        cols: tokens,
+        stride: k,
+        f16: f16_act,
+    };
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    if grouped {
+        let (order, segments) = group_by_expert(&ids, &slot_of).unwrap();
+        let max_count = segments.chunks(3).map(|s| s[2] as usize).max().unwrap();
+        let ob = ctx
+            .upload(
+                "order",
+                bytemuck::cast_slice(&order),
+                wgpu::BufferUsages::STORAGE,
+            )
+            .unwrap();
+        let sb = ctx
+            .upload(
+                "segments",
+                bytemuck::cast_slice(&segments),
+                wgpu::BufferUsages::STORAGE,
+            )
+            .unwrap();
+        let g = Grouped {
+            order: &ob.buffer,
+            segments: &sb.buffer,
+            weights: &wbuf.buffer,
+            n_segments: segments.len() / 3,
+            max_count,
+            n_tokens: tokens,
+            n_used,
+        };
+        gx.matmul_id(ctx, &mut enc, &act, &g, &y.buffer, rows)
+            .unwrap();
+    } else {
+        let ib = ctx
+            .upload(
+                "ids",
+                bytemuck::cast_slice(&ids),
+                wgpu::BufferUsages::STORAGE,
+            )
+            .unwrap();
+        let tb = ctx
+            .upload(
+                "slot table",
+                bytemuck::cast_slice(&slot_of),
+                wgpu::BufferUsages::STORAGE,
+            )
+            .unwrap();
+        let r = Routing {
+            ids: &ib.buffer,
+            slot_of: &tb.buffer,
+            weights: &wbuf.buffer,
+            n_tokens: tokens,
+            n_used,
+        };
+        gx.matvec_id(ctx, &mut enc, &act, &r, &y.buffer, rows)
+            .unwrap();
+    }
+    ctx.queue.submit([enc.finish()]);
+    let what = format!(
+        "{} {ty} rows {rows} k {k} tokens {tokens} f16 {f16_act} chunks {}",
+        if grouped { "matmul_id" } else { "matvec_id" },
+        gx.chunks.len()
+    );
+    assert_close(&read(ctx, &y, pairs * rows), &expected, &bound, &what);
+}
+
+/// Run matvec on the GPU and compare with the CPU reference.
+fn check(ctx: &GpuContext, ty: BlockType, rows: usize, k: usize, cols: usize, f16_act: bool) {
+    check_dense(ctx, false, ty, rows, k, cols, f16_act);
+}
+
+fn k_for(ty: BlockType) -> usize {
+    if ty.block_size() == 256 { 512 } else { 96 }
+}
+
+/// The reducing kernels (matvec, matvec_id) with the given reduction.
+fn run_all_formats(f16: bool, subgroups: bool) {
+    let ctx = context(f16, subgroups, None);
+    assert_eq!(ctx.features.subgroups, subgroups && device_features().1);
+    for &ty in GPU_FORMATS {
+        let k = k_for(ty);
+        for cols in [1, 3, 8] {
+            check(&ctx, ty, 13, k, cols, false);
+        }
+        check_experts(&ctx, false, ty, 13, k, 3, false);
+        if ctx.features.f16 {
+            check(&ctx, ty, 13, k, 3, true);
+            check_experts(&ctx, false, ty, 9, k, 2, true);
+        }
+    }
+}
+
+#[test]
+fn matmul_all_formats() {
+    let ctx = context(true, true, None);
+    for &ty in GPU_FORMATS {
+        let k = k_for(ty);
+        for cols in [1, 3, 8, 33] {
+            check_dense(&ctx, true, ty, 70, k, cols, false);
+        }
+        check_dense(&ctx, true, ty, 70, k, 33, true);
+    }
+}
+
+#[test]
+fn matmul_id_all_formats() {
+    let ctx = context(true, true, None);
+    for &ty in GPU_FORMATS {
+        let k = k_for(ty);
+        check_experts(&ctx, true, ty, 70, k, 17, false);
+        check_experts(&ctx, true, ty, 13, k, 3, true);
+    }
+}
+
+#[test]
+fn expert_pools_split_across_bindings() {
+    // 13 x 256 IQ1_S experts are 650 bytes; a 1400-byte binding holds 2 of the 5 slots.
+    let ctx = context(true, true, Some(1400));
+    check_experts(&ctx, false, BlockType::IQ1_S, 13, 256, 3, false);
+    check_experts(&ctx, true, BlockType::IQ1_S, 13, 256, 3, false);
+    let gx = GpuExperts::upload(
+        &ctx,
+        "e",
+        BlockType::IQ1_S,
+        256,
+        13,
+        &weights(BlockType::IQ1_S, 65, 256, 3),
+    )
+    .unwrap();
+    assert_eq!(
+        gx.chunks.iter().map(|c| c.slots).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
+}
+
+#[test]
+fn matvec_all_formats_shared_memory_reduction() {
+    run_all_formats(true, false);
+}
+
+#[test]
+fn matvec_all_formats_subgroup_reduction() {
+    let (_, has_subgroups) = *device_features();
+    assert!(
+        has_subgroups,
+        "the test device must offer subgroups so that path is exercised"
+    );
+    run_all_formats(true, true);
+}
+
+#[test]
+fn matvec_f32_activations_without_shader_f16() {
+    let ctx = context(false, true, None);
+    assert!(!ctx.features.f16);
+    for &ty in &[BlockType::TQ1_0, BlockType::IQ1_M, BlockType::Q4_0] {
+        check(&ctx, ty, 5, 256, 2, false);
+    }
+}
+
+#[test]
+fn f16_variant_is_exercised_when_the_device_has_it() {
+    let (has_f16, _) = *device_features();
+    assert!(
+        has_f16,
+        "the test device must offer shader-f16 so the f16 path is exercised"
+    );
+}
+
+#[test]
+fn tensors_split_across_bindings() {
+    // 4 rows of IQ2_XXS at k = 512 are 528 bytes: a 600-byte limit forces 1-row chunks.
+    let ctx = context(true, true, Some(600));
+    for &ty in &[BlockType::IQ2_XXS, BlockType::Q2_K, BlockType::Q4_0] {
+        let row_bytes = ty.row_bytes(512).unwrap();
+        let gw = GpuWeights::upload(&ctx, "w", ty, 512, &weights(ty, 7, 512, 1)).unwrap();
+        assert_eq!(gw.chunks.len(), 7usize.div_ceil(600 / row_bytes), "{ty}");
+        assert!(gw.chunks.len() > 1);
+        check(&ctx, ty, 7, 512, 3, false);
+        check_dense(&ctx, true, ty, 7, 512, 9, false);
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let ctx = context(true, true, None);
+    assert!(GpuWeights::upload(&ctx, "w", BlockType::Q4_K, 256, &[0u8; 100]).is_err());
+    let tiny = context(true, true, Some(64));
+    assert!(
+        GpuWeights::upload(&tiny, "w", BlockType::Q4_K, 256, &[0u8; 144]).is_err(),
+        "a row larger than a binding"
+    );
+    let gw = GpuWeights::upload(&ctx, "w", BlockType::Q8_0, 64, &[0u8; 68 * 2]).unwrap();
+    let xb = ctx.alloc("x", 64 * 4, wgpu::BufferUsages::STORAGE).unwrap();
+    let y = ctx.alloc("y", 8, wgpu::BufferUsages::STORAGE).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let nine = Activations {
+        buffer: &xb.buffer,
+        cols: 9,
+        stride: 64,
+        f16: false,
+    };
+    assert!(gw.matvec(&ctx, &mut enc, &nine, &y.buffer, 2).is_err());
+    let two = Activations {
+        buffer: &xb.buffer,
+        cols: 2,
+        stride: 64,
+        f16: false,
+    };
+    assert!(
+        gw.matvec(&ctx, &mut enc, &two, &y.buffer, 2).is_err(),
+        "x holds one column only"
+    );
+}
+
+#[test]
+fn allocations_are_counted_and_released() {
+    let ctx = context(true, true, None);
+    assert_eq!(ctx.allocated_bytes(), 0);
+    let gw = GpuWeights::upload(
+        &ctx,
+        "w",
+        BlockType::TQ2_0,
+        256,
+        &weights(BlockType::TQ2_0, 3, 256, 5),
+    )
+    .unwrap();
+    assert_eq!(
+        ctx.allocated_bytes(),
+        200,
+        "3 rows of 66 bytes, padded to 4"
+    );
+    drop(gw);
+    assert_eq!(ctx.allocated_bytes(), 0);
+}
+
+/// A device the host application created, with WebGPU's default limits, handed in.
+#[test]
+fn runs_on_a_device_handed_in_by_the_host() {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default())).unwrap();
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let before = device.limits();
+    let ctx = GpuContext::from_device(device, queue, GpuOptions::default());
+    assert!(
+        !ctx.features.f16 && !ctx.features.subgroups,
+        "features the host did not enable are not used"
+    );
+    assert_eq!(
+        ctx.max_binding_bytes,
+        before
+            .max_storage_buffer_binding_size
+            .min(before.max_buffer_size)
+    );
+    for &ty in &[
+        BlockType::TQ1_0,
+        BlockType::IQ1_S,
+        BlockType::Q2_K,
+        BlockType::IQ2_XXS,
+    ] {
+        check(&ctx, ty, 9, 256, 3, false);
+    }
+    assert_eq!(ctx.device.limits(), before, "limits are never raised");
+}
