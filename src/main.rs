@@ -35,6 +35,70 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// matvec weight-read GB/s per format next to a plain copy kernel on the same adapter,
+    /// and matmul GFLOP/s. LOWBIT_NO_F16=1 / LOWBIT_NO_SUBGROUPS=1 force the fallbacks.
+    Kernels {
+        /// Weight shapes as K x ROWS (ggml ne[0] x ne[1]).
+        #[arg(long, value_delimiter = ',', default_value = "4096x4096,7168x2048")]
+        shapes: Vec<String>,
+        /// Formats (default: every GPU format).
+        #[arg(long, value_delimiter = ',')]
+        formats: Vec<String>,
+        /// Activation columns for matmul (0 skips it).
+        #[arg(long, default_value_t = 512)]
+        matmul_cols: usize,
+        /// Timed batches per measurement (best is kept).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Size of the copy-kernel buffer, MiB.
+        #[arg(long, default_value_t = 256)]
+        copy_mib: u64,
+    },
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::Unsupported(format!("shape '{s}' is not K x ROWS, e.g. 4096x4096"));
+    let (k, rows) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    Ok((k.trim().parse().map_err(|_| bad())?, rows.trim().parse().map_err(|_| bad())?))
+}
+
+fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iters: usize, copy_mib: u64) -> Result<()> {
+    use lowbit::gpu::{GPU_FORMATS, GpuContext, GpuOptions, bench};
+    let formats: Vec<lowbit::BlockType> = if formats.is_empty() {
+        GPU_FORMATS.to_vec()
+    } else {
+        formats.iter().map(|f| lowbit::BlockType::parse(f)).collect::<Result<_>>()?
+    };
+    let shapes: Vec<(usize, usize)> = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    let ctx = GpuContext::new(GpuOptions::from_env())?;
+    let copy = bench::copy_bandwidth(&ctx, copy_mib << 20, iters, 5)?;
+    println!("adapter: {}", ctx.adapter_name);
+    println!("features: shader-f16 {}, subgroups {}", ctx.features.f16, ctx.features.subgroups);
+    println!("copy kernel: {copy:.2} GB/s (bytes read + written, {copy_mib} MiB buffer)\n");
+    println!("| format | K x rows | weights MB | matvec µs | matvec GB/s | of copy | matmul {matmul_cols} cols GFLOP/s |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for &(k, rows) in &shapes {
+        for &ty in &formats {
+            let r = bench::bench_format(&ctx, ty, rows, k, matmul_cols, iters)?;
+            let gflops = r.matmul_gflops().map_or("-".into(), |g| format!("{g:.1}"));
+            println!(
+                "| {} | {k} x {rows} | {:.1} | {:.1} | {:.2} | {:.0}% | {gflops} |",
+                ty,
+                r.weight_bytes as f64 / 1e6,
+                r.matvec_s * 1e6,
+                r.matvec_gbps,
+                100.0 * r.matvec_gbps / copy
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -73,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{tensor}: {} values -> {}", values.len(), output.display());
             Ok(())
         }
+        Command::Bench(Bench::Kernels { shapes, formats, matmul_cols, iters, copy_mib }) => bench_kernels(&shapes, &formats, matmul_cols, iters, copy_mib),
     }
 }
 

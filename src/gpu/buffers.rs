@@ -126,7 +126,7 @@ impl GpuWeights {
         bytes: &[u8],
     ) -> Result<Self> {
         let row_bytes = ty.row_bytes(k)?;
-        if k % 32 != 0 || row_bytes == 0 || bytes.len() % row_bytes != 0 {
+        if !k.is_multiple_of(32) || row_bytes == 0 || !bytes.len().is_multiple_of(row_bytes) {
             return Err(Error::Shape(format!(
                 "tensor '{name}': {} bytes are not whole {ty} rows of {k} elements (GPU rows are multiples of 32)",
                 bytes.len()

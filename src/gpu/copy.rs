@@ -13,7 +13,7 @@ impl GpuContext {
         src: &wgpu::Buffer,
         dst: &wgpu::Buffer,
     ) -> Result<()> {
-        if src.size() != dst.size() || src.size() % 16 != 0 {
+        if src.size() != dst.size() || !src.size().is_multiple_of(16) {
             return Err(Error::Shape(format!(
                 "copy of {} into {} bytes",
                 src.size(),

@@ -1,6 +1,7 @@
 //! GPU execution through wgpu: the device context, weight buffers, shader composition
 //! and the fused dequantize-and-multiply kernels.
 
+pub mod bench;
 pub mod buffers;
 pub mod context;
 pub mod copy;

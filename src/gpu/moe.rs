@@ -88,7 +88,7 @@ impl GpuExperts {
         bytes: &[u8],
     ) -> Result<Self> {
         let expert_bytes = ty.row_bytes(k)? * rows;
-        if k % 32 != 0 || expert_bytes == 0 || bytes.len() % expert_bytes != 0 {
+        if !k.is_multiple_of(32) || expert_bytes == 0 || !bytes.len().is_multiple_of(expert_bytes) {
             return Err(Error::Shape(format!(
                 "experts '{name}': {} bytes are not whole {rows} x {k} {ty} matrices",
                 bytes.len()
