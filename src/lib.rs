@@ -6,12 +6,17 @@
 //! * [`cpu`]: reference operations the GPU kernels are checked against.
 //! * [`inspect`]: per-tensor-class size and bits-per-weight summaries.
 
+pub mod backend;
 pub mod cpu;
 pub mod error;
+pub mod eval;
 pub mod gguf;
 pub mod gpu;
 pub mod inspect;
+pub mod model;
 pub mod quant;
+pub mod sample;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use quant::BlockType;

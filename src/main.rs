@@ -1,7 +1,10 @@
 //! The `lowbit` command line. Every subcommand only calls the library.
 
 use clap::{Parser, Subcommand};
+use lowbit::backend::Backend;
 use lowbit::gguf::File;
+use lowbit::model::Llama;
+use lowbit::tokenizer::Tokenizer;
 use lowbit::{Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +41,105 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(Bench),
+    /// Generate text from a prompt.
+    Generate {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(short = 'p', long)]
+        prompt: String,
+        #[arg(short = 'n', long = "n-predict", default_value_t = 64)]
+        n_predict: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Print prefill and decode tok/s and memory use.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Chat interactively, with the model's chat template.
+    Chat {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+        n_predict: usize,
+    },
+    /// Write all logits of a token sequence as little-endian f32, position-major.
+    Logits {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Comma-separated token ids.
+        #[arg(long, value_delimiter = ',', conflicts_with = "tokens_file")]
+        tokens: Vec<u32>,
+        /// A file of token ids (a JSON array, or ids separated by commas or whitespace).
+        #[arg(long)]
+        tokens_file: Option<PathBuf>,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Perplexity of a text under llama.cpp's protocol (second half of each chunk scored).
+    Perplexity {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Chunks to score (default: all).
+        #[arg(long)]
+        chunks: Option<usize>,
+        /// Save the scored positions' log-probabilities for a later --kld-base.
+        #[arg(long)]
+        save_logits: Option<PathBuf>,
+        /// Report mean KL divergence and top-1 agreement against a --save-logits file.
+        #[arg(long)]
+        kld_base: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Gpu)]
+    backend: BackendChoice,
+    /// Context size (tokens); for perplexity, the chunk size.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 2048)]
+    ctx_size: usize,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum BackendChoice {
+    Gpu,
+    Cpu,
+}
+
+#[derive(clap::Args)]
+struct SamplingArgs {
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn config(&self) -> lowbit::sample::SamplerConfig {
+        lowbit::sample::SamplerConfig {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: 64,
+            seed: self.seed,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -66,23 +168,43 @@ enum Bench {
 fn parse_shape(s: &str) -> Result<(usize, usize)> {
     let bad = || Error::Unsupported(format!("shape '{s}' is not K x ROWS, e.g. 4096x4096"));
     let (k, rows) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    Ok((k.trim().parse().map_err(|_| bad())?, rows.trim().parse().map_err(|_| bad())?))
+    Ok((
+        k.trim().parse().map_err(|_| bad())?,
+        rows.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
-fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iters: usize, copy_mib: u64) -> Result<()> {
+fn bench_kernels(
+    shapes: &[String],
+    formats: &[String],
+    matmul_cols: usize,
+    iters: usize,
+    copy_mib: u64,
+) -> Result<()> {
     use lowbit::gpu::{GPU_FORMATS, GpuContext, GpuOptions, bench};
     let formats: Vec<lowbit::BlockType> = if formats.is_empty() {
         GPU_FORMATS.to_vec()
     } else {
-        formats.iter().map(|f| lowbit::BlockType::parse(f)).collect::<Result<_>>()?
+        formats
+            .iter()
+            .map(|f| lowbit::BlockType::parse(f))
+            .collect::<Result<_>>()?
     };
-    let shapes: Vec<(usize, usize)> = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    let shapes: Vec<(usize, usize)> = shapes
+        .iter()
+        .map(|s| parse_shape(s))
+        .collect::<Result<_>>()?;
     let ctx = GpuContext::new(GpuOptions::from_env())?;
     let copy = bench::copy_bandwidth(&ctx, copy_mib << 20, iters, 5)?;
     println!("adapter: {}", ctx.adapter_name);
-    println!("features: shader-f16 {}, subgroups {}", ctx.features.f16, ctx.features.subgroups);
+    println!(
+        "features: shader-f16 {}, subgroups {}",
+        ctx.features.f16, ctx.features.subgroups
+    );
     println!("copy kernel: {copy:.2} GB/s (bytes read + written, {copy_mib} MiB buffer)\n");
-    println!("| format | K x rows | weights MB | matvec µs | matvec GB/s | of copy | matmul {matmul_cols} cols GFLOP/s |");
+    println!(
+        "| format | K x rows | weights MB | matvec µs | matvec GB/s | of copy | matmul {matmul_cols} cols GFLOP/s |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|");
     for &(k, rows) in &shapes {
         for &ty in &formats {
@@ -98,6 +220,297 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
             );
         }
     }
+    Ok(())
+}
+
+fn main_with_backend(cli: Cli) -> Result<()> {
+    let choice = match &cli.command {
+        Command::Generate { run, .. }
+        | Command::Chat { run, .. }
+        | Command::Logits { run, .. }
+        | Command::Perplexity { run, .. } => run.backend,
+        _ => unreachable!("only model commands reach here"),
+    };
+    match choice {
+        BackendChoice::Cpu => run_model(lowbit::cpu::CpuBackend, cli.command),
+        BackendChoice::Gpu => run_model(
+            lowbit::gpu::GpuBackend::new(lowbit::gpu::GpuOptions::from_env())?,
+            cli.command,
+        ),
+    }
+}
+
+fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {elapsed}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn load<B: Backend>(
+    backend: &mut B,
+    path: &std::path::Path,
+) -> Result<(File, Llama<B>, Tokenizer)> {
+    let file = File::open(path)?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let bar = progress_bar(0, "loading");
+    let model = Llama::load(&file, backend, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    Ok((file, model, tokenizer))
+}
+
+fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>().map_err(|_| {
+                Error::Unsupported(format!("{}: '{s}' is not a token id", path.display()))
+            })
+        })
+        .collect()
+}
+
+/// Generate up to `n` tokens after `prompt_ids`, printing text as it comes. Returns
+/// (prefill seconds, decode seconds, tokens generated).
+fn generate<B: Backend>(
+    model: &Llama<B>,
+    backend: &mut B,
+    session: &mut lowbit::model::Session<B>,
+    tokenizer: &Tokenizer,
+    sampler: &mut lowbit::sample::Sampler,
+    prompt_ids: &[u32],
+    n: usize,
+    history: &mut Vec<u32>,
+) -> Result<(f64, f64, usize)> {
+    let t0 = std::time::Instant::now();
+    let mut logits = model.forward(backend, session, prompt_ids, false)?;
+    let prefill = t0.elapsed().as_secs_f64();
+    history.extend_from_slice(prompt_ids);
+    let t1 = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut printed = 0;
+    let mut stdout = std::io::stdout();
+    for _ in 0..n {
+        let next = sampler.sample(&logits, history);
+        if tokenizer.stop.contains(&next) || session.pos >= session.n_ctx {
+            break;
+        }
+        history.push(next);
+        out.push(next);
+        let text = tokenizer.decode(&out)?;
+        // Print only whole characters: a token can end inside a UTF-8 sequence.
+        if !text.ends_with('\u{fffd}') {
+            let _ = write!(stdout, "{}", &text[printed..]);
+            let _ = stdout.flush();
+            printed = text.len();
+        }
+        logits = model.forward(backend, session, &[next], false)?;
+    }
+    let _ = writeln!(stdout);
+    Ok((prefill, t1.elapsed().as_secs_f64(), out.len()))
+}
+
+fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
+    match command {
+        Command::Generate {
+            run,
+            prompt,
+            n_predict,
+            sampling,
+            stats,
+        } => {
+            let (_, model, tokenizer) = load(&mut backend, &run.model)?;
+            let ids = tokenizer.encode(&prompt, true, true)?;
+            let n_ctx = run
+                .ctx_size
+                .min(model.config.n_ctx_train)
+                .max(ids.len() + 1);
+            let mut session = model.session(&mut backend, n_ctx)?;
+            let mut sampler = lowbit::sample::Sampler::new(sampling.config());
+            print!("{prompt}");
+            let (prefill, decode, n) = generate(
+                &model,
+                &mut backend,
+                &mut session,
+                &tokenizer,
+                &mut sampler,
+                &ids,
+                n_predict,
+                &mut Vec::new(),
+            )?;
+            if stats {
+                eprintln!("backend: {}", backend.name());
+                eprintln!(
+                    "prefill: {} tokens in {:.3} s ({:.1} tok/s)",
+                    ids.len(),
+                    prefill,
+                    ids.len() as f64 / prefill
+                );
+                eprintln!(
+                    "decode: {n} tokens in {:.3} s ({:.1} tok/s)",
+                    decode,
+                    n as f64 / decode.max(1e-9)
+                );
+                eprintln!("memory: {}", backend.memory_report());
+            }
+            Ok(())
+        }
+        Command::Chat {
+            run,
+            sampling,
+            n_predict,
+        } => {
+            let (_, model, tokenizer) = load(&mut backend, &run.model)?;
+            let n_ctx = run.ctx_size.min(model.config.n_ctx_train);
+            let mut session = model.session(&mut backend, n_ctx)?;
+            let mut sampler = lowbit::sample::Sampler::new(sampling.config());
+            let mut turns: Vec<(String, String)> = Vec::new();
+            let mut history = Vec::new();
+            let stdin = std::io::stdin();
+            loop {
+                eprint!("> ");
+                let mut line = String::new();
+                if stdin
+                    .read_line(&mut line)
+                    .map_err(|e| Error::io("stdin", e))?
+                    == 0
+                {
+                    return Ok(());
+                }
+                turns.push(("user".into(), line.trim_end().to_string()));
+                // Re-render the whole conversation and run only what the cache lacks.
+                let ids = tokenizer.encode(&tokenizer.chat_prompt(&turns)?, true, true)?;
+                let common = history.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+                if common < history.len() || ids.len() >= n_ctx {
+                    session.reset();
+                    history.clear();
+                }
+                let fresh = ids[history.len()..].to_vec();
+                generate(
+                    &model,
+                    &mut backend,
+                    &mut session,
+                    &tokenizer,
+                    &mut sampler,
+                    &fresh,
+                    n_predict,
+                    &mut history,
+                )?;
+                let reply = tokenizer.decode(&history[ids.len()..])?;
+                turns.push(("assistant".into(), reply));
+            }
+        }
+        Command::Logits {
+            run,
+            tokens,
+            tokens_file,
+            output,
+        } => {
+            let tokens = match tokens_file {
+                Some(f) => parse_token_file(&f)?,
+                None => tokens,
+            };
+            let (_, model, _) = load(&mut backend, &run.model)?;
+            let mut session = model.session(&mut backend, tokens.len().max(1))?;
+            let logits = model.forward(&mut backend, &mut session, &tokens, true)?;
+            write_atomic(&output, bytemuck::cast_slice(&logits))?;
+            eprintln!(
+                "{} positions x {} logits -> {}",
+                tokens.len(),
+                model.config.n_vocab,
+                output.display()
+            );
+            Ok(())
+        }
+        Command::Perplexity {
+            run,
+            file,
+            chunks,
+            save_logits,
+            kld_base,
+        } => {
+            let (_, model, tokenizer) = load(&mut backend, &run.model)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            let tokens = tokenizer.encode(&text, true, false)?;
+            let n_ctx = run.ctx_size;
+            let chunks = chunks.unwrap_or(usize::MAX).min(tokens.len() / n_ctx);
+            let mut session = model.session(&mut backend, n_ctx)?;
+            let bos = if tokenizer.add_bos {
+                tokenizer.bos
+            } else {
+                None
+            };
+            let bar = progress_bar(chunks, "perplexity");
+            let base = kld_base
+                .as_deref()
+                .map(lowbit::eval::BaseLogprobs::read)
+                .transpose()?;
+            let mut saved = Vec::new();
+            let compare = match (&base, &save_logits) {
+                (Some(b), _) => lowbit::eval::Compare::Base(b),
+                (None, Some(_)) => lowbit::eval::Compare::Save(&mut saved),
+                _ => lowbit::eval::Compare::None,
+            };
+            let t0 = std::time::Instant::now();
+            let scores = lowbit::eval::perplexity(
+                &model,
+                &mut backend,
+                &mut session,
+                &tokens,
+                n_ctx,
+                chunks,
+                bos,
+                compare,
+                |d, _| bar.set_position(d as u64),
+            )?;
+            bar.finish_and_clear();
+            if let Some(path) = &save_logits {
+                let mut bytes = b"LBKL".to_vec();
+                bytes.extend_from_slice(&(model.config.n_vocab as u32).to_le_bytes());
+                bytes.extend_from_slice(&(scores.nll.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(&saved);
+                write_atomic(path, &bytes)?;
+            }
+            eprintln!(
+                "{} tokens, {chunks} chunks of {n_ctx}, {} scored, {:.1} s on {}",
+                tokens.len(),
+                scores.nll.len(),
+                t0.elapsed().as_secs_f64(),
+                backend.name()
+            );
+            if let (Some(kld), Some(top)) = (scores.mean_kld(), scores.same_top_fraction()) {
+                println!("mean KLD = {kld:.6}");
+                println!("same top = {:.2}%", 100.0 * top);
+            }
+            let (ppl, err) = scores.perplexity();
+            println!("PPL = {ppl:.4} +/- {err:.4}");
+            Ok(())
+        }
+        _ => unreachable!("only model commands reach here"),
+    }
+}
+
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 
@@ -137,7 +550,14 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{tensor}: {} values -> {}", values.len(), output.display());
             Ok(())
         }
-        Command::Bench(Bench::Kernels { shapes, formats, matmul_cols, iters, copy_mib }) => bench_kernels(&shapes, &formats, matmul_cols, iters, copy_mib),
+        Command::Bench(Bench::Kernels {
+            shapes,
+            formats,
+            matmul_cols,
+            iters,
+            copy_mib,
+        }) => bench_kernels(&shapes, &formats, matmul_cols, iters, copy_mib),
+        command => main_with_backend(Cli { command }),
     }
 }
 

@@ -9,7 +9,9 @@ fn every_shader_variant_validates() {
     let mut checked = 0;
     let mut expected = 0;
     for kernel in Kernel::ALL {
-        expected += GPU_FORMATS.len() * if kernel.reduces() { 4 } else { 2 };
+        expected += GPU_FORMATS.len()
+            * if kernel.reduces() { 2 } else { 1 }
+            * if kernel.takes_activations() { 2 } else { 1 };
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {

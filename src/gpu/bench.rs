@@ -31,12 +31,18 @@ pub struct KernelResult {
 
 impl KernelResult {
     pub fn matmul_gflops(&self) -> Option<f64> {
-        self.matmul_s.map(|s| 2.0 * self.rows as f64 * self.k as f64 * self.matmul_cols as f64 / s / 1e9)
+        self.matmul_s
+            .map(|s| 2.0 * self.rows as f64 * self.k as f64 * self.matmul_cols as f64 / s / 1e9)
     }
 }
 
 /// Best time of `iters` batches of `reps` recorded operations.
-fn time_best(ctx: &GpuContext, iters: usize, reps: usize, mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+fn time_best(
+    ctx: &GpuContext,
+    iters: usize,
+    reps: usize,
+    mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+) -> Result<f64> {
     let mut best = f64::INFINITY;
     for i in 0..=iters {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
@@ -60,7 +66,9 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, iters: usize, reps: usize) -
     let bytes = bytes.div_ceil(16) * 16;
     let src = ctx.alloc("copy src", bytes, wgpu::BufferUsages::STORAGE)?;
     let dst = ctx.alloc("copy dst", bytes, wgpu::BufferUsages::STORAGE)?;
-    let t = time_best(ctx, iters, reps, |enc| ctx.copy_kernel(enc, &src.buffer, &dst.buffer))?;
+    let t = time_best(ctx, iters, reps, |enc| {
+        ctx.copy_kernel(enc, &src.buffer, &dst.buffer)
+    })?;
     Ok(2.0 * bytes as f64 / t / 1e9)
 }
 
@@ -75,28 +83,63 @@ fn random_weights(ty: BlockType, rows: usize, k: usize) -> Result<Vec<u8>> {
             s ^= s >> 7;
             s ^= s << 17;
             // 0x1c00..0x1fff as f16 is about 0.004..0.008: finite wherever it lands.
-            if i % 2 == 1 { 0x1c | (s as u8 & 3) } else { s as u8 }
+            if i % 2 == 1 {
+                0x1c | (s as u8 & 3)
+            } else {
+                s as u8
+            }
         })
         .collect())
 }
 
 fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
-    let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-    ctx.upload("bench x", bytemuck::cast_slice(&x), wgpu::BufferUsages::STORAGE)
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    ctx.upload(
+        "bench x",
+        bytemuck::cast_slice(&x),
+        wgpu::BufferUsages::STORAGE,
+    )
 }
 
 /// matvec (1 column) and, when `matmul_cols > 0`, matmul of one `rows` x `k` matrix.
-pub fn bench_format(ctx: &GpuContext, ty: BlockType, rows: usize, k: usize, matmul_cols: usize, iters: usize) -> Result<KernelResult> {
+pub fn bench_format(
+    ctx: &GpuContext,
+    ty: BlockType,
+    rows: usize,
+    k: usize,
+    matmul_cols: usize,
+    iters: usize,
+) -> Result<KernelResult> {
     let packed = random_weights(ty, rows, k)?;
     let w = GpuWeights::upload(ctx, "bench w", ty, k, &packed)?;
     let cols = matmul_cols.max(1);
     let xb = activations(ctx, cols * k)?;
-    let y = ctx.alloc("bench y", (cols * rows * 4) as u64, wgpu::BufferUsages::STORAGE)?;
-    let one = Activations { buffer: &xb.buffer, cols: 1, stride: k, f16: false };
-    let matvec_s = time_best(ctx, iters, 10, |enc| w.matvec(ctx, enc, &one, &y.buffer, rows))?;
+    let y = ctx.alloc(
+        "bench y",
+        (cols * rows * 4) as u64,
+        wgpu::BufferUsages::STORAGE,
+    )?;
+    let one = Activations {
+        buffer: &xb.buffer,
+        cols: 1,
+        stride: k,
+        f16: false,
+    };
+    let matvec_s = time_best(ctx, iters, 10, |enc| {
+        w.matvec(ctx, enc, &one, &y.buffer, rows)
+    })?;
     let matmul_s = if matmul_cols > 0 {
-        let many = Activations { buffer: &xb.buffer, cols: matmul_cols, stride: k, f16: false };
-        Some(time_best(ctx, iters.min(3), 1, |enc| w.matmul(ctx, enc, &many, &y.buffer, rows))?)
+        let many = Activations {
+            buffer: &xb.buffer,
+            cols: matmul_cols,
+            stride: k,
+            f16: false,
+        };
+        Some(time_best(ctx, iters.min(3), 1, |enc| {
+            w.matmul(ctx, enc, &many, &y.buffer, rows)
+        })?)
     } else {
         None
     };

@@ -65,6 +65,8 @@ pub struct GpuContext {
     allocated: Arc<AtomicU64>,
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) pipelines: Mutex<HashMap<super::pipelines::PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    /// Pipelines of the kernels that take no packed weights, by (shader, entry point).
+    pub(crate) simple: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     /// The IQ lattice tables, uploaded on first use.
     pub(crate) grid: std::sync::OnceLock<super::buffers::Tracked>,
 }
@@ -156,6 +158,7 @@ impl GpuContext {
             allocated: Arc::new(AtomicU64::new(0)),
             lost: Arc::new(Mutex::new(None)),
             pipelines: Mutex::new(HashMap::new()),
+            simple: Mutex::new(HashMap::new()),
             grid: std::sync::OnceLock::new(),
         }
     }

@@ -55,7 +55,7 @@ impl GpuWeights {
             ctx.dispatch(
                 encoder,
                 key,
-                &params,
+                bytemuck::bytes_of(&params),
                 &[&chunk.buffer.buffer, x.buffer, y],
                 (row_tiles, col_tiles, 1),
             )?;

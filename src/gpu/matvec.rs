@@ -94,7 +94,7 @@ impl GpuWeights {
             ctx.dispatch(
                 encoder,
                 key,
-                &params,
+                bytemuck::bytes_of(&params),
                 &[&chunk.buffer.buffer, x.buffer, y],
                 (gx, gy, 1),
             )?;

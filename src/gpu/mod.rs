@@ -1,6 +1,7 @@
 //! GPU execution through wgpu: the device context, weight buffers, shader composition
 //! and the fused dequantize-and-multiply kernels.
 
+pub mod backend;
 pub mod bench;
 pub mod buffers;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod matvec;
 pub mod moe;
 pub mod pipelines;
 
+pub use backend::{GpuBackend, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};
 pub use context::{GpuContext, GpuOptions, ShaderFeatures};
 pub use matvec::Activations;

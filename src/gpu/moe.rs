@@ -202,7 +202,13 @@ impl GpuExperts {
                 routing.slot_of,
                 routing.weights,
             ];
-            ctx.dispatch(encoder, key, &params, &buffers, (gx, gy, pairs as u32))?;
+            ctx.dispatch(
+                encoder,
+                key,
+                bytemuck::bytes_of(&params),
+                &buffers,
+                (gx, gy, pairs as u32),
+            )?;
         }
         Ok(())
     }
@@ -241,7 +247,7 @@ impl GpuExperts {
                 grouped.segments,
                 grouped.weights,
             ];
-            ctx.dispatch(encoder, key, &params, &buffers, groups)?;
+            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups)?;
         }
         Ok(())
     }

@@ -22,6 +22,8 @@ pub enum Kernel {
     MatvecId,
     /// matmul per expert over (token, slot) pairs grouped by expert on the host.
     MatmulId,
+    /// Dequantize selected rows of a table (the embedding lookup).
+    GetRows,
 }
 
 impl Kernel {
@@ -36,15 +38,26 @@ impl Kernel {
         match self {
             Kernel::Matvec | Kernel::MatvecId => include_str!("../../shaders/matvec.wgsl"),
             Kernel::Matmul | Kernel::MatmulId => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
         }
     }
 
-    fn addressing(self) -> &'static str {
+    /// Shared parameters and bindings, then the job addressing, for the product kernels.
+    fn preamble(self) -> &'static [&'static str] {
+        const PARAMS: &str = include_str!("../../shaders/params.wgsl");
         match self {
-            Kernel::Matvec | Kernel::Matmul => include_str!("../../shaders/address_dense.wgsl"),
-            Kernel::MatvecId => include_str!("../../shaders/address_routed.wgsl"),
-            Kernel::MatmulId => include_str!("../../shaders/address_grouped.wgsl"),
+            Kernel::Matvec | Kernel::Matmul => {
+                &[PARAMS, include_str!("../../shaders/address_dense.wgsl")]
+            }
+            Kernel::MatvecId => &[PARAMS, include_str!("../../shaders/address_routed.wgsl")],
+            Kernel::MatmulId => &[PARAMS, include_str!("../../shaders/address_grouped.wgsl")],
+            Kernel::GetRows => &[],
         }
+    }
+
+    /// Whether activations come in (and so an f16-activation variant exists).
+    pub fn takes_activations(self) -> bool {
+        self != Kernel::GetRows
     }
 
     /// Whether the kernel reduces across a workgroup (and so has a subgroup variant).
@@ -145,16 +158,19 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         src.push_str("alias ACT = f32;\n");
     }
     // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
-    if key.subgroups && !key.kernel.reduces() {
+    if (key.subgroups && !key.kernel.reduces())
+        || (key.f16_activations && !key.kernel.takes_activations())
+    {
         return Err(Error::Unsupported(format!(
-            "{:?} has no subgroup variant",
+            "{:?} has no variant {key:?}",
             key.kernel
         )));
     }
-    src.push_str(include_str!("../../shaders/params.wgsl"));
     src.push_str(include_str!("../../shaders/common.wgsl"));
     src.push_str(format);
-    src.push_str(key.kernel.addressing());
+    for part in key.kernel.preamble() {
+        src.push_str(part);
+    }
     if key.kernel.reduces() {
         src.push_str(if key.subgroups {
             include_str!("../../shaders/reduce_subgroup.wgsl")
@@ -269,14 +285,15 @@ impl GpuContext {
 }
 
 impl GpuContext {
-    /// Record one dispatch of a packed-weights kernel: `buffers` are bindings 1.. in order
+    /// Record one dispatch of a packed-weights kernel (`params` the bytes of its uniform
+    /// parameters): `buffers` are bindings 1.. in order
     /// (weights, activations, output, then the expert bindings); the lattice table is bound
     /// at 4 automatically.
     pub(crate) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         key: PipelineKey,
-        params: &Params,
+        params: &[u8],
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32, u32),
     ) -> Result<()> {
@@ -288,7 +305,7 @@ impl GpuContext {
                 .device
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some("kernel params"),
-                    contents: bytemuck::bytes_of(params),
+                    contents: params,
                     usage: wgpu::BufferUsages::UNIFORM,
                 });
             let mut all: Vec<&wgpu::Buffer> = vec![&uniform];
@@ -340,5 +357,93 @@ impl GpuContext {
             .max(1);
         let x = n.clamp(1, max);
         (x, n.div_ceil(x))
+    }
+}
+
+impl GpuContext {
+    /// The cached pipeline of a kernel that reads no packed weights.
+    pub(crate) fn simple_pipeline(
+        &self,
+        name: &'static str,
+        source: &'static str,
+        entry: &'static str,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let poisoned = || Error::Gpu("pipeline cache poisoned".into());
+        if let Some(p) = self
+            .simple
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&(name, entry))
+        {
+            return Ok(p.clone());
+        }
+        let pipeline = Arc::new(self.scoped(&format!("compiling {name}::{entry}"), || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        })?);
+        self.simple
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert((name, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Record one dispatch of `pipeline` with `params` as binding 0 and `buffers` as 1...
+    pub(crate) fn dispatch_simple(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
+        use wgpu::util::DeviceExt;
+        self.scoped("recording a kernel", || {
+            let uniform = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents: params,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            }];
+            entries.extend(
+                buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: b.as_entire_binding(),
+                    }),
+            );
+            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        })
     }
 }

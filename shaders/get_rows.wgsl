@@ -1,0 +1,33 @@
+// out[t][0..k] = dequantized row ids[t] of a packed table (the embedding lookup).
+// One invocation per (token, 32-element unit); decodes with the format's `decode32`.
+
+struct RowsParams {
+    k: u32,
+    n: u32,
+    rows: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: RowsParams;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> grid: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let units = p.k / 32u;
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= units * p.n) {
+        return;
+    }
+    let t = i / units;
+    let u = i % units;
+    let row = min(ids[t], p.rows - 1u);
+    let subs = BLOCK_ELEMS / 32u;
+    let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
+    var wv: array<f32, 32>;
+    decode32(row * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
+    for (var j = 0u; j < 32u; j++) {
+        out[t * p.k + 32u * u + j] = wv[j];
+    }
+}
