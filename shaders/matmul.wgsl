@@ -4,7 +4,9 @@
 // A workgroup computes a TM x TN tile of job z = workgroup_id.z. For each 32-wide step
 // along k, TM invocations decode one 32-element unit of their row into workgroup memory
 // (no dequantized copy of W exists anywhere else), all invocations stage the TN x 32
-// activation tile, and each invocation accumulates a 4 x 4 block of outputs in f32.
+// activation tile, and each invocation accumulates 4 rows x 4 columns of outputs in f32.
+// The activation tile is stored k-major and an invocation's columns are 8 apart, so that
+// neighbouring invocations read neighbouring words (vector loads, not gathers).
 
 const TM: u32 = 64u;
 const TN: u32 = 32u;
@@ -24,7 +26,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     let tr = lid / 8u;
     let tc = lid % 8u;
-    var acc: array<f32, 16>;
+    // Row tr*4 + a, columns tc + 8b for b = 0..4 as the vector lanes.
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
     var wv: array<f32, 32>;
     for (var u = 0u; u < p.k / 32u; u++) {
         if (lid < TM) {
@@ -44,25 +50,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (col < ncols) {
                 v = f32(x[x_col(z, col) + 32u * u + e % 32u]);
             }
-            xt[e] = v;
+            xt[(e % 32u) * TN + e / 32u] = v;
         }
         workgroupBarrier();
         for (var i = 0u; i < 32u; i++) {
-            for (var a = 0u; a < 4u; a++) {
-                let wa = wt[(tr * 4u + a) * 32u + i];
-                for (var b = 0u; b < 4u; b++) {
-                    acc[a * 4u + b] += wa * xt[(tc * 4u + b) * 32u + i];
-                }
-            }
+            let xo = i * TN + tc;
+            let xv = vec4<f32>(xt[xo], xt[xo + 8u], xt[xo + 16u], xt[xo + 24u]);
+            let wo = tr * 128u + i;
+            acc0 += wt[wo] * xv;
+            acc1 += wt[wo + 32u] * xv;
+            acc2 += wt[wo + 64u] * xv;
+            acc3 += wt[wo + 96u] * xv;
         }
         workgroupBarrier();
     }
+    let rows4 = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var a = 0u; a < 4u; a++) {
         for (var b = 0u; b < 4u; b++) {
             let row = row0 + tr * 4u + a;
-            let col = col0 + tc * 4u + b;
+            let col = col0 + tc + 8u * b;
             if (row < p.rows && col < ncols) {
-                y[y_at(z, col, row)] = out_scale(z, col) * acc[a * 4u + b];
+                y[y_at(z, col, row)] = out_scale(z, col) * rows4[a][b];
             }
         }
     }
