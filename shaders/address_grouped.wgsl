@@ -34,8 +34,3 @@ fn y_at(z: u32, c: u32, row: u32) -> u32 {
 fn out_scale(z: u32, c: u32) -> f32 {
     return route_w[pair(z, c)];
 }
-
-// Columns per job, as a uniform value (bounds the reduction in matvec).
-fn uniform_cols() -> u32 {
-    return 1u;
-}

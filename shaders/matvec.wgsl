@@ -9,15 +9,15 @@ const WG: u32 = 64u;
 const ROWS: u32 = 4u;
 const MAX_COLS: u32 = 8u;
 const OUTPUTS: u32 = ROWS * MAX_COLS;
+// Columns of this pipeline (1..=MAX_COLS), a pipeline-creation constant so that every
+// loop over columns has a constant bound and the accumulators stay in registers.
+override NCOLS: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let z = wid.z;
     let j = job(z);
-    let ncols = select(0u, min(j.ncols, MAX_COLS), j.live);
-    // Outputs are packed as acc[r * ucols + c]; ucols is uniform, so only the live
-    // outputs are reduced.
-    let ucols = min(uniform_cols(), MAX_COLS);
+    let live = j.live && j.ncols > 0u;
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
@@ -28,25 +28,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let sub = u % subs;
         for (var r = 0u; r < ROWS; r++) {
             let row = row0 + r;
-            if (row >= p.rows || ncols == 0u) {
-                break;
-            }
-            decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
-            for (var c = 0u; c < ncols; c++) {
-                let xb = x_col(z, c) + 32u * u;
-                var s = 0.0;
-                for (var i = 0u; i < 32u; i++) {
-                    s += wv[i] * f32(x[xb + i]);
+            if (row < p.rows && live) {
+                decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
+                for (var c = 0u; c < NCOLS; c++) {
+                    let xb = x_col(z, c) + 32u * u;
+                    var s = 0.0;
+                    for (var i = 0u; i < 32u; i++) {
+                        s += wv[i] * f32(x[xb + i]);
+                    }
+                    acc[r * NCOLS + c] += s;
                 }
-                acc[r * ucols + c] += s;
             }
         }
     }
-    reduce_rows(lane, &acc, ROWS * ucols);
-    if (lane.lid < ROWS * ucols) {
-        let r = lane.lid / ucols;
-        let c = lane.lid % ucols;
-        if (row0 + r < p.rows && c < ncols) {
+    reduce_rows(lane, &acc, ROWS * NCOLS);
+    if (lane.lid < ROWS * NCOLS) {
+        let r = lane.lid / NCOLS;
+        let c = lane.lid % NCOLS;
+        if (row0 + r < p.rows && live) {
             y[y_at(z, c, row0 + r)] = out_scale(z, c) * red[lane.lid];
         }
     }

@@ -22,7 +22,8 @@ fn every_shader_variant_validates() {
                             kernel,
                             format,
                             subgroups,
-                            f16_activations: false
+                            f16_activations: false,
+                            cols: 0
                         })
                         .is_err()
                     );
@@ -34,6 +35,7 @@ fn every_shader_variant_validates() {
                         format,
                         subgroups,
                         f16_activations,
+                        cols: 1,
                     };
                     let src = shader_source(&key).unwrap();
                     let module = naga::front::wgsl::parse_str(&src)

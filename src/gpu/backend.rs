@@ -221,6 +221,7 @@ impl Backend for GpuBackend {
             format: table.ty,
             subgroups: false,
             f16_activations: false,
+            cols: 0,
         };
         let params = RowsParams {
             k: table.k as u32,

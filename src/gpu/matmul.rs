@@ -32,6 +32,7 @@ impl GpuWeights {
             format: self.ty,
             subgroups: false,
             f16_activations: x.f16,
+            cols: 0,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
         let max = ctx.device.limits().max_compute_workgroups_per_dimension;

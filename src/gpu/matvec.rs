@@ -79,6 +79,7 @@ impl GpuWeights {
             format: self.ty,
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
+            cols: x.cols as u8,
         };
         for chunk in &self.chunks {
             let params = Params {

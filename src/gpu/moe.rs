@@ -184,6 +184,7 @@ impl GpuExperts {
             format: self.ty,
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
+            cols: 1,
         };
         let max = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
         if pairs > max {
@@ -230,6 +231,7 @@ impl GpuExperts {
             format: self.ty,
             subgroups: false,
             f16_activations: x.f16,
+            cols: 0,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {

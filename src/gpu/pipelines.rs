@@ -96,6 +96,9 @@ pub struct PipelineKey {
     pub subgroups: bool,
     /// f16 activations (needs `shader-f16`).
     pub f16_activations: bool,
+    /// Activation columns the matvec kernels are specialized for (`NCOLS`, 1..=8);
+    /// 0 for the other kernels.
+    pub cols: u8,
 }
 
 impl PipelineKey {
@@ -251,6 +254,17 @@ impl GpuContext {
         }
         let src = shader_source(&key)?;
         let label = format!("{:?}/{}", key.kernel, key.format);
+        let constants: Vec<(&str, f64)> = if key.kernel.reduces() {
+            if !(1..=super::matvec::MAX_COLS as u8).contains(&key.cols) {
+                return Err(Error::Shape(format!(
+                    "{key:?}: matvec columns must be 1..={}",
+                    super::matvec::MAX_COLS
+                )));
+            }
+            vec![("NCOLS", key.cols as f64)]
+        } else {
+            Vec::new()
+        };
         let pipeline = self.scoped(&format!("compiling {label}"), || {
             let layout = self
                 .device
@@ -271,7 +285,10 @@ impl GpuContext {
                     layout: Some(&layout),
                     module: &module,
                     entry_point: Some("main"),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        ..Default::default()
+                    },
                     cache: None,
                 })
         })?;
