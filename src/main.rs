@@ -284,6 +284,7 @@ fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
 
 /// Generate up to `n` tokens after `prompt_ids`, printing text as it comes. Returns
 /// (prefill seconds, decode seconds, tokens generated).
+#[allow(clippy::too_many_arguments)]
 fn generate<B: Backend>(
     model: &Llama<B>,
     backend: &mut B,

@@ -55,14 +55,14 @@ impl Sampler {
             let start = history.len().saturating_sub(c.repeat_last_n);
             let mut seen = std::collections::HashSet::new();
             for &t in &history[start..] {
-                if seen.insert(t) {
-                    if let Some(v) = l.get_mut(t as usize) {
-                        *v = if *v > 0.0 {
-                            *v / c.repeat_penalty
-                        } else {
-                            *v * c.repeat_penalty
-                        };
-                    }
+                if seen.insert(t)
+                    && let Some(v) = l.get_mut(t as usize)
+                {
+                    *v = if *v > 0.0 {
+                        *v / c.repeat_penalty
+                    } else {
+                        *v * c.repeat_penalty
+                    };
                 }
             }
         }

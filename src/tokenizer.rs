@@ -160,10 +160,10 @@ impl Tokenizer {
             "<|endoftext|>",
             "<end_of_turn>",
         ] {
-            if let Some(i) = tokens.iter().position(|t| t == name) {
-                if !stop.contains(&(i as u32)) {
-                    stop.push(i as u32);
-                }
+            if let Some(i) = tokens.iter().position(|t| t == name)
+                && !stop.contains(&(i as u32))
+            {
+                stop.push(i as u32);
             }
         }
         Ok(Tokenizer {

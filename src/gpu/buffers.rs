@@ -39,9 +39,10 @@ impl Drop for Tracked {
 /// Released buffers by (size, usage), reused by [`GpuContext::alloc_pooled`]. Reuse is
 /// safe within and across command buffers: commands run in recording order.
 #[derive(Clone, Default)]
-pub(crate) struct Pool(
-    Arc<std::sync::Mutex<std::collections::HashMap<(u64, u32), Vec<wgpu::Buffer>>>>,
-);
+pub(crate) struct Pool(Arc<std::sync::Mutex<FreeBuffers>>);
+
+/// Free buffers by (size, usage bits).
+type FreeBuffers = std::collections::HashMap<(u64, u32), Vec<wgpu::Buffer>>;
 
 impl GpuContext {
     /// A buffer holding `bytes` (zero-padded to a multiple of 4).
