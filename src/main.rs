@@ -159,8 +159,8 @@ enum Bench {
         /// Timed batches per measurement (best is kept).
         #[arg(long, default_value_t = 5)]
         iters: usize,
-        /// Size of the copy-kernel buffer, MiB.
-        #[arg(long, default_value_t = 256)]
+        /// Size of the copy-kernel buffer, MiB (capped at the binding limit).
+        #[arg(long, default_value_t = 128)]
         copy_mib: u64,
     },
 }
@@ -201,6 +201,7 @@ fn bench_kernels(
         "features: shader-f16 {}, subgroups {}",
         ctx.features.f16, ctx.features.subgroups
     );
+    let copy_mib = copy_mib.min(ctx.max_binding_bytes >> 20);
     println!("copy kernel: {copy:.2} GB/s (bytes read + written, {copy_mib} MiB buffer)\n");
     println!(
         "| format | K x rows | weights MB | matvec µs | matvec GB/s | of copy | matmul {matmul_cols} cols GFLOP/s |"

@@ -60,10 +60,10 @@ fn time_best(
     Ok(best)
 }
 
-/// Bandwidth of the plain copy kernel over a buffer of `bytes`, counting bytes read plus
-/// bytes written, in GB/s.
+/// Bandwidth of the plain copy kernel over a buffer of `bytes` (at most one storage
+/// binding), counting bytes read plus bytes written, in GB/s.
 pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, iters: usize, reps: usize) -> Result<f64> {
-    let bytes = bytes.div_ceil(16) * 16;
+    let bytes = bytes.min(ctx.max_binding_bytes) / 16 * 16;
     let src = ctx.alloc("copy src", bytes, wgpu::BufferUsages::STORAGE)?;
     let dst = ctx.alloc("copy dst", bytes, wgpu::BufferUsages::STORAGE)?;
     let t = time_best(ctx, iters, reps, |enc| {
