@@ -168,6 +168,24 @@ pub struct GpuWeights {
 }
 
 impl GpuWeights {
+    /// Kernel parameters of a dense product over one chunk.
+    pub(crate) fn chunk_params(
+        &self,
+        chunk: &Chunk,
+        x: &super::matvec::Activations,
+        y_stride: usize,
+    ) -> super::pipelines::Params {
+        super::pipelines::Params {
+            rows: chunk.rows as u32,
+            k: self.k as u32,
+            ncols: x.cols as u32,
+            row_offset: chunk.first_row as u32,
+            x_stride: x.stride as u32,
+            y_stride: y_stride as u32,
+            ..Default::default()
+        }
+    }
+
     /// Upload `bytes` (rows of `k` elements of `ty`, ggml layout), split into chunks of
     /// whole rows no larger than the context's binding limit.
     pub fn upload(

@@ -5,7 +5,7 @@
 use super::buffers::GpuWeights;
 use super::context::GpuContext;
 use super::matvec::{Activations, check_output};
-use super::pipelines::{Kernel, Params, PipelineKey};
+use super::pipelines::{Kernel, PipelineKey};
 use crate::error::{Error, Result};
 
 /// Output tile rows and columns (`TM`, `TN` in matmul.wgsl).
@@ -43,15 +43,7 @@ impl GpuWeights {
             )));
         }
         for chunk in &self.chunks {
-            let params = Params {
-                rows: chunk.rows as u32,
-                k: self.k as u32,
-                ncols: x.cols as u32,
-                row_offset: chunk.first_row as u32,
-                x_stride: x.stride as u32,
-                y_stride: y_stride as u32,
-                ..Default::default()
-            };
+            let params = self.chunk_params(chunk, x, y_stride);
             let row_tiles = (chunk.rows as u32).div_ceil(TILE_ROWS);
             ctx.dispatch(
                 encoder,

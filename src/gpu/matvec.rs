@@ -4,7 +4,7 @@
 
 use super::buffers::GpuWeights;
 use super::context::GpuContext;
-use super::pipelines::{Kernel, Params, PipelineKey};
+use super::pipelines::{Kernel, PipelineKey};
 use crate::error::{Error, Result};
 
 /// Rows per workgroup (`ROWS` in matvec.wgsl).
@@ -82,15 +82,7 @@ impl GpuWeights {
             cols: x.cols as u8,
         };
         for chunk in &self.chunks {
-            let params = Params {
-                rows: chunk.rows as u32,
-                k: self.k as u32,
-                ncols: x.cols as u32,
-                row_offset: chunk.first_row as u32,
-                x_stride: x.stride as u32,
-                y_stride: y_stride as u32,
-                ..Default::default()
-            };
+            let params = self.chunk_params(chunk, x, y_stride);
             let (gx, gy) = ctx.workgroups_2d((chunk.rows as u32).div_ceil(ROWS_PER_WORKGROUP));
             ctx.dispatch(
                 encoder,
