@@ -12,6 +12,9 @@ const OUTPUTS: u32 = ROWS * MAX_COLS;
 // Columns of this pipeline (1..=MAX_COLS), a pipeline-creation constant so that every
 // loop over columns has a constant bound and the accumulators stay in registers.
 override NCOLS: u32 = 1u;
+// Short rows (few 32-element units): each invocation computes a whole row, WG rows per
+// workgroup, with no cross-invocation reduction.
+override ROW_PER_INVOCATION: bool = false;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
@@ -23,6 +26,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc: array<f32, OUTPUTS>;
     var wv: array<f32, 32>;
+    if (ROW_PER_INVOCATION) {
+        let row = (wid.x + wid.y * nwg.x) * WG + lane.lid;
+        if (row < p.rows && live) {
+            for (var u = 0u; u < p.k / 32u; u++) {
+                decode32((j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
+                for (var c = 0u; c < NCOLS; c++) {
+                    let xb = x_col(z, c) + 32u * u;
+                    var s = 0.0;
+                    for (var i = 0u; i < 32u; i++) {
+                        s += wv[i] * f32(x[xb + i]);
+                    }
+                    acc[c] += s;
+                }
+            }
+            for (var c = 0u; c < NCOLS; c++) {
+                y[y_at(z, c, row)] = out_scale(z, c) * acc[c];
+            }
+        }
+        return;
+    }
     for (var u = lane.lid; u < p.k / 32u; u += WG) {
         let block = u / subs;
         let sub = u % subs;

@@ -284,6 +284,11 @@ fn run_all_formats(f16: bool, subgroups: bool) {
             check(&ctx, ty, 13, k, cols, false);
         }
         check_experts(&ctx, false, ty, 13, k, 3, false);
+        // Rows of 2048 are split over a whole workgroup and reduced (shorter rows take
+        // one invocation per row).
+        check(&ctx, ty, 6, 2048, 1, false);
+        check(&ctx, ty, 6, 2048, 3, false);
+        check_experts(&ctx, false, ty, 5, 2048, 2, false);
         if ctx.features.f16 {
             check(&ctx, ty, 13, k, 3, true);
             check_experts(&ctx, false, ty, 9, k, 2, true);

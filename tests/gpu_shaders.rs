@@ -23,7 +23,8 @@ fn every_shader_variant_validates() {
                             format,
                             subgroups,
                             f16_activations: false,
-                            cols: 0
+                            cols: 0,
+                            row_per_invocation: false,
                         })
                         .is_err()
                     );
@@ -36,6 +37,7 @@ fn every_shader_variant_validates() {
                         subgroups,
                         f16_activations,
                         cols: 1,
+                        row_per_invocation: false,
                     };
                     let src = shader_source(&key).unwrap();
                     let module = naga::front::wgsl::parse_str(&src)

@@ -222,6 +222,7 @@ impl Backend for GpuBackend {
             subgroups: false,
             f16_activations: false,
             cols: 0,
+            row_per_invocation: false,
         };
         let params = RowsParams {
             k: table.k as u32,

@@ -33,6 +33,7 @@ impl GpuWeights {
             subgroups: false,
             f16_activations: x.f16,
             cols: 0,
+            row_per_invocation: false,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
         let max = ctx.device.limits().max_compute_workgroups_per_dimension;

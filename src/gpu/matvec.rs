@@ -9,6 +9,21 @@ use crate::error::{Error, Result};
 
 /// Rows per workgroup (`ROWS` in matvec.wgsl).
 pub(crate) const ROWS_PER_WORKGROUP: u32 = 4;
+/// Invocations per workgroup (`WG` in matvec.wgsl).
+const WORKGROUP: u32 = 64;
+
+/// Rows shorter than one 32-element unit per invocation of a workgroup are computed one
+/// row per invocation (no reduction); longer rows by the whole workgroup, ROWS at a time.
+/// Returns (one row per invocation, workgroups for `rows`).
+pub(crate) fn matvec_shape(k: usize, rows: usize) -> (bool, u32) {
+    let per_row = k / 32 < WORKGROUP as usize;
+    let per_group = if per_row {
+        WORKGROUP
+    } else {
+        ROWS_PER_WORKGROUP
+    };
+    (per_row, (rows as u32).div_ceil(per_group))
+}
 /// Columns per call (`MAX_COLS` in matvec.wgsl).
 pub const MAX_COLS: usize = 8;
 
@@ -80,10 +95,11 @@ impl GpuWeights {
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
             cols: x.cols as u8,
+            row_per_invocation: matvec_shape(self.k, 1).0,
         };
         for chunk in &self.chunks {
             let params = self.chunk_params(chunk, x, y_stride);
-            let (gx, gy) = ctx.workgroups_2d((chunk.rows as u32).div_ceil(ROWS_PER_WORKGROUP));
+            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, chunk.rows).1);
             ctx.dispatch(
                 encoder,
                 key,

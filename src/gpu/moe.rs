@@ -12,7 +12,7 @@
 use super::buffers::Tracked;
 use super::context::GpuContext;
 use super::matmul::{TILE_COLS, TILE_ROWS};
-use super::matvec::{Activations, ROWS_PER_WORKGROUP};
+use super::matvec::{Activations, matvec_shape};
 use super::pipelines::{Kernel, Params, PipelineKey};
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
@@ -185,6 +185,7 @@ impl GpuExperts {
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
             cols: 1,
+            row_per_invocation: matvec_shape(self.k, 1).0,
         };
         let max = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
         if pairs > max {
@@ -194,7 +195,7 @@ impl GpuExperts {
         }
         for chunk in &self.chunks {
             let params = self.params(chunk, x, y_stride, routing.n_used, pairs);
-            let (gx, gy) = ctx.workgroups_2d((self.rows as u32).div_ceil(ROWS_PER_WORKGROUP));
+            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows).1);
             let buffers = [
                 &chunk.buffer.buffer,
                 x.buffer,
@@ -232,6 +233,7 @@ impl GpuExperts {
             subgroups: false,
             f16_activations: x.f16,
             cols: 0,
+            row_per_invocation: false,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {

@@ -99,6 +99,8 @@ pub struct PipelineKey {
     /// Activation columns the matvec kernels are specialized for (`NCOLS`, 1..=8);
     /// 0 for the other kernels.
     pub cols: u8,
+    /// matvec kernels: one invocation per row (`ROW_PER_INVOCATION`), for short rows.
+    pub row_per_invocation: bool,
 }
 
 impl PipelineKey {
@@ -261,7 +263,10 @@ impl GpuContext {
                     super::matvec::MAX_COLS
                 )));
             }
-            vec![("NCOLS", key.cols as f64)]
+            vec![
+                ("NCOLS", key.cols as f64),
+                ("ROW_PER_INVOCATION", key.row_per_invocation as u8 as f64),
+            ]
         } else {
             Vec::new()
         };
