@@ -468,3 +468,40 @@ fn runs_on_a_device_handed_in_by_the_host() {
     }
     assert_eq!(ctx.device.limits(), before, "limits are never raised");
 }
+
+/// A lost device is an error on every later call, never a panic.
+#[test]
+fn lost_device_is_an_error() {
+    let ctx = context(true, true, None);
+    let gw = GpuWeights::upload(
+        &ctx,
+        "w",
+        BlockType::Q8_0,
+        64,
+        &weights(BlockType::Q8_0, 2, 64, 1),
+    )
+    .unwrap();
+    ctx.device.destroy();
+    ctx.wait().ok();
+    let err = ctx.check_lost().unwrap_err().to_string();
+    assert!(err.contains("device lost"), "{err}");
+    assert!(ctx.alloc("y", 64, wgpu::BufferUsages::STORAGE).is_err());
+    assert!(
+        ctx.upload("x", &[0u8; 256], wgpu::BufferUsages::STORAGE)
+            .is_err()
+    );
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let x = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 256,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let act = Activations {
+        buffer: &x,
+        cols: 1,
+        stride: 64,
+        f16: false,
+    };
+    assert!(gw.matvec(&ctx, &mut enc, &act, &x, 2).is_err());
+}
