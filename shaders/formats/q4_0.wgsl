@@ -5,9 +5,12 @@ const BLOCK_BYTES: u32 = 18u;
 
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b);
-    for (var j = 0u; j < 16u; j++) {
-        let q = w_u8(b + 2u + j);
-        (*out)[j] = f32(i32(q & 15u) - 8) * d;
-        (*out)[j + 16u] = f32(i32(q >> 4u) - 8) * d;
+    for (var i = 0u; i < 4u; i++) {
+        let word = w_u32(b + 2u + 4u * i);
+        for (var k = 0u; k < 4u; k++) {
+            let q = (word >> (8u * k)) & 0xffu;
+            (*out)[4u * i + k] = f32(i32(q & 15u) - 8) * d;
+            (*out)[4u * i + k + 16u] = f32(i32(q >> 4u) - 8) * d;
+        }
     }
 }

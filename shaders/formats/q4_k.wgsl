@@ -19,8 +19,11 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d1 = w_f16(b) * f32(sm.x);
     let m1 = w_f16(b + 2u) * f32(sm.y);
     let shift = 4u * (sub & 1u);
-    for (var l = 0u; l < 32u; l++) {
-        let q = (w_u8(b + 16u + 32u * (sub / 2u) + l) >> shift) & 15u;
-        (*out)[l] = d1 * f32(q) - m1;
+    for (var i = 0u; i < 8u; i++) {
+        let word = w_u32(b + 16u + 32u * (sub / 2u) + 4u * i);
+        for (var k = 0u; k < 4u; k++) {
+            let q = (word >> (8u * k + shift)) & 15u;
+            (*out)[4u * i + k] = d1 * f32(q) - m1;
+        }
     }
 }

@@ -6,8 +6,11 @@ const BLOCK_BYTES: u32 = 66u;
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b + 64u);
     let shift = 2u * (sub % 4u);
-    for (var l = 0u; l < 32u; l++) {
-        let q = (w_u8(b + 32u * (sub / 4u) + l) >> shift) & 3u;
-        (*out)[l] = f32(i32(q) - 1) * d;
+    for (var i = 0u; i < 8u; i++) {
+        let word = w_u32(b + 32u * (sub / 4u) + 4u * i);
+        for (var k = 0u; k < 4u; k++) {
+            let q = (word >> (8u * k + shift)) & 3u;
+            (*out)[4u * i + k] = f32(i32(q) - 1) * d;
+        }
     }
 }
