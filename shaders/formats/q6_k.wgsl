@@ -10,11 +10,17 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let n = sub / 4u;
     let t = sub % 4u;
     let nib = 4u * (t / 2u);
-    for (var l = 0u; l < 32u; l++) {
-        let lo = (w_u8(b + 64u * n + 32u * (t & 1u) + l) >> nib) & 15u;
-        let hi = (w_u8(b + 128u + 32u * n + l) >> (2u * t)) & 3u;
-        let q = i32(lo | (hi << 4u)) - 32;
-        let sc = sign_extend8(w_u8(b + 192u + 8u * n + 2u * t + l / 16u));
-        (*out)[l] = d * f32(sc) * f32(q);
+    let sc0 = f32(sign_extend8(w_u8(b + 192u + 8u * n + 2u * t)));
+    let sc1 = f32(sign_extend8(w_u8(b + 193u + 8u * n + 2u * t)));
+    for (var i = 0u; i < 8u; i++) {
+        let lo_word = w_u32(b + 64u * n + 32u * (t & 1u) + 4u * i);
+        let hi_word = w_u32(b + 128u + 32u * n + 4u * i);
+        let sc = select(sc0, sc1, i >= 4u);
+        for (var k = 0u; k < 4u; k++) {
+            let lo = (lo_word >> (8u * k + nib)) & 15u;
+            let hi = (hi_word >> (8u * k + 2u * t)) & 3u;
+            let q = i32(lo | (hi << 4u)) - 32;
+            (*out)[4u * i + k] = d * sc * f32(q);
+        }
     }
 }
