@@ -14,12 +14,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
         let sc = w_u8(b + half * 8u + (sub % 4u) * 2u + part);
         let dl = d * f32(sc & 15u);
         let ml = dmin * f32(sc >> 4u);
-        for (var i = 0u; i < 4u; i++) {
-            let word = w_u32(b + 16u + 32u * half + 16u * part + 4u * i);
-            for (var k = 0u; k < 4u; k++) {
-                let q = (word >> (8u * k + shift)) & 3u;
-                (*out)[16u * part + 4u * i + k] = dl * f32(q) - ml;
-            }
+        for (var l = 0u; l < 16u; l++) {
+            let q = (w_u8(b + 16u + 32u * half + 16u * part + l) >> shift) & 3u;
+            (*out)[16u * part + l] = dl * f32(q) - ml;
         }
     }
 }
