@@ -20,12 +20,8 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
 
     let bytes = 64u64 << 20;
-    let src = ctx
-        .alloc("src", bytes, wgpu::BufferUsages::STORAGE)
-        .unwrap();
-    let dst = ctx
-        .alloc("dst", bytes, wgpu::BufferUsages::STORAGE)
-        .unwrap();
+    let src = ctx.alloc("src", bytes, wgpu::BufferUsages::STORAGE).unwrap();
+    let dst = ctx.alloc("dst", bytes, wgpu::BufferUsages::STORAGE).unwrap();
     group.throughput(Throughput::Bytes(2 * bytes));
     group.bench_function("copy (read + write)", |b| {
         b.iter_custom(|n| {
@@ -44,9 +40,7 @@ fn bench(c: &mut Criterion) {
     let xb = ctx
         .upload("x", bytemuck::cast_slice(&x), wgpu::BufferUsages::STORAGE)
         .unwrap();
-    let y = ctx
-        .alloc("y", (ROWS * 4) as u64, wgpu::BufferUsages::STORAGE)
-        .unwrap();
+    let y = ctx.alloc("y", (ROWS * 4) as u64, wgpu::BufferUsages::STORAGE).unwrap();
     for &ty in GPU_FORMATS {
         let packed: Vec<u8> = (0..ty.row_bytes(K).unwrap() * ROWS)
             .map(|i| if i % 2 == 1 { 0x1c } else { (i * 31) as u8 })

@@ -14,11 +14,7 @@ pub enum Error {
     },
     /// A GGUF file whose bytes break the format. `offset` is where the problem was found.
     #[error("{path}: malformed GGUF at byte {offset}: {reason}")]
-    Malformed {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Malformed { path: PathBuf, offset: u64, reason: String },
     #[error("{path}: tensor '{tensor}': {reason}")]
     Tensor {
         path: PathBuf,

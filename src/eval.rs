@@ -38,21 +38,15 @@ impl Scores {
     }
 
     pub fn same_top_fraction(&self) -> Option<f64> {
-        (!self.same_top.is_empty()).then(|| {
-            self.same_top.iter().filter(|&&b| b).count() as f64 / self.same_top.len() as f64
-        })
+        (!self.same_top.is_empty())
+            .then(|| self.same_top.iter().filter(|&&b| b).count() as f64 / self.same_top.len() as f64)
     }
 }
 
 /// `log_softmax(logits)` in f64.
 pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    let lse = logits
-        .iter()
-        .map(|&v| (v as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
+    let lse = logits.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
     logits.iter().map(|&v| v as f64 - lse).collect()
 }
 
@@ -142,12 +136,8 @@ pub fn perplexity<B: Backend>(
             match &mut compare {
                 Compare::None => {}
                 Compare::Save(w) => {
-                    let bytes: Vec<u8> = lp
-                        .iter()
-                        .flat_map(|&v| f16::from_f64(v).to_le_bytes())
-                        .collect();
-                    w.write_all(&bytes)
-                        .map_err(|e| Error::io("--save-logits", e))?;
+                    let bytes: Vec<u8> = lp.iter().flat_map(|&v| f16::from_f64(v).to_le_bytes()).collect();
+                    w.write_all(&bytes).map_err(|e| Error::io("--save-logits", e))?;
                 }
                 Compare::Base(base) => {
                     if base.n_vocab != n_vocab || (position + 1) * n_vocab > base.data.len() {
@@ -168,15 +158,12 @@ pub fn perplexity<B: Backend>(
                     scores.kld.push(kl.max(0.0));
                     let arg = |v: &mut dyn Iterator<Item = f64>| {
                         v.enumerate()
-                            .fold(
-                                (0, f64::NEG_INFINITY),
-                                |a, (i, x)| if x > a.1 { (i, x) } else { a },
-                            )
+                            .fold((0, f64::NEG_INFINITY), |a, (i, x)| if x > a.1 { (i, x) } else { a })
                             .0
                     };
-                    scores.same_top.push(
-                        arg(&mut b.iter().map(|x| x.to_f64())) == arg(&mut lp.iter().copied()),
-                    );
+                    scores
+                        .same_top
+                        .push(arg(&mut b.iter().map(|x| x.to_f64())) == arg(&mut lp.iter().copied()));
                 }
             }
             position += 1;

@@ -96,10 +96,7 @@ impl Summary {
         for t in file.tensors() {
             let (n, b) = (t.info.n_elements(), t.info.size);
             s.total.add(n, b);
-            s.by_class
-                .entry(TensorClass::of(&t.info.name))
-                .or_default()
-                .add(n, b);
+            s.by_class.entry(TensorClass::of(&t.info.name)).or_default().add(n, b);
             s.by_type.entry(t.info.ty).or_default().add(n, b);
         }
         s
@@ -206,11 +203,7 @@ pub fn report(file: &File) -> String {
         let _ = writeln!(out, "  {k:<40} {}", v.display_short());
     }
     let _ = writeln!(out, "\ntensors:");
-    let _ = writeln!(
-        out,
-        "  {:<44} {:<8} {:<24} {:>12}",
-        "name", "type", "shape", "bytes"
-    );
+    let _ = writeln!(out, "  {:<44} {:<8} {:<24} {:>12}", "name", "type", "shape", "bytes");
     for t in file.tensors() {
         let shape = format!("{:?}", t.info.dims);
         let _ = writeln!(

@@ -174,13 +174,7 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
     ))
 }
 
-fn bench_kernels(
-    shapes: &[String],
-    formats: &[String],
-    matmul_cols: usize,
-    iters: usize,
-    copy_mib: u64,
-) -> Result<()> {
+fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iters: usize, copy_mib: u64) -> Result<()> {
     use lowbit::gpu::{GPU_FORMATS, GpuContext, GpuOptions, bench};
     let formats: Vec<lowbit::BlockType> = if formats.is_empty() {
         GPU_FORMATS.to_vec()
@@ -190,10 +184,7 @@ fn bench_kernels(
             .map(|f| lowbit::BlockType::parse(f))
             .collect::<Result<_>>()?
     };
-    let shapes: Vec<(usize, usize)> = shapes
-        .iter()
-        .map(|s| parse_shape(s))
-        .collect::<Result<_>>()?;
+    let shapes: Vec<(usize, usize)> = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
     let ctx = GpuContext::new(GpuOptions::from_env())?;
     let copy = bench::copy_bandwidth(&ctx, copy_mib << 20, iters, 5)?;
     println!("adapter: {}", ctx.adapter_name);
@@ -256,10 +247,7 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn load<B: Backend>(
-    backend: &mut B,
-    path: &std::path::Path,
-) -> Result<(File, Llama<B>, Tokenizer)> {
+fn load<B: Backend>(backend: &mut B, path: &std::path::Path) -> Result<(File, Llama<B>, Tokenizer)> {
     let file = File::open(path)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let bar = progress_bar(0, "loading");
@@ -276,9 +264,8 @@ fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
     text.split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse::<u32>().map_err(|_| {
-                Error::Unsupported(format!("{}: '{s}' is not a token id", path.display()))
-            })
+            s.parse::<u32>()
+                .map_err(|_| Error::Unsupported(format!("{}: '{s}' is not a token id", path.display())))
         })
         .collect()
 }
@@ -335,10 +322,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run.model)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
-            let n_ctx = run
-                .ctx_size
-                .min(model.config.n_ctx_train)
-                .max(ids.len() + 1);
+            let n_ctx = run.ctx_size.min(model.config.n_ctx_train).max(ids.len() + 1);
             let mut session = model.session(&mut backend, n_ctx)?;
             let mut sampler = lowbit::sample::Sampler::new(sampling.config());
             print!("{prompt}");
@@ -384,11 +368,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             loop {
                 eprint!("> ");
                 let mut line = String::new();
-                if stdin
-                    .read_line(&mut line)
-                    .map_err(|e| Error::io("stdin", e))?
-                    == 0
-                {
+                if stdin.read_line(&mut line).map_err(|e| Error::io("stdin", e))? == 0 {
                     return Ok(());
                 }
                 turns.push(("user".into(), line.trim_end().to_string()));
@@ -449,16 +429,9 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             let n_ctx = run.ctx_size;
             let chunks = chunks.unwrap_or(usize::MAX).min(tokens.len() / n_ctx);
             let mut session = model.session(&mut backend, n_ctx)?;
-            let bos = if tokenizer.add_bos {
-                tokenizer.bos
-            } else {
-                None
-            };
+            let bos = if tokenizer.add_bos { tokenizer.bos } else { None };
             let bar = progress_bar(chunks, "perplexity");
-            let base = kld_base
-                .as_deref()
-                .map(lowbit::eval::BaseLogprobs::read)
-                .transpose()?;
+            let base = kld_base.as_deref().map(lowbit::eval::BaseLogprobs::read).transpose()?;
             let mut saved = Vec::new();
             let compare = match (&base, &save_logits) {
                 (Some(b), _) => lowbit::eval::Compare::Base(b),
@@ -521,8 +494,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect { file, json } => {
             let model = File::open(&file)?;
             let text = if json {
-                serde_json::to_string_pretty(&lowbit::inspect::to_json(&model))
-                    .expect("JSON values always serialize")
+                serde_json::to_string_pretty(&lowbit::inspect::to_json(&model)).expect("JSON values always serialize")
             } else {
                 lowbit::inspect::report(&model)
             };
@@ -531,11 +503,7 @@ fn run(cli: Cli) -> Result<()> {
             let _ = writeln!(stdout, "{text}");
             Ok(())
         }
-        Command::Dequant {
-            file,
-            tensor,
-            output,
-        } => {
+        Command::Dequant { file, tensor, output } => {
             let model = File::open(&file)?;
             let values = model.tensor(&tensor)?.dequantize()?;
             let bytes: &[u8] = bytemuck::cast_slice(&values);
@@ -547,8 +515,7 @@ fn run(cli: Cli) -> Result<()> {
             let io = |e| Error::io(&output, e);
             tmp.write_all(bytes).map_err(io)?;
             tmp.as_file().sync_all().map_err(io)?;
-            tmp.persist(&output)
-                .map_err(|e| Error::io(&output, e.error))?;
+            tmp.persist(&output).map_err(|e| Error::io(&output, e.error))?;
             eprintln!("{tensor}: {} values -> {}", values.len(), output.display());
             Ok(())
         }

@@ -69,10 +69,7 @@ impl Sampler {
         let argmax = |l: &[f32]| {
             l.iter()
                 .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                )
+                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
                 .0 as u32
         };
         if c.temp <= 0.0 {

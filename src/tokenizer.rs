@@ -58,19 +58,14 @@ fn strings(file: &File, key: &str) -> Result<Vec<String>> {
         .and_then(Value::as_array)
         .ok_or_else(|| Error::Metadata {
             key: key.into(),
-            reason: format!(
-                "{}: missing (the model has no tokenizer)",
-                file.path().display()
-            ),
+            reason: format!("{}: missing (the model has no tokenizer)", file.path().display()),
         })?;
     arr.iter()
         .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| Error::Metadata {
-                    key: key.into(),
-                    reason: "not an array of strings".into(),
-                })
+            v.as_str().map(str::to_string).ok_or_else(|| Error::Metadata {
+                key: key.into(),
+                reason: "not an array of strings".into(),
+            })
         })
         .collect()
 }
@@ -82,10 +77,7 @@ impl Tokenizer {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::Metadata {
                 key: "tokenizer.ggml.model".into(),
-                reason: format!(
-                    "{}: missing (the model has no tokenizer)",
-                    file.path().display()
-                ),
+                reason: format!("{}: missing (the model has no tokenizer)", file.path().display()),
             })?;
         if model != "gpt2" {
             return Err(Error::Unsupported(format!(
@@ -98,10 +90,7 @@ impl Tokenizer {
             .unwrap_or("default");
         let tokens = strings(file, "tokenizer.ggml.tokens")?;
         let merges = strings(file, "tokenizer.ggml.merges")?;
-        let types: Vec<i64> = match file
-            .metadata("tokenizer.ggml.token_type")
-            .and_then(Value::as_array)
-        {
+        let types: Vec<i64> = match file.metadata("tokenizer.ggml.token_type").and_then(Value::as_array) {
             Some(a) => a.iter().map(|v| v.as_f64().unwrap_or(1.0) as i64).collect(),
             None => vec![1; tokens.len()],
         };
@@ -111,11 +100,8 @@ impl Tokenizer {
                 reason: format!("{} types for {} tokens", types.len(), tokens.len()),
             });
         }
-        let vocab: serde_json::Map<String, serde_json::Value> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), json!(i)))
-            .collect();
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
         if vocab.len() != tokens.len() {
             return Err(Error::Metadata {
                 key: "tokenizer.ggml.tokens".into(),
@@ -186,11 +172,7 @@ impl Tokenizer {
     /// Token ids of `text`, with BOS first when the model asks for it (`add_special`)
     /// and special-token strings matched when `parse_special`.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>> {
-        let t = if parse_special {
-            &self.special
-        } else {
-            &self.plain
-        };
+        let t = if parse_special { &self.special } else { &self.plain };
         let enc = t
             .encode_fast(text, false)
             .map_err(|e| Error::Unsupported(format!("tokenizing: {e}")))?;
@@ -212,13 +194,10 @@ impl Tokenizer {
     /// The prompt for `(role, content)` turns, ending with an open assistant turn,
     /// rendered from the model's own `tokenizer.chat_template` (Jinja, via minijinja).
     pub fn chat_prompt(&self, turns: &[(String, String)]) -> Result<String> {
-        let template = self
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| Error::Metadata {
-                key: "tokenizer.chat_template".into(),
-                reason: "the model has no chat template".into(),
-            })?;
+        let template = self.chat_template.as_deref().ok_or_else(|| Error::Metadata {
+            key: "tokenizer.chat_template".into(),
+            reason: "the model has no chat template".into(),
+        })?;
         let mut env = minijinja::Environment::new();
         env.add_template("chat", template)
             .map_err(|e| Error::Unsupported(format!("chat template: {e}")))?;
@@ -226,10 +205,7 @@ impl Tokenizer {
             .iter()
             .map(|(r, c)| minijinja::context! { role => r, content => c })
             .collect();
-        let token = |id: Option<u32>| {
-            id.and_then(|i| self.special.id_to_token(i))
-                .unwrap_or_default()
-        };
+        let token = |id: Option<u32>| id.and_then(|i| self.special.id_to_token(i)).unwrap_or_default();
         env.get_template("chat")
             .and_then(|t| {
                 t.render(minijinja::context! {

@@ -9,12 +9,19 @@ fn root() -> PathBuf {
 }
 
 fn model() -> String {
-    root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf").to_string_lossy().into_owned()
+    root()
+        .join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn lowbit(args: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_lowbit")).args(args).output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -24,7 +31,19 @@ fn perplexity_saves_logits_and_compares_against_them() {
     let austen = std::fs::read_to_string(root().join("../shared/fixtures/austen.txt")).unwrap();
     std::fs::write(&text, &austen[..6000]).unwrap();
     let base = dir.path().join("base.kl");
-    let args = ["perplexity", "-m", &model(), "-f", text.to_str().unwrap(), "-c", "64", "--chunks", "3", "--backend", "cpu"];
+    let args = [
+        "perplexity",
+        "-m",
+        &model(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "64",
+        "--chunks",
+        "3",
+        "--backend",
+        "cpu",
+    ];
     let (ok, out, err) = lowbit(&[&args[..], &["--save-logits", base.to_str().unwrap()]].concat());
     assert!(ok, "{err}");
     let last = out.trim_end().lines().last().unwrap();
@@ -42,9 +61,32 @@ fn perplexity_saves_logits_and_compares_against_them() {
 fn logits_writes_position_major_f32() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.f32");
-    let (ok, _, err) = lowbit(&["logits", "-m", &model(), "--tokens", "1,504,3458", "-o", out.to_str().unwrap(), "--backend", "cpu"]);
+    let (ok, _, err) = lowbit(&[
+        "logits",
+        "-m",
+        &model(),
+        "--tokens",
+        "1,504,3458",
+        "-o",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 3 * 49152 * 4);
-    let (ok, _, err) = lowbit(&["logits", "-m", &model(), "--tokens", "1,99999999", "-o", out.to_str().unwrap(), "--backend", "cpu"]);
-    assert!(!ok && err.trim_end().lines().count() == 1 && err.contains("99999999"), "{err}");
+    let (ok, _, err) = lowbit(&[
+        "logits",
+        "-m",
+        &model(),
+        "--tokens",
+        "1,99999999",
+        "-o",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        !ok && err.trim_end().lines().count() == 1 && err.contains("99999999"),
+        "{err}"
+    );
 }

@@ -217,17 +217,8 @@ fn round_trip_within_ggml_test_quantize_fns_bounds() {
     ] {
         let q = quant::quantize(ty, &x, n, None).unwrap();
         let y = quant::dequantize(ty, &q, n).unwrap();
-        let err = (x
-            .iter()
-            .zip(&y)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum::<f64>())
-        .sqrt()
-            / n as f64;
-        assert!(
-            err < bound,
-            "{ty}: total error {err} over ggml's bound {bound}"
-        );
+        let err = (x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()).sqrt() / n as f64;
+        assert!(err < bound, "{ty}: total error {err} over ggml's bound {bound}");
     }
 }
 
@@ -237,9 +228,7 @@ fn wrong_sizes_are_errors_not_panics() {
     assert!(quant::quantize(BlockType::Q4_K, &x, 300, None).is_err());
     let mut out = vec![0u8; 10];
     assert!(quant::quantize_row(BlockType::Q8_0, &x[..32], None, &mut out).is_err());
-    assert!(
-        quant::quantize_row(BlockType::Q4_0, &x[..32], Some(&x[..31]), &mut [0u8; 18]).is_err()
-    );
+    assert!(quant::quantize_row(BlockType::Q4_0, &x[..32], Some(&x[..31]), &mut [0u8; 18]).is_err());
     assert!(quant::dequantize(BlockType::IQ1_S, &[0u8; 49], 256).is_err());
     assert!(quant::quantize(BlockType::IQ4_NL, &x[..32], 32, None).is_err());
     assert!(BlockType::from_id(4).is_err());

@@ -14,11 +14,7 @@ fn root() -> PathBuf {
 fn model_path(file: &str) -> PathBuf {
     if file.starts_with("SmolLM2") {
         let p = root().join("models").join(file);
-        assert!(
-            p.exists(),
-            "{} is missing: run scripts/fetch_smollm2.sh",
-            p.display()
-        );
+        assert!(p.exists(), "{} is missing: run scripts/fetch_smollm2.sh", p.display());
         p
     } else {
         root().join("../shared/fixtures").join(file)
@@ -88,13 +84,7 @@ fn cli_dequant_matches_gguf_py() {
             }
             let out = dir.path().join(format!("{name}.f32"));
             let path = model_path(&file);
-            let o = lowbit(&[
-                "dequant",
-                path.to_str().unwrap(),
-                &name,
-                "-o",
-                out.to_str().unwrap(),
-            ]);
+            let o = lowbit(&["dequant", path.to_str().unwrap(), &name, "-o", out.to_str().unwrap()]);
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             let bytes = std::fs::read(&out).unwrap();
             assert_eq!(
@@ -113,19 +103,10 @@ fn cli_errors_are_one_line_with_nonzero_status() {
     let not_gguf = root().join("Cargo.toml");
     let cases: [(&[&str], &str); 3] = [
         (
-            &[
-                "dequant",
-                f16.to_str().unwrap(),
-                "no.such.tensor",
-                "-o",
-                "/tmp/x.f32",
-            ],
+            &["dequant", f16.to_str().unwrap(), "no.such.tensor", "-o", "/tmp/x.f32"],
             "no.such.tensor",
         ),
-        (
-            &["inspect", "/nonexistent/model.gguf"],
-            "/nonexistent/model.gguf",
-        ),
+        (&["inspect", "/nonexistent/model.gguf"], "/nonexistent/model.gguf"),
         (&["inspect", not_gguf.to_str().unwrap()], "bad magic"),
     ];
     for (args, needle) in cases {

@@ -41,12 +41,7 @@ fn assert_same_model(a: &File, b: &File) {
     assert_eq!(a.tensor_count(), b.tensor_count());
     for t in a.tensors() {
         let u = b.tensor(&t.info.name).unwrap();
-        assert_eq!(
-            (t.info.ty, &t.info.dims),
-            (u.info.ty, &u.info.dims),
-            "{}",
-            t.info.name
-        );
+        assert_eq!((t.info.ty, &t.info.dims), (u.info.ty, &u.info.dims), "{}", t.info.name);
         assert!(t.bytes == u.bytes, "{}: data differs", t.info.name);
     }
 }
@@ -59,14 +54,8 @@ fn reads_fixture_metadata_and_tensors() {
         f.metadata("general.architecture").and_then(Value::as_str),
         Some("deepseek2")
     );
-    assert_eq!(
-        f.metadata("deepseek2.block_count").and_then(Value::as_u64),
-        Some(6)
-    );
-    let tokens = f
-        .metadata("tokenizer.ggml.tokens")
-        .and_then(Value::as_array)
-        .unwrap();
+    assert_eq!(f.metadata("deepseek2.block_count").and_then(Value::as_u64), Some(6));
+    let tokens = f.metadata("tokenizer.ggml.tokens").and_then(Value::as_array).unwrap();
     assert_eq!(tokens.len(), 4096);
     let t = f.tensor("blk.1.ffn_up_exps.weight").unwrap();
     assert_eq!(t.info.dims, vec![256, 256, 32]);
@@ -93,29 +82,19 @@ fn round_trip_preserves_every_byte() {
 fn split_model_opens_as_one_from_any_shard() {
     let dir = tempfile::tempdir().unwrap();
     let src = File::open(fixture("tiny-moe-Q2_K.gguf")).unwrap();
-    let paths = rewrite(
-        &src,
-        &dir.path().join("model.gguf"),
-        SplitPolicy::MaxTensors(40),
-    );
+    let paths = rewrite(&src, &dir.path().join("model.gguf"), SplitPolicy::MaxTensors(40));
     assert_eq!(paths.len(), 3);
     assert!(paths[1].ends_with("model-00002-of-00003.gguf"));
     for p in &paths {
         let opened = File::open(p).unwrap();
         assert_eq!(opened.shards().len(), 3);
         assert_eq!(
-            opened
-                .metadata("split.tensors.count")
-                .and_then(Value::as_u64),
+            opened.metadata("split.tensors.count").and_then(Value::as_u64),
             Some(106)
         );
         assert_same_model(&src, &opened);
     }
-    let by_bytes = rewrite(
-        &src,
-        &dir.path().join("bytes.gguf"),
-        SplitPolicy::MaxBytes(4 << 20),
-    );
+    let by_bytes = rewrite(&src, &dir.path().join("bytes.gguf"), SplitPolicy::MaxBytes(4 << 20));
     assert!(by_bytes.len() > 2);
     assert_same_model(&src, &File::open(&by_bytes[0]).unwrap());
     std::fs::remove_file(&paths[2]).unwrap();
@@ -168,11 +147,7 @@ fn all_value_types_and_nested_arrays_round_trip() {
     ];
     let data: Vec<Vec<u8>> = specs
         .iter()
-        .map(|s| {
-            (0..s.size().unwrap())
-                .map(|i| (i * 7 % 251) as u8)
-                .collect()
-        })
+        .map(|s| (0..s.size().unwrap()).map(|i| (i * 7 % 251) as u8).collect())
         .collect();
     let out = dir.path().join("values.gguf");
     gguf::write(&out, &meta, &specs, SplitPolicy::Single, |i, w| {
@@ -284,23 +259,11 @@ fn crafted_malformed_files_give_descriptive_errors() {
         (Raw::new(3, 0, u64::MAX), "metadata count"),
         (Raw::new(3, u64::MAX / 2, 0), "tensor count"),
         (Raw::new(3, 0, 1).u64(1 << 40), "cannot fit"),
-        (
-            Raw::new(3, 0, 1).u64(1 << 40).u64(0),
-            "truncated: metadata key",
-        ),
+        (Raw::new(3, 0, 1).u64(1 << 40).u64(0), "truncated: metadata key"),
         (Raw::new(3, 0, 1).str("k").u32(99), "unknown value type 99"),
+        (Raw::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 50), "array length"),
         (
-            Raw::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 50),
-            "array length",
-        ),
-        (
-            Raw::new(3, 0, 2)
-                .str("k")
-                .u32(4)
-                .u32(1)
-                .str("k")
-                .u32(4)
-                .u32(1),
+            Raw::new(3, 0, 2).str("k").u32(4).u32(1).str("k").u32(4).u32(1),
             "duplicate metadata key 'k'",
         ),
         (
@@ -320,9 +283,7 @@ fn crafted_malformed_files_give_descriptive_errors() {
             "neither 0 nor 1",
         ),
         (
-            Raw::new(3, 1, 0)
-                .tensor("t", &[32, 1, 1, 1, 1], 0, 0)
-                .pad(128),
+            Raw::new(3, 1, 0).tensor("t", &[32, 1, 1, 1, 1], 0, 0).pad(128),
             "n_dims 5",
         ),
         (
@@ -333,18 +294,10 @@ fn crafted_malformed_files_give_descriptive_errors() {
             Raw::new(3, 1, 0).tensor("t", &[100], 12, 0).pad(1024),
             "not a multiple of the q4_K block size 256",
         ),
+        (Raw::new(3, 1, 0).tensor("t", &[32], 0, 8).pad(256), "not aligned"),
+        (Raw::new(3, 1, 0).tensor("t", &[32], 0, 0).pad(64), "outside the"),
         (
-            Raw::new(3, 1, 0).tensor("t", &[32], 0, 8).pad(256),
-            "not aligned",
-        ),
-        (
-            Raw::new(3, 1, 0).tensor("t", &[32], 0, 0).pad(64),
-            "outside the",
-        ),
-        (
-            Raw::new(3, 1, 0)
-                .tensor("t", &[1 << 32, 1 << 32, 1 << 32], 0, 0)
-                .pad(0),
+            Raw::new(3, 1, 0).tensor("t", &[1 << 32, 1 << 32, 1 << 32], 0, 0).pad(0),
             "overflows",
         ),
         (
@@ -369,10 +322,7 @@ fn crafted_malformed_files_give_descriptive_errors() {
     for (raw, needle) in cases {
         let msg = parse_err(&raw.0);
         assert!(msg.contains(needle), "expected {needle:?} in: {msg}");
-        assert!(
-            msg.starts_with("crafted.gguf"),
-            "errors name the file: {msg}"
-        );
+        assert!(msg.starts_with("crafted.gguf"), "errors name the file: {msg}");
     }
     let mut bad_utf8 = Raw::new(3, 0, 1).u64(2).0;
     bad_utf8.extend_from_slice(&[0xff, 0xfe, 4, 0, 0, 0, 1, 0, 0, 0]);
@@ -392,12 +342,7 @@ fn truncated_and_bit_flipped_real_files_never_panic() {
     let bytes = std::fs::read(fixture("tiny-moe-TQ1_0.gguf")).unwrap();
     let path = Path::new("tiny-moe-TQ1_0.gguf");
     let header = gguf::parse(&bytes, path).unwrap();
-    let data_end = header
-        .tensors
-        .iter()
-        .map(|t| t.file_offset + t.size)
-        .max()
-        .unwrap() as usize;
+    let data_end = header.tensors.iter().map(|t| t.file_offset + t.size).max().unwrap() as usize;
     let mut cuts: Vec<usize> = (0..header.data_offset as usize).step_by(7).collect();
     cuts.extend((header.data_offset as usize..data_end).step_by(99_991));
     cuts.push(data_end - 1);

@@ -9,8 +9,7 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Routing,
-    group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Routing, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -58,26 +57,17 @@ fn weights(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
 
 /// Activations as uploaded: f32, or f16 when `f16_act` (the reference then uses the
 /// same f16-rounded values).
-fn activations(
-    ctx: &GpuContext,
-    n: usize,
-    seed: u64,
-    f16_act: bool,
-) -> (Vec<f32>, lowbit::gpu::Tracked) {
+fn activations(ctx: &GpuContext, n: usize, seed: u64, f16_act: bool) -> (Vec<f32>, lowbit::gpu::Tracked) {
     let mut x = random(n, seed);
     if f16_act {
         x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
     }
     let bytes: Vec<u8> = if f16_act {
-        x.iter()
-            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-            .collect()
+        x.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect()
     } else {
         bytemuck::cast_slice(&x).to_vec()
     };
-    let buffer = ctx
-        .upload("x", &bytes, wgpu::BufferUsages::STORAGE)
-        .unwrap();
+    let buffer = ctx.upload("x", &bytes, wgpu::BufferUsages::STORAGE).unwrap();
     (x, buffer)
 }
 
@@ -107,15 +97,7 @@ fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], what: &str) {
 }
 
 /// Run matvec (cols <= 8 and `tiled` false) or matmul on the GPU and compare with the CPU reference.
-fn check_dense(
-    ctx: &GpuContext,
-    tiled: bool,
-    ty: BlockType,
-    rows: usize,
-    k: usize,
-    cols: usize,
-    f16_act: bool,
-) {
+fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usize, cols: usize, f16_act: bool) {
     let packed = weights(ty, rows, k, 7 + rows as u64 + ty.id() as u64);
     let (x, xb) = activations(ctx, cols * k, 99 + cols as u64, f16_act);
     let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
@@ -144,19 +126,9 @@ fn check_dense(
 
 /// Run matvec_id or matmul_id over `n_expert` experts stored in permuted slots, for
 /// `tokens` tokens with `n_used` experts each, and compare with the CPU reference.
-fn check_experts(
-    ctx: &GpuContext,
-    grouped: bool,
-    ty: BlockType,
-    rows: usize,
-    k: usize,
-    tokens: usize,
-    f16_act: bool,
-) {
+fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k: usize, tokens: usize, f16_act: bool) {
     let (n_expert, n_used) = (5usize, 2usize);
-    let experts: Vec<Vec<u8>> = (0..n_expert)
-        .map(|e| weights(ty, rows, k, 1000 + e as u64))
-        .collect();
+    let experts: Vec<Vec<u8>> = (0..n_expert).map(|e| weights(ty, rows, k, 1000 + e as u64)).collect();
     // Slot s holds expert perm[s]; slot_of is the inverse table.
     let perm = [3usize, 0, 4, 1, 2];
     let mut pool = Vec::new();
@@ -166,22 +138,13 @@ fn check_experts(
         slot_of[e] = s as u32;
     }
     let pairs = tokens * n_used;
-    let ids: Vec<u32> = (0..pairs)
-        .map(|p| ((p * 3 + p / n_used) % n_expert) as u32)
-        .collect();
+    let ids: Vec<u32> = (0..pairs).map(|p| ((p * 3 + p / n_used) % n_expert) as u32).collect();
     let route_w: Vec<f32> = (0..pairs).map(|p| 0.25 + p as f32 * 0.1).collect();
     let (x, xb) = activations(ctx, tokens * k, 5 + tokens as u64, f16_act);
     let mut expected = vec![0f32; pairs * rows];
     let mut bound = vec![0f32; pairs * rows];
     for p in 0..pairs {
-        let (yv, bv) = lowbit::cpu::matvec(
-            ty,
-            &experts[ids[p] as usize],
-            k,
-            &x[(p / n_used) * k..][..k],
-            1,
-        )
-        .unwrap();
+        let (yv, bv) = lowbit::cpu::matvec(ty, &experts[ids[p] as usize], k, &x[(p / n_used) * k..][..k], 1).unwrap();
         for r in 0..rows {
             expected[p * rows + r] = route_w[p] * yv[r];
             bound[p * rows + r] = route_w[p] * bv[r];
@@ -207,18 +170,10 @@ fn check_experts(
         let (order, segments) = group_by_expert(&ids, &slot_of).unwrap();
         let max_count = segments.chunks(3).map(|s| s[2] as usize).max().unwrap();
         let ob = ctx
-            .upload(
-                "order",
-                bytemuck::cast_slice(&order),
-                wgpu::BufferUsages::STORAGE,
-            )
+            .upload("order", bytemuck::cast_slice(&order), wgpu::BufferUsages::STORAGE)
             .unwrap();
         let sb = ctx
-            .upload(
-                "segments",
-                bytemuck::cast_slice(&segments),
-                wgpu::BufferUsages::STORAGE,
-            )
+            .upload("segments", bytemuck::cast_slice(&segments), wgpu::BufferUsages::STORAGE)
             .unwrap();
         let g = Grouped {
             order: &ob.buffer,
@@ -229,15 +184,10 @@ fn check_experts(
             n_tokens: tokens,
             n_used,
         };
-        gx.matmul_id(ctx, &mut enc, &act, &g, &y.buffer, rows)
-            .unwrap();
+        gx.matmul_id(ctx, &mut enc, &act, &g, &y.buffer, rows).unwrap();
     } else {
         let ib = ctx
-            .upload(
-                "ids",
-                bytemuck::cast_slice(&ids),
-                wgpu::BufferUsages::STORAGE,
-            )
+            .upload("ids", bytemuck::cast_slice(&ids), wgpu::BufferUsages::STORAGE)
             .unwrap();
         let tb = ctx
             .upload(
@@ -253,8 +203,7 @@ fn check_experts(
             n_tokens: tokens,
             n_used,
         };
-        gx.matvec_id(ctx, &mut enc, &act, &r, &y.buffer, rows)
-            .unwrap();
+        gx.matvec_id(ctx, &mut enc, &act, &r, &y.buffer, rows).unwrap();
     }
     ctx.queue.submit([enc.finish()]);
     let what = format!(
@@ -333,10 +282,7 @@ fn expert_pools_split_across_bindings() {
         &weights(BlockType::IQ1_S, 65, 256, 3),
     )
     .unwrap();
-    assert_eq!(
-        gx.chunks.iter().map(|c| c.slots).collect::<Vec<_>>(),
-        vec![2, 2, 1]
-    );
+    assert_eq!(gx.chunks.iter().map(|c| c.slots).collect::<Vec<_>>(), vec![2, 2, 1]);
 }
 
 #[test]
@@ -422,19 +368,8 @@ fn bad_shapes_are_errors() {
 fn allocations_are_counted_and_released() {
     let ctx = context(true, true, None);
     assert_eq!(ctx.allocated_bytes(), 0);
-    let gw = GpuWeights::upload(
-        &ctx,
-        "w",
-        BlockType::TQ2_0,
-        256,
-        &weights(BlockType::TQ2_0, 3, 256, 5),
-    )
-    .unwrap();
-    assert_eq!(
-        ctx.allocated_bytes(),
-        200,
-        "3 rows of 66 bytes, padded to 4"
-    );
+    let gw = GpuWeights::upload(&ctx, "w", BlockType::TQ2_0, 256, &weights(BlockType::TQ2_0, 3, 256, 5)).unwrap();
+    assert_eq!(ctx.allocated_bytes(), 200, "3 rows of 66 bytes, padded to 4");
     drop(gw);
     assert_eq!(ctx.allocated_bytes(), 0);
 }
@@ -444,8 +379,7 @@ fn allocations_are_counted_and_released() {
 fn runs_on_a_device_handed_in_by_the_host() {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter = pollster::block_on(instance.request_adapter(&Default::default())).unwrap();
-    let (device, queue) =
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
     let before = device.limits();
     let ctx = GpuContext::from_device(device, queue, GpuOptions::default());
     assert!(
@@ -454,16 +388,9 @@ fn runs_on_a_device_handed_in_by_the_host() {
     );
     assert_eq!(
         ctx.max_binding_bytes,
-        before
-            .max_storage_buffer_binding_size
-            .min(before.max_buffer_size)
+        before.max_storage_buffer_binding_size.min(before.max_buffer_size)
     );
-    for &ty in &[
-        BlockType::TQ1_0,
-        BlockType::IQ1_S,
-        BlockType::Q2_K,
-        BlockType::IQ2_XXS,
-    ] {
+    for &ty in &[BlockType::TQ1_0, BlockType::IQ1_S, BlockType::Q2_K, BlockType::IQ2_XXS] {
         check(&ctx, ty, 9, 256, 3, false);
     }
     assert_eq!(ctx.device.limits(), before, "limits are never raised");
@@ -473,23 +400,13 @@ fn runs_on_a_device_handed_in_by_the_host() {
 #[test]
 fn lost_device_is_an_error() {
     let ctx = context(true, true, None);
-    let gw = GpuWeights::upload(
-        &ctx,
-        "w",
-        BlockType::Q8_0,
-        64,
-        &weights(BlockType::Q8_0, 2, 64, 1),
-    )
-    .unwrap();
+    let gw = GpuWeights::upload(&ctx, "w", BlockType::Q8_0, 64, &weights(BlockType::Q8_0, 2, 64, 1)).unwrap();
     ctx.device.destroy();
     ctx.wait().ok();
     let err = ctx.check_lost().unwrap_err().to_string();
     assert!(err.contains("device lost"), "{err}");
     assert!(ctx.alloc("y", 64, wgpu::BufferUsages::STORAGE).is_err());
-    assert!(
-        ctx.upload("x", &[0u8; 256], wgpu::BufferUsages::STORAGE)
-            .is_err()
-    );
+    assert!(ctx.upload("x", &[0u8; 256], wgpu::BufferUsages::STORAGE).is_err());
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     let x = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,

@@ -9,9 +9,8 @@ fn every_shader_variant_validates() {
     let mut checked = 0;
     let mut expected = 0;
     for kernel in Kernel::ALL {
-        expected += GPU_FORMATS.len()
-            * if kernel.reduces() { 2 } else { 1 }
-            * if kernel.takes_activations() { 2 } else { 1 };
+        expected +=
+            GPU_FORMATS.len() * if kernel.reduces() { 2 } else { 1 } * if kernel.takes_activations() { 2 } else { 1 };
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {
@@ -68,10 +67,7 @@ fn every_shader_variant_validates() {
 fn copy_shader_validates() {
     let src = include_str!("../shaders/copy.wgsl");
     let module = naga::front::wgsl::parse_str(src).unwrap();
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .unwrap();
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+        .validate(&module)
+        .unwrap();
 }

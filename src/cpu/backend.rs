@@ -39,12 +39,7 @@ pub struct CpuBackend;
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -70,11 +65,7 @@ impl Backend for CpuBackend {
         // Resident set size from /proc (Linux); elsewhere unknown.
         let rss = std::fs::read_to_string("/proc/self/statm")
             .ok()
-            .and_then(|s| {
-                s.split_whitespace()
-                    .nth(1)
-                    .and_then(|p| p.parse::<u64>().ok())
-            })
+            .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
             .map(|pages| pages * 4096);
         rss.map_or("resident size unknown".into(), |b| {
             format!("{:.1} MiB resident", b as f64 / (1 << 20) as f64)
@@ -175,27 +166,21 @@ impl Backend for CpuBackend {
         if x.width != rope.heads * rope.head_dim {
             return Err(shape_err(
                 "rope",
-                format!(
-                    "rows of {} for {} heads of {}",
-                    x.width, rope.heads, rope.head_dim
-                ),
+                format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
             ));
         }
-        x.data
-            .par_chunks_mut(x.width)
-            .enumerate()
-            .for_each(|(i, row)| {
-                let pos = (pos0 + i) as f32 / rope.scale;
-                for head in row.chunks_mut(rope.head_dim) {
-                    for p in 0..rope.dims / 2 {
-                        let theta = pos * rope.theta.powf(-2.0 * p as f32 / rope.dims as f32);
-                        let (sin, cos) = theta.sin_cos();
-                        let (a, b) = (head[2 * p], head[2 * p + 1]);
-                        head[2 * p] = a * cos - b * sin;
-                        head[2 * p + 1] = a * sin + b * cos;
-                    }
+        x.data.par_chunks_mut(x.width).enumerate().for_each(|(i, row)| {
+            let pos = (pos0 + i) as f32 / rope.scale;
+            for head in row.chunks_mut(rope.head_dim) {
+                for p in 0..rope.dims / 2 {
+                    let theta = pos * rope.theta.powf(-2.0 * p as f32 / rope.dims as f32);
+                    let (sin, cos) = theta.sin_cos();
+                    let (a, b) = (head[2 * p], head[2 * p + 1]);
+                    head[2 * p] = a * cos - b * sin;
+                    head[2 * p + 1] = a * sin + b * cos;
                 }
-            });
+            }
+        });
         Ok(())
     }
 
@@ -212,18 +197,11 @@ impl Backend for CpuBackend {
         if pos0 + n > cache.n_ctx {
             return Err(shape_err(
                 "attention",
-                format!(
-                    "positions {pos0}..{} exceed the context of {}",
-                    pos0 + n,
-                    cache.n_ctx
-                ),
+                format!("positions {pos0}..{} exceed the context of {}", pos0 + n, cache.n_ctx),
             ));
         }
         if k.width != cache.width || v.width != cache.width || q.width != h.heads * h.head_dim {
-            return Err(shape_err(
-                "attention",
-                "q/k/v widths do not match the heads".into(),
-            ));
+            return Err(shape_err("attention", "q/k/v widths do not match the heads".into()));
         }
         cache.k[pos0 * cache.width..(pos0 + n) * cache.width].copy_from_slice(&k.data);
         cache.v[pos0 * cache.width..(pos0 + n) * cache.width].copy_from_slice(&v.data);
@@ -231,26 +209,24 @@ impl Backend for CpuBackend {
         let scale = 1.0 / (h.head_dim as f32).sqrt();
         let (ck, cv, w) = (&cache.k, &cache.v, cache.width);
         let mut out = vec![0f32; n * q.width];
-        out.par_chunks_mut(h.head_dim)
-            .enumerate()
-            .for_each(|(idx, o)| {
-                let (i, head) = (idx / h.heads, idx % h.heads);
-                let kvh = head / group;
-                let qv = &q.data[i * q.width + head * h.head_dim..][..h.head_dim];
-                let len = pos0 + i + 1;
-                let scores: Vec<f32> = (0..len)
-                    .map(|p| dot(qv, &ck[p * w + kvh * h.head_dim..][..h.head_dim]) * scale)
-                    .collect();
-                let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-                let sum: f32 = e.iter().sum();
-                for (p, ep) in e.iter().enumerate() {
-                    let vv = &cv[p * w + kvh * h.head_dim..][..h.head_dim];
-                    for (oj, vj) in o.iter_mut().zip(vv) {
-                        *oj += ep / sum * vj;
-                    }
+        out.par_chunks_mut(h.head_dim).enumerate().for_each(|(idx, o)| {
+            let (i, head) = (idx / h.heads, idx % h.heads);
+            let kvh = head / group;
+            let qv = &q.data[i * q.width + head * h.head_dim..][..h.head_dim];
+            let len = pos0 + i + 1;
+            let scores: Vec<f32> = (0..len)
+                .map(|p| dot(qv, &ck[p * w + kvh * h.head_dim..][..h.head_dim]) * scale)
+                .collect();
+            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f32 = e.iter().sum();
+            for (p, ep) in e.iter().enumerate() {
+                let vv = &cv[p * w + kvh * h.head_dim..][..h.head_dim];
+                for (oj, vj) in o.iter_mut().zip(vv) {
+                    *oj += ep / sum * vj;
                 }
-            });
+            }
+        });
         Ok(CpuTensor {
             data: out,
             n,

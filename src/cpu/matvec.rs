@@ -8,13 +8,7 @@ use rayon::prelude::*;
 /// codecs and each dot product accumulated in f64. Returns `(y, bound)` where
 /// `bound[c][row] = Σ_k |W[row][k] · x[c][k]|`, the scale of the rounding error any
 /// f32 implementation may make. `x` holds `cols` columns of `k` values.
-pub fn matvec(
-    ty: BlockType,
-    weights: &[u8],
-    k: usize,
-    x: &[f32],
-    cols: usize,
-) -> Result<(Vec<f32>, Vec<f32>)> {
+pub fn matvec(ty: BlockType, weights: &[u8], k: usize, x: &[f32], cols: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     let row_bytes = ty.row_bytes(k)?;
     let rows = weights.len() / row_bytes;
     let per_row: Vec<Vec<(f64, f64)>> = weights

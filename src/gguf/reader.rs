@@ -80,10 +80,7 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.err(format!(
-                "truncated: {what} needs {n} bytes, {} left",
-                self.remaining()
-            )));
+            return Err(self.err(format!("truncated: {what} needs {n} bytes, {} left", self.remaining())));
         }
         let start = self.pos;
         self.pos += n as usize;
@@ -121,10 +118,7 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, what: &str, min_size: u64) -> Result<u64> {
         let n = self.u64(what)?;
         if n.saturating_mul(min_size) > self.remaining() {
-            return Err(self.err(format!(
-                "{what} {n} cannot fit in the {} bytes left",
-                self.remaining()
-            )));
+            return Err(self.err(format!("{what} {n} cannot fit in the {} bytes left", self.remaining())));
         }
         Ok(n)
     }
@@ -152,8 +146,8 @@ impl<'a> Cursor<'a> {
                     return Err(self.err("arrays nested more than 8 deep"));
                 }
                 let id = self.u32("array element type")?;
-                let elem = ValueType::from_id(id)
-                    .ok_or_else(|| self.err(format!("unknown array element type {id}")))?;
+                let elem =
+                    ValueType::from_id(id).ok_or_else(|| self.err(format!("unknown array element type {id}")))?;
                 let n = self.count("array length", elem.min_encoded_size())?;
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -171,11 +165,7 @@ impl<'a> Cursor<'a> {
 /// bytes actually present; any inconsistency is an [`Error::Malformed`] or
 /// [`Error::Tensor`], never a panic or an out-of-bounds read.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
-    let mut c = Cursor {
-        bytes,
-        pos: 0,
-        path,
-    };
+    let mut c = Cursor { bytes, pos: 0, path };
     let magic = c.array::<4>("magic")?;
     if &magic != GGUF_MAGIC {
         c.pos = 0;
@@ -183,9 +173,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
     }
     let version = c.u32("version")?;
     if version != 2 && version != 3 {
-        return Err(c.err(format!(
-            "unsupported GGUF version {version} (lowbit reads 2 and 3)"
-        )));
+        return Err(c.err(format!("unsupported GGUF version {version} (lowbit reads 2 and 3)")));
     }
     // A tensor info is at least name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
     let n_tensors = c.u64("tensor count")?;
@@ -200,8 +188,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
         let key_pos = c.pos;
         let key = c.string("metadata key")?;
         let id = c.u32("metadata value type")?;
-        let ty = ValueType::from_id(id)
-            .ok_or_else(|| c.err(format!("key '{key}': unknown value type {id}")))?;
+        let ty = ValueType::from_id(id).ok_or_else(|| c.err(format!("key '{key}': unknown value type {id}")))?;
         let value = c.value(ty, 0)?;
         if keys.insert(key.clone(), ()).is_some() {
             c.pos = key_pos;
@@ -238,17 +225,14 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
         };
         let n_dims = c.u32("tensor n_dims")? as usize;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(tensor_err(format!(
-                "n_dims {n_dims} is not in 1..={MAX_DIMS}"
-            )));
+            return Err(tensor_err(format!("n_dims {n_dims} is not in 1..={MAX_DIMS}")));
         }
         let mut dims = Vec::with_capacity(n_dims);
         for _ in 0..n_dims {
             dims.push(c.u64("tensor dimension")?);
         }
         let type_id = c.u32("tensor type")?;
-        let ty = BlockType::from_id(type_id)
-            .map_err(|_| tensor_err(format!("unknown ggml type id {type_id}")))?;
+        let ty = BlockType::from_id(type_id).map_err(|_| tensor_err(format!("unknown ggml type id {type_id}")))?;
         let offset = c.u64("tensor offset")?;
         if dims.iter().any(|&d| d > i64::MAX as u64) {
             return Err(tensor_err(format!("dimension out of range in {dims:?}")));
@@ -270,9 +254,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Header> {
             .and_then(|row| dims[1..].iter().try_fold(row, |acc, &d| acc.checked_mul(d)))
             .ok_or_else(|| tensor_err(format!("byte size of {dims:?} overflows")))?;
         if offset % alignment != 0 {
-            return Err(tensor_err(format!(
-                "offset {offset} is not aligned to {alignment}"
-            )));
+            return Err(tensor_err(format!("offset {offset} is not aligned to {alignment}")));
         }
         if names.insert(name.clone(), ()).is_some() {
             return Err(tensor_err("duplicate tensor name".into()));
@@ -376,12 +358,10 @@ impl TensorView<'_> {
                 reason: format!("type {} cannot be dequantized", self.info.ty),
             });
         }
-        quant::dequantize(self.info.ty, self.bytes, self.info.row_len() as usize).map_err(|e| {
-            Error::Tensor {
-                path: self.path.to_path_buf(),
-                tensor: self.info.name.clone(),
-                reason: e.to_string(),
-            }
+        quant::dequantize(self.info.ty, self.bytes, self.info.row_len() as usize).map_err(|e| Error::Tensor {
+            path: self.path.to_path_buf(),
+            tensor: self.info.name.clone(),
+            reason: e.to_string(),
         })
     }
 }
@@ -419,11 +399,7 @@ impl File {
                 if declared.as_u64() != Some(count as u64) {
                     return Err(Error::Metadata {
                         key: "split.count".into(),
-                        reason: format!(
-                            "{} says {:?} but the file name says {count}",
-                            path.display(),
-                            declared
-                        ),
+                        reason: format!("{} says {:?} but the file name says {count}", path.display(), declared),
                     });
                 }
                 let dir = path.parent().unwrap_or(Path::new("."));
@@ -444,12 +420,7 @@ impl File {
                     if no != Some((i - 1) as u64) {
                         return Err(Error::Metadata {
                             key: "split.no".into(),
-                            reason: format!(
-                                "{} has split.no {:?}, expected {}",
-                                p.display(),
-                                no,
-                                i - 1
-                            ),
+                            reason: format!("{} has split.no {:?}, expected {}", p.display(), no, i - 1),
                         });
                     }
                     shards.push(shard);
@@ -486,20 +457,13 @@ impl File {
                 order.push((s, t));
             }
         }
-        let file = File {
-            shards,
-            index,
-            order,
-        };
+        let file = File { shards, index, order };
         if let Some(expected) = file.metadata("split.tensors.count").and_then(Value::as_u64)
             && expected != file.order.len() as u64
         {
             return Err(Error::Metadata {
                 key: "split.tensors.count".into(),
-                reason: format!(
-                    "says {expected} tensors, the shards hold {}",
-                    file.order.len()
-                ),
+                reason: format!("says {expected} tensors, the shards hold {}", file.order.len()),
             });
         }
         Ok(file)
@@ -520,10 +484,7 @@ impl File {
     }
 
     pub fn metadata(&self, key: &str) -> Option<&Value> {
-        self.metadata_entries()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.metadata_entries().iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Every tensor, in shard order then file order.
@@ -539,8 +500,7 @@ impl File {
         let shard = &self.shards[s];
         let info = &shard.header.tensors[t];
         // In bounds: `parse` checked file_offset + size <= file length.
-        let bytes =
-            &shard.bytes()[info.file_offset as usize..(info.file_offset + info.size) as usize];
+        let bytes = &shard.bytes()[info.file_offset as usize..(info.file_offset + info.size) as usize];
         TensorView {
             info,
             bytes,

@@ -128,12 +128,7 @@ fn alignment_of(metadata: &[(String, Value)]) -> Result<u64> {
 }
 
 /// The header bytes (up to the aligned start of the data section) of one file.
-fn header(
-    metadata: &[(String, Value)],
-    tensors: &[TensorSpec],
-    sizes: &[u64],
-    alignment: u64,
-) -> Vec<u8> {
+fn header(metadata: &[(String, Value)], tensors: &[TensorSpec], sizes: &[u64], alignment: u64) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(GGUF_MAGIC);
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -197,10 +192,7 @@ pub fn write(
 ) -> Result<Vec<PathBuf>> {
     check_metadata(metadata)?;
     let alignment = alignment_of(metadata)?;
-    let sizes = tensors
-        .iter()
-        .map(TensorSpec::size)
-        .collect::<Result<Vec<_>>>()?;
+    let sizes = tensors.iter().map(TensorSpec::size).collect::<Result<Vec<_>>>()?;
     let mut names = std::collections::HashSet::new();
     for t in tensors {
         if !names.insert(t.name.as_str()) {
@@ -226,22 +218,14 @@ pub fn write(
     for (no, range) in shards.iter().enumerate() {
         let mut shard_meta: Vec<(String, Value)> = Vec::new();
         if no == 0 {
-            shard_meta.extend(
-                metadata
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with("split."))
-                    .cloned(),
-            );
+            shard_meta.extend(metadata.iter().filter(|(k, _)| !k.starts_with("split.")).cloned());
         } else if metadata.iter().any(|(k, _)| k == "general.alignment") {
             shard_meta.push(("general.alignment".into(), Value::U32(alignment as u32)));
         }
         if count > 1 {
             shard_meta.push(("split.no".into(), Value::U16(no as u16)));
             shard_meta.push(("split.count".into(), Value::U16(count as u16)));
-            shard_meta.push((
-                "split.tensors.count".into(),
-                Value::I32(tensors.len() as i32),
-            ));
+            shard_meta.push(("split.tensors.count".into(), Value::I32(tensors.len() as i32)));
         }
         let tmp = tempfile::Builder::new()
             .prefix(".lowbit-")
@@ -279,8 +263,7 @@ pub fn write(
         temps.push(tmp);
     }
     for (tmp, target) in temps.into_iter().zip(&targets) {
-        tmp.persist(target)
-            .map_err(|e| Error::io(target, e.error))?;
+        tmp.persist(target).map_err(|e| Error::io(target, e.error))?;
     }
     Ok(targets)
 }

@@ -106,19 +106,15 @@ impl GpuBackend {
 
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.encoder.get_or_insert_with(|| {
-            self.ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("lowbit step"),
-                })
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("lowbit step"),
+            })
         })
     }
 
     fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
         Ok(GpuTensor {
-            buffer: self
-                .ctx
-                .alloc("activations", (n * width * 4) as u64, USAGE)?,
+            buffer: self.ctx.alloc("activations", (n * width * 4) as u64, USAGE)?,
             n,
             width,
         })
@@ -138,9 +134,7 @@ impl GpuBackend {
             .encoder
             .take()
             .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let r = self
-            .ctx
-            .dispatch_simple(&mut enc, &pipeline, params, buffers, grid);
+        let r = self.ctx.dispatch_simple(&mut enc, &pipeline, params, buffers, grid);
         self.encoder = Some(enc);
         r
     }
@@ -173,17 +167,12 @@ impl Backend for GpuBackend {
     }
 
     fn matrix(&mut self, t: &TensorView) -> Result<GpuWeights> {
-        GpuWeights::upload(
-            &self.ctx,
-            &t.info.name,
-            t.info.ty,
-            t.info.row_len() as usize,
-            t.bytes,
-        )
-        .map_err(|e| Error::Tensor {
-            path: t.path.to_path_buf(),
-            tensor: t.info.name.clone(),
-            reason: e.to_string(),
+        GpuWeights::upload(&self.ctx, &t.info.name, t.info.ty, t.info.row_len() as usize, t.bytes).map_err(|e| {
+            Error::Tensor {
+                path: t.path.to_path_buf(),
+                tensor: t.info.name.clone(),
+                reason: e.to_string(),
+            }
         })
     }
 
@@ -211,11 +200,9 @@ impl Backend for GpuBackend {
             ));
         }
         let out = self.tensor(tokens.len(), table.k)?;
-        let ids = self.ctx.upload(
-            "token ids",
-            bytemuck::cast_slice(tokens),
-            wgpu::BufferUsages::STORAGE,
-        )?;
+        let ids = self
+            .ctx
+            .upload("token ids", bytemuck::cast_slice(tokens), wgpu::BufferUsages::STORAGE)?;
         let key = PipelineKey {
             kernel: Kernel::GetRows,
             format: table.ty,
@@ -250,12 +237,7 @@ impl Backend for GpuBackend {
         if w.k * w.rows != x.width || w.ty != crate::quant::BlockType::F32 {
             return Err(shape_err(
                 "rms_norm",
-                format!(
-                    "{} weight of {} for rows of {}",
-                    w.ty,
-                    w.k * w.rows,
-                    x.width
-                ),
+                format!("{} weight of {} for rows of {}", w.ty, w.k * w.rows, x.width),
             ));
         }
         let out = self.tensor(x.n, x.width)?;
@@ -307,10 +289,7 @@ impl Backend for GpuBackend {
         if x.width != rope.heads * rope.head_dim {
             return Err(shape_err(
                 "rope",
-                format!(
-                    "rows of {} for {} heads of {}",
-                    x.width, rope.heads, rope.head_dim
-                ),
+                format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
             ));
         }
         let params = RopeParams {
@@ -346,11 +325,7 @@ impl Backend for GpuBackend {
         if pos0 + n > cache.n_ctx {
             return Err(shape_err(
                 "attention",
-                format!(
-                    "positions {pos0}..{} exceed the context of {}",
-                    pos0 + n,
-                    cache.n_ctx
-                ),
+                format!("positions {pos0}..{} exceed the context of {}", pos0 + n, cache.n_ctx),
             ));
         }
         if k.width != cache.width
@@ -380,12 +355,7 @@ impl Backend for GpuBackend {
             pos0: pos0 as u32,
             scale: 1.0 / (h.head_dim as f32).sqrt(),
         };
-        let buffers = [
-            &q.buffer.buffer,
-            &cache.k.buffer,
-            &cache.v.buffer,
-            &out.buffer.buffer,
-        ];
+        let buffers = [&q.buffer.buffer, &cache.k.buffer, &cache.v.buffer, &out.buffer.buffer];
         self.simple(
             "attention",
             include_str!("../../shaders/attention.wgsl"),
@@ -437,21 +407,14 @@ impl Backend for GpuBackend {
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
         let out = self.tensor(1, x.width)?;
         let bytes = (x.width * 4) as u64;
-        self.encoder().copy_buffer_to_buffer(
-            &x.buffer.buffer,
-            (x.n as u64 - 1) * bytes,
-            &out.buffer.buffer,
-            0,
-            bytes,
-        );
+        self.encoder()
+            .copy_buffer_to_buffer(&x.buffer.buffer, (x.n as u64 - 1) * bytes, &out.buffer.buffer, 0, bytes);
         Ok(out)
     }
 
     fn to_host(&mut self, x: &GpuTensor) -> Result<Vec<f32>> {
         self.flush();
-        let bytes = self
-            .ctx
-            .read_back(&x.buffer.buffer, (x.n * x.width * 4) as u64)?;
+        let bytes = self.ctx.read_back(&x.buffer.buffer, (x.n * x.width * 4) as u64)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }

@@ -66,9 +66,7 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, iters: usize, reps: usize) -
     let bytes = bytes.min(ctx.max_binding_bytes) / 16 * 16;
     let src = ctx.alloc("copy src", bytes, wgpu::BufferUsages::STORAGE)?;
     let dst = ctx.alloc("copy dst", bytes, wgpu::BufferUsages::STORAGE)?;
-    let t = time_best(ctx, iters, reps, |enc| {
-        ctx.copy_kernel(enc, &src.buffer, &dst.buffer)
-    })?;
+    let t = time_best(ctx, iters, reps, |enc| ctx.copy_kernel(enc, &src.buffer, &dst.buffer))?;
     Ok(2.0 * bytes as f64 / t / 1e9)
 }
 
@@ -83,24 +81,14 @@ fn random_weights(ty: BlockType, rows: usize, k: usize) -> Result<Vec<u8>> {
             s ^= s >> 7;
             s ^= s << 17;
             // 0x1c00..0x1fff as f16 is about 0.004..0.008: finite wherever it lands.
-            if i % 2 == 1 {
-                0x1c | (s as u8 & 3)
-            } else {
-                s as u8
-            }
+            if i % 2 == 1 { 0x1c | (s as u8 & 3) } else { s as u8 }
         })
         .collect())
 }
 
 fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
-    let x: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect();
-    ctx.upload(
-        "bench x",
-        bytemuck::cast_slice(&x),
-        wgpu::BufferUsages::STORAGE,
-    )
+    let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    ctx.upload("bench x", bytemuck::cast_slice(&x), wgpu::BufferUsages::STORAGE)
 }
 
 /// matvec (1 column) and, when `matmul_cols > 0`, matmul of one `rows` x `k` matrix.
@@ -116,20 +104,14 @@ pub fn bench_format(
     let w = GpuWeights::upload(ctx, "bench w", ty, k, &packed)?;
     let cols = matmul_cols.max(1);
     let xb = activations(ctx, cols * k)?;
-    let y = ctx.alloc(
-        "bench y",
-        (cols * rows * 4) as u64,
-        wgpu::BufferUsages::STORAGE,
-    )?;
+    let y = ctx.alloc("bench y", (cols * rows * 4) as u64, wgpu::BufferUsages::STORAGE)?;
     let one = Activations {
         buffer: &xb.buffer,
         cols: 1,
         stride: k,
         f16: false,
     };
-    let matvec_s = time_best(ctx, iters, 10, |enc| {
-        w.matvec(ctx, enc, &one, &y.buffer, rows)
-    })?;
+    let matvec_s = time_best(ctx, iters, 10, |enc| w.matvec(ctx, enc, &one, &y.buffer, rows))?;
     let matmul_s = if matmul_cols > 0 {
         let many = Activations {
             buffer: &xb.buffer,

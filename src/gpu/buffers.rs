@@ -29,8 +29,7 @@ impl Drop for Tracked {
                 }
             }
             None => {
-                self.counter
-                    .fetch_sub(self.buffer.size(), Ordering::Relaxed);
+                self.counter.fetch_sub(self.buffer.size(), Ordering::Relaxed);
             }
         }
     }
@@ -94,12 +93,7 @@ impl GpuContext {
 
     /// Like [`alloc`](Self::alloc), but the buffer returns to a pool when dropped and a
     /// later request of the same size and usage reuses it (activations of a forward pass).
-    pub fn alloc_pooled(
-        &self,
-        label: &str,
-        size: u64,
-        usage: wgpu::BufferUsages,
-    ) -> Result<Tracked> {
+    pub fn alloc_pooled(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
         let size = size.max(4).div_ceil(4) * 4;
         let reused = self
             .pool
@@ -131,12 +125,9 @@ impl GpuContext {
         enc.copy_buffer_to_buffer(src, 0, &staging.buffer, 0, size);
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        staging
-            .buffer
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         self.wait()?;
         rx.recv()
             .map_err(|_| Error::Gpu("read-back never completed".into()))?
@@ -188,13 +179,7 @@ impl GpuWeights {
 
     /// Upload `bytes` (rows of `k` elements of `ty`, ggml layout), split into chunks of
     /// whole rows no larger than the context's binding limit.
-    pub fn upload(
-        ctx: &GpuContext,
-        name: &str,
-        ty: BlockType,
-        k: usize,
-        bytes: &[u8],
-    ) -> Result<Self> {
+    pub fn upload(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, bytes: &[u8]) -> Result<Self> {
         let row_bytes = ty.row_bytes(k)?;
         if !k.is_multiple_of(32) || row_bytes == 0 || !bytes.len().is_multiple_of(row_bytes) {
             return Err(Error::Shape(format!(
@@ -221,11 +206,6 @@ impl GpuWeights {
                 rows: n,
             });
         }
-        Ok(GpuWeights {
-            ty,
-            k,
-            rows,
-            chunks,
-        })
+        Ok(GpuWeights { ty, k, rows, chunks })
     }
 }

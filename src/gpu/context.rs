@@ -136,9 +136,7 @@ impl GpuContext {
     fn build(device: wgpu::Device, queue: wgpu::Queue, options: &GpuOptions) -> Self {
         let have = device.features();
         let limits = device.limits();
-        let device_max = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         // Byte offsets in the kernels are u32: keep every binding below 2 GiB.
         let max_binding_bytes = options
             .max_binding_bytes

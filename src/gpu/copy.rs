@@ -49,23 +49,18 @@ impl GpuContext {
 
     fn copy_pipeline(&self) -> Result<wgpu::ComputePipeline> {
         self.scoped("compiling copy", || {
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some("copy"),
-                    source: wgpu::ShaderSource::Wgsl(
-                        include_str!("../../shaders/copy.wgsl").into(),
-                    ),
-                });
-            self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("copy"),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("copy"),
+                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/copy.wgsl").into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("copy"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            })
         })
     }
 }

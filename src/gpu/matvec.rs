@@ -17,11 +17,7 @@ const WORKGROUP: u32 = 64;
 /// Returns (one row per invocation, workgroups for `rows`).
 pub(crate) fn matvec_shape(k: usize, rows: usize) -> (bool, u32) {
     let per_row = k / 32 < WORKGROUP as usize;
-    let per_group = if per_row {
-        WORKGROUP
-    } else {
-        ROWS_PER_WORKGROUP
-    };
+    let per_group = if per_row { WORKGROUP } else { ROWS_PER_WORKGROUP };
     (per_row, (rows as u32).div_ceil(per_group))
 }
 /// Columns per call (`MAX_COLS` in matvec.wgsl).
@@ -39,8 +35,7 @@ pub struct Activations<'a> {
 impl Activations<'_> {
     /// Check that the buffer holds `cols` columns of `k` values.
     pub(crate) fn check(&self, k: usize) -> Result<()> {
-        let bytes =
-            ((self.cols.max(1) - 1) * self.stride + k) as u64 * if self.f16 { 2 } else { 4 };
+        let bytes = ((self.cols.max(1) - 1) * self.stride + k) as u64 * if self.f16 { 2 } else { 4 };
         if self.stride < k || self.buffer.size() < bytes {
             return Err(Error::Shape(format!(
                 "activations: {} columns of {k} at stride {} need {bytes} bytes, the buffer has {}",
@@ -54,12 +49,7 @@ impl Activations<'_> {
 }
 
 /// Check that `y` holds `cols` columns of `rows` values at `stride`.
-pub(crate) fn check_output(
-    y: &wgpu::Buffer,
-    cols: usize,
-    rows: usize,
-    stride: usize,
-) -> Result<()> {
+pub(crate) fn check_output(y: &wgpu::Buffer, cols: usize, rows: usize, stride: usize) -> Result<()> {
     let bytes = ((cols.max(1) - 1) * stride + rows) as u64 * 4;
     if stride < rows || y.size() < bytes {
         return Err(Error::Shape(format!(

@@ -79,14 +79,7 @@ pub fn group_by_expert(ids: &[u32], slot_of: &[u32]) -> Result<(Vec<u32>, Vec<u3
 impl GpuExperts {
     /// Upload `n_slots` expert matrices from `bytes` (GGUF layout of a 3-D expert tensor,
     /// or any run of whole experts), split into chunks of whole experts per binding.
-    pub fn upload(
-        ctx: &GpuContext,
-        name: &str,
-        ty: BlockType,
-        k: usize,
-        rows: usize,
-        bytes: &[u8],
-    ) -> Result<Self> {
+    pub fn upload(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, rows: usize, bytes: &[u8]) -> Result<Self> {
         let expert_bytes = ty.row_bytes(k)? * rows;
         if !k.is_multiple_of(32) || expert_bytes == 0 || !bytes.len().is_multiple_of(expert_bytes) {
             return Err(Error::Shape(format!(
@@ -125,14 +118,7 @@ impl GpuExperts {
         })
     }
 
-    fn params(
-        &self,
-        chunk: &SlotChunk,
-        x: &Activations,
-        y_stride: usize,
-        n_used: usize,
-        n_pairs: usize,
-    ) -> Params {
+    fn params(&self, chunk: &SlotChunk, x: &Activations, y_stride: usize, n_used: usize, n_pairs: usize) -> Params {
         Params {
             rows: self.rows as u32,
             k: self.k as u32,

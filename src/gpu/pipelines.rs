@@ -27,12 +27,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 4] = [
-        Kernel::Matvec,
-        Kernel::Matmul,
-        Kernel::MatvecId,
-        Kernel::MatmulId,
-    ];
+    pub const ALL: [Kernel; 4] = [Kernel::Matvec, Kernel::Matmul, Kernel::MatvecId, Kernel::MatmulId];
 
     fn body(self) -> &'static str {
         match self {
@@ -46,9 +41,7 @@ impl Kernel {
     fn preamble(self) -> &'static [&'static str] {
         const PARAMS: &str = include_str!("../../shaders/params.wgsl");
         match self {
-            Kernel::Matvec | Kernel::Matmul => {
-                &[PARAMS, include_str!("../../shaders/address_dense.wgsl")]
-            }
+            Kernel::Matvec | Kernel::Matmul => &[PARAMS, include_str!("../../shaders/address_dense.wgsl")],
             Kernel::MatvecId => &[PARAMS, include_str!("../../shaders/address_routed.wgsl")],
             Kernel::MatmulId => &[PARAMS, include_str!("../../shaders/address_grouped.wgsl")],
             Kernel::GetRows => &[],
@@ -163,13 +156,8 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         src.push_str("alias ACT = f32;\n");
     }
     // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
-    if (key.subgroups && !key.kernel.reduces())
-        || (key.f16_activations && !key.kernel.takes_activations())
-    {
-        return Err(Error::Unsupported(format!(
-            "{:?} has no variant {key:?}",
-            key.kernel
-        )));
+    if (key.subgroups && !key.kernel.reduces()) || (key.f16_activations && !key.kernel.takes_activations()) {
+        return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
     src.push_str(include_str!("../../shaders/common.wgsl"));
     src.push_str(format);
@@ -185,13 +173,8 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     }
     src.push_str(key.kernel.body());
     // `enable` directives must precede everything else.
-    let (enables, rest): (Vec<&str>, Vec<&str>) =
-        src.lines().partition(|l| l.starts_with("enable "));
-    Ok(enables
-        .into_iter()
-        .chain(rest)
-        .collect::<Vec<_>>()
-        .join("\n"))
+    let (enables, rest): (Vec<&str>, Vec<&str>) = src.lines().partition(|l| l.starts_with("enable "));
+    Ok(enables.into_iter().chain(rest).collect::<Vec<_>>().join("\n"))
 }
 
 /// The lattice tables the IQ decoders read (`grid` binding): kgrid_2bit_256 at word 0,
@@ -222,20 +205,19 @@ impl GpuContext {
             count: None,
         };
         let read = wgpu::BufferBindingType::Storage { read_only: true };
-        self.device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("packed weights kernel"),
-                entries: &[
-                    entry(0, wgpu::BufferBindingType::Uniform),
-                    entry(1, read),
-                    entry(2, read),
-                    entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
-                    entry(4, read),
-                    entry(5, read),
-                    entry(6, read),
-                    entry(7, read),
-                ][..if kernel.routed() { 8 } else { 5 }],
-            })
+        self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("packed weights kernel"),
+            entries: &[
+                entry(0, wgpu::BufferBindingType::Uniform),
+                entry(1, read),
+                entry(2, read),
+                entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+                entry(4, read),
+                entry(5, read),
+                entry(6, read),
+                entry(7, read),
+            ][..if kernel.routed() { 8 } else { 5 }],
+        })
     }
 
     /// The cached pipeline for `key`, compiled on first use.
@@ -271,31 +253,26 @@ impl GpuContext {
             Vec::new()
         };
         let pipeline = self.scoped(&format!("compiling {label}"), || {
-            let layout = self
-                .device
-                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(&label),
-                    bind_group_layouts: &[Some(&self.weights_kernel_layout(key.kernel))],
-                    immediate_size: 0,
-                });
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&label),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
-                });
-            self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(&label),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &constants,
-                        ..Default::default()
-                    },
-                    cache: None,
-                })
+            let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&self.weights_kernel_layout(key.kernel))],
+                immediate_size: 0,
+            });
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    ..Default::default()
+                },
+                cache: None,
+            })
         })?;
         let pipeline = Arc::new(pipeline);
         self.pipelines
@@ -323,13 +300,11 @@ impl GpuContext {
         let pipeline = self.pipeline(key)?;
         let grid = self.grid_buffer()?;
         self.scoped(&format!("recording {:?}", key.kernel), || {
-            let uniform = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("kernel params"),
-                    contents: params,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
+            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("kernel params"),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
             let mut all: Vec<&wgpu::Buffer> = vec![&uniform];
             all.extend_from_slice(&buffers[..3]);
             all.push(&grid.buffer);
@@ -362,21 +337,13 @@ impl GpuContext {
             return Ok(g);
         }
         let words = grid_words();
-        let g = self.upload(
-            "iq grids",
-            bytemuck::cast_slice(&words),
-            wgpu::BufferUsages::STORAGE,
-        )?;
+        let g = self.upload("iq grids", bytemuck::cast_slice(&words), wgpu::BufferUsages::STORAGE)?;
         Ok(self.grid.get_or_init(|| g))
     }
 
     /// Split a workgroup count over x and y so neither exceeds the per-dimension limit.
     pub(crate) fn workgroups_2d(&self, n: u32) -> (u32, u32) {
-        let max = self
-            .device
-            .limits()
-            .max_compute_workgroups_per_dimension
-            .max(1);
+        let max = self.device.limits().max_compute_workgroups_per_dimension.max(1);
         let x = n.clamp(1, max);
         (x, n.div_ceil(x))
     }
@@ -391,30 +358,22 @@ impl GpuContext {
         entry: &'static str,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let poisoned = || Error::Gpu("pipeline cache poisoned".into());
-        if let Some(p) = self
-            .simple
-            .lock()
-            .map_err(|_| poisoned())?
-            .get(&(name, entry))
-        {
+        if let Some(p) = self.simple.lock().map_err(|_| poisoned())?.get(&(name, entry)) {
             return Ok(p.clone());
         }
         let pipeline = Arc::new(self.scoped(&format!("compiling {name}::{entry}"), || {
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(source.into()),
-                });
-            self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
         })?);
         self.simple
             .lock()
@@ -434,26 +393,19 @@ impl GpuContext {
     ) -> Result<()> {
         use wgpu::util::DeviceExt;
         self.scoped("recording a kernel", || {
-            let uniform = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("params"),
-                    contents: params,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
+            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: uniform.as_entire_binding(),
             }];
-            entries.extend(
-                buffers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| wgpu::BindGroupEntry {
-                        binding: i as u32 + 1,
-                        resource: b.as_entire_binding(),
-                    }),
-            );
+            entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            }));
             let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: &pipeline.get_bind_group_layout(0),

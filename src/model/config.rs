@@ -44,13 +44,10 @@ fn count(file: &File, key: &str) -> Result<usize> {
 fn float(file: &File, key: &str) -> Result<Option<f32>> {
     match file.metadata(key) {
         None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(|f| Some(f as f32))
-            .ok_or_else(|| Error::Metadata {
-                key: key.into(),
-                reason: format!("{v:?} is not a number"),
-            }),
+        Some(v) => v.as_f64().map(|f| Some(f as f32)).ok_or_else(|| Error::Metadata {
+            key: key.into(),
+            reason: format!("{v:?} is not a number"),
+        }),
     }
 }
 
@@ -97,16 +94,11 @@ impl LlamaConfig {
                 format!("{rope_dim} for heads of {head_dim}"),
             ));
         }
-        let rope_linear_factor = match file
-            .metadata(&k("rope.scaling.type"))
-            .and_then(Value::as_str)
-        {
+        let rope_linear_factor = match file.metadata(&k("rope.scaling.type")).and_then(Value::as_str) {
             None | Some("none") => 1.0,
             Some("linear") => float(file, &k("rope.scaling.factor"))?.unwrap_or(1.0),
             Some(other) => {
-                return Err(Error::Unsupported(format!(
-                    "rope scaling '{other}' for llama"
-                )));
+                return Err(Error::Unsupported(format!("rope scaling '{other}' for llama")));
             }
         };
         let tokens = get(file, "tokenizer.ggml.tokens")
@@ -115,12 +107,8 @@ impl LlamaConfig {
             .map(<[Value]>::len);
         let n_vocab = match file.metadata(&k("vocab_size")) {
             Some(_) => count(file, &k("vocab_size"))?,
-            None => tokens.ok_or_else(|| {
-                inconsistent(
-                    "tokenizer.ggml.tokens",
-                    "missing: vocabulary size unknown".into(),
-                )
-            })?,
+            None => tokens
+                .ok_or_else(|| inconsistent("tokenizer.ggml.tokens", "missing: vocabulary size unknown".into()))?,
         };
         let embd = file.tensor("token_embd.weight")?;
         if embd.info.dims != [n_embd as u64, n_vocab as u64] {

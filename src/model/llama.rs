@@ -45,11 +45,7 @@ impl<B: Backend> Session<B> {
 
 impl<B: Backend> Llama<B> {
     /// Load every weight onto `backend`; `progress(done, total)` is called per tensor.
-    pub fn load(
-        file: &File,
-        backend: &mut B,
-        mut progress: impl FnMut(usize, usize),
-    ) -> Result<Self> {
+    pub fn load(file: &File, backend: &mut B, mut progress: impl FnMut(usize, usize)) -> Result<Self> {
         let config = LlamaConfig::from_gguf(file)?;
         let total = 3 + 9 * config.n_layer;
         let mut done = 0;
@@ -95,11 +91,7 @@ impl<B: Backend> Llama<B> {
         let caches = (0..self.config.n_layer)
             .map(|_| backend.cache(n_ctx, self.config.kv_dim()))
             .collect::<Result<_>>()?;
-        Ok(Session {
-            caches,
-            pos: 0,
-            n_ctx,
-        })
+        Ok(Session { caches, pos: 0, n_ctx })
     }
 
     /// Run `tokens` at the session's next positions (one batched pass) and return logits:

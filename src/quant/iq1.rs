@@ -57,11 +57,7 @@ pub(super) fn dequantize_iq1_s(src: &[u8], out: &mut [f32]) {
         for ib in 0..QK_K / 32 {
             let qh = u16_at(&b.qh, ib);
             let dl = d * (2 * ((qh >> 12) & 7) + 1) as f32;
-            let delta = if qh & 0x8000 != 0 {
-                -IQ1S_DELTA
-            } else {
-                IQ1S_DELTA
-            };
+            let delta = if qh & 0x8000 != 0 { -IQ1S_DELTA } else { IQ1S_DELTA };
             for l in 0..4 {
                 let index = b.qs[4 * ib + l] as usize | ((((qh >> (3 * l)) & 7) as usize) << 8);
                 let grid = grid_values(index);
@@ -98,11 +94,7 @@ pub(super) fn dequantize_iq1_m(src: &[u8], out: &mut [f32]) {
                 qs[3] as usize | ((qh[1] as usize) << 4 & 0x700),
             ];
             let delta = |bits: u8, mask: u8| {
-                if bits & mask != 0 {
-                    -IQ1S_DELTA
-                } else {
-                    IQ1S_DELTA
-                }
+                if bits & mask != 0 { -IQ1S_DELTA } else { IQ1S_DELTA }
             };
             let deltas = [
                 delta(qh[0], 0x08),
@@ -158,23 +150,11 @@ fn best_neighbour(
 }
 
 /// Put the group's levels on the lattice; returns `(grid index, was already on it)`.
-fn snap(
-    lattice: &Lattice,
-    xb: &[f32],
-    weight: &[f32],
-    scale: f32,
-    xg: &[f32; 3],
-    l: &mut [i8],
-) -> (usize, bool) {
-    let u = (0..8).fold(0usize, |acc, j| {
-        acc | (l[j].clamp(0, 2) as usize) << (2 * j)
-    });
+fn snap(lattice: &Lattice, xb: &[f32], weight: &[f32], scale: f32, xg: &[f32; 3], l: &mut [i8]) -> (usize, bool) {
+    let u = (0..8).fold(0usize, |acc, j| acc | (l[j].clamp(0, 2) as usize) << (2 * j));
     match lattice.place(u) {
         Place::OnGrid(j) => (j, true),
-        Place::Neighbours(list) => (
-            best_neighbour(lattice, list, xb, weight, scale, xg, l),
-            false,
-        ),
+        Place::Neighbours(list) => (best_neighbour(lattice, list, xb, weight, scale, xg, l), false),
     }
 }
 
@@ -184,19 +164,13 @@ fn sorted_indices<const N: usize>(xb: &[f32]) -> [usize; N] {
     let mut idx: [usize; N] = std::array::from_fn(|j| j);
     idx.sort_by(|&a, &b| {
         let (x, y) = (xb[a], xb[b]);
-        x.partial_cmp(&y)
-            .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+        x.partial_cmp(&y).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
     });
     idx
 }
 
 /// Importance of each element: `qw * sqrt(sigma2 + x²)`, or `fallback(x)` without an imatrix.
-fn element_weights<const N: usize>(
-    xb: &[f32],
-    qw: Option<&[f32]>,
-    sigma2: f32,
-    fallback: fn(f32) -> f32,
-) -> [f32; N] {
+fn element_weights<const N: usize>(xb: &[f32], qw: Option<&[f32]>, sigma2: f32, fallback: fn(f32) -> f32) -> [f32; N] {
     std::array::from_fn(|i| match qw {
         Some(w) => w[i] * (sigma2 + xb[i] * xb[i]).sqrt(),
         None => fallback(xb[i]),
@@ -349,11 +323,7 @@ pub(super) fn quantize_iq1_m(x: &[f32], weights: Option<&[f32]>, out: &mut [u8])
     // Group k of a sub-block uses the + or - shifted levels depending on the choice `best_k`:
     // 0: (+, +), 1: (+, -), 2: (-, +), 3: (-, -).
     let shifted = |best_k: usize, k: usize| -> &'static [f32; 3] {
-        let plus = if k == 0 {
-            best_k < 2
-        } else {
-            best_k.is_multiple_of(2)
-        };
+        let plus = if k == 0 { best_k < 2 } else { best_k.is_multiple_of(2) };
         if plus { &X_P } else { &X_M }
     };
     for (ibl, (xbl, y)) in x.chunks_exact(QK_K).zip(blocks.iter_mut()).enumerate() {
@@ -389,11 +359,7 @@ pub(super) fn quantize_iq1_m(x: &[f32], weights: Option<&[f32]>, out: &mut [u8])
                         let (p, m) = (X_P[level], X_M[level]);
                         // first half of the sub-block: choices 0,1 use +, 2,3 use -;
                         // second half: choices 0,2 use +, 1,3 use -.
-                        let order = if i < BS / 2 {
-                            [p, p, m, m]
-                        } else {
-                            [p, m, p, m]
-                        };
+                        let order = if i < BS / 2 { [p, p, m, m] } else { [p, m, p, m] };
                         let wi = weight[i];
                         for (c, &q) in [0usize, 1, 2, 3].iter().zip(&order) {
                             sumqx[*c] += wi * q * xb[i];
@@ -482,8 +448,7 @@ pub(super) fn quantize_iq1_m(x: &[f32], weights: Option<&[f32]>, out: &mut [u8])
             let weight: [f32; BS] = element_weights(xb, qw_of(ib), sigma2, |v| v * v);
             for k in 0..BS / 8 {
                 let xx = shifted(shifts[ib], k);
-                let index =
-                    y.qs[2 * ib + k] as usize + (((y.qh[ib] as usize) << (8 - 4 * k)) & 0x700);
+                let index = y.qs[2 * ib + k] as usize + (((y.qh[ib] as usize) << (8 - 4 * k)) & 0x700);
                 let pg = &lattice.grid[index];
                 for j in 0..8 {
                     let w = weight[8 * k + j];

@@ -46,14 +46,7 @@ pub(super) fn dequantize_iq2_xxs(src: &[u8], out: &mut [f32]) {
 
 /// `iq2_find_best_neighbour`: the listed entry nearest to `xval / scale` under `weight`;
 /// writes its levels to `l` and returns its index.
-fn best_neighbour(
-    lattice: &Lattice,
-    list: &[u16],
-    xval: &[f32],
-    weight: &[f32],
-    scale: f32,
-    l: &mut [i8],
-) -> usize {
+fn best_neighbour(lattice: &Lattice, list: &[u16], xval: &[f32], weight: &[f32], scale: f32, l: &mut [i8]) -> usize {
     let mut best_d2 = f32::MAX;
     let mut best = list[0] as usize;
     for &j in list {
@@ -78,9 +71,7 @@ fn best_neighbour(
 /// the grid index. Levels outside `0..=2`, which only non-finite input can produce,
 /// are clamped first.
 fn snap(lattice: &Lattice, xval: &[f32], waux: &[f32], scale: f32, l: &mut [i8]) -> usize {
-    let u = (0..8).fold(0usize, |acc, i| {
-        acc | (l[i].clamp(0, 2) as usize) << (2 * i)
-    });
+    let u = (0..8).fold(0usize, |acc, i| acc | (l[i].clamp(0, 2) as usize) << (2 * i));
     match lattice.place(u) {
         Place::OnGrid(j) => j,
         Place::Neighbours(list) => best_neighbour(lattice, list, xval, waux, scale, l),
@@ -137,10 +128,7 @@ pub(super) fn quantize_iq2_xxs(x: &[f32], weights: Option<&[f32]>, out: &mut [u8
                 }
                 block_signs[k] = s & 127;
             }
-            let max = xval
-                .iter()
-                .skip(1)
-                .fold(xval[0], |a, &v| if a > v { a } else { v });
+            let max = xval.iter().skip(1).fold(xval[0], |a, &v| if a > v { a } else { v });
             if max < GROUP_MAX_EPS {
                 continue;
             }

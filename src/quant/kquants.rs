@@ -6,8 +6,8 @@
 
 use super::QK_K;
 use super::search::{
-    GROUP_MAX_EPS, Sweep, f16_bytes, f16_value, make_q3_quants, make_qkx_quants, make_qp_quants,
-    make_qx_quants, nearest_int, via_f16,
+    GROUP_MAX_EPS, Sweep, f16_bytes, f16_value, make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants,
+    nearest_int, via_f16,
 };
 use bytemuck::{Pod, Zeroable};
 
@@ -96,10 +96,7 @@ fn blocks_mut<T: Pod>(out: &mut [u8]) -> &mut [T] {
 }
 
 pub(super) fn dequantize_q2_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ2K>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ2K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = f16_value(b.d);
         let min = f16_value(b.dmin);
         let mut is = 0;
@@ -123,10 +120,7 @@ pub(super) fn dequantize_q2_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q3_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ3K>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ3K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
         let d_all = f16_value(b.d);
         let mut m = 1u8;
         let mut is = 0;
@@ -151,10 +145,7 @@ pub(super) fn dequantize_q3_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q4_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4K>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ4K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = f16_value(b.d);
         let min = f16_value(b.dmin);
         for j in 0..QK_K / 64 {
@@ -173,10 +164,7 @@ pub(super) fn dequantize_q4_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q5_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5K>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ5K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = f16_value(b.d);
         let min = f16_value(b.dmin);
         let (mut u1, mut u2) = (1u8, 2u8);
@@ -200,10 +188,7 @@ pub(super) fn dequantize_q5_k(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q6_k(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ6K>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK_K))
-    {
+    for (b, y) in blocks::<BlockQ6K>(src).iter().zip(out.chunks_exact_mut(QK_K)) {
         let d = f16_value(b.d);
         for n in 0..2 {
             let ql = &b.ql[64 * n..][..64];
@@ -230,8 +215,7 @@ pub(super) fn dequantize_q6_k(src: &[u8], out: &mut [f32]) {
 fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     for j in (0..QK_K).step_by(128) {
         for k in 0..32 {
-            qs[j / 4 + k] =
-                l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6);
+            qs[j / 4 + k] = l[j + k] | (l[j + k + 32] << 2) | (l[j + k + 64] << 4) | (l[j + k + 96] << 6);
         }
     }
 }
@@ -274,8 +258,7 @@ pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
                 for &wk in &w {
                     sw[j] += wk;
                 }
-                (scales[j], mins[j]) =
-                    make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
+                (scales[j], mins[j]) = make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
             }
             let (mut ls, mut lm) = ([0u8; 16], [0u8; 16]);
             let dm = make_qp_quants(15, &scales, &mut ls, &sw);
@@ -297,13 +280,8 @@ pub(super) fn quantize_q2_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
             for j in 0..QK_K / 16 {
                 let xs = &xb[16 * j..][..16];
                 let w: [f32; 16] = std::array::from_fn(|k| xs[k].abs());
-                (scales[j], mins[j]) =
-                    make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
-                max_scale = if scales[j] > max_scale {
-                    scales[j]
-                } else {
-                    max_scale
-                };
+                (scales[j], mins[j]) = make_qkx_quants(3, xs, &w, &mut l[16 * j..][..16], &mut laux, &sweep);
+                max_scale = if scales[j] > max_scale { scales[j] } else { max_scale };
                 max_min = if mins[j] > max_min { mins[j] } else { max_min };
             }
             if max_scale > 0.0 {
@@ -490,8 +468,7 @@ fn quantize_kx_block(
                 sumw += wk;
             }
             sw[j] = sumw;
-            (scales[j], mins[j]) =
-                make_qkx_quants(kx.nmax, xs, &w, &mut l[32 * j..][..32], &mut laux, &sweep);
+            (scales[j], mins[j]) = make_qkx_quants(kx.nmax, xs, &w, &mut l[32 * j..][..32], &mut laux, &sweep);
         }
         let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
         let d_block = make_qp_quants(63, &scales, &mut a, &sw);
@@ -506,26 +483,11 @@ fn quantize_kx_block(
             let xs = &xb[32 * j..][..32];
             let av_x = (sum_squares(xs) / 32.0).sqrt();
             let w: [f32; 32] = std::array::from_fn(|k| av_x + xs[k].abs());
-            (scales[j], mins[j]) = make_qkx_quants(
-                kx.nmax,
-                xs,
-                &w,
-                &mut l[32 * j..][..32],
-                &mut laux,
-                &kx.ref_sweep,
-            );
-            max_scale = if scales[j] > max_scale {
-                scales[j]
-            } else {
-                max_scale
-            };
+            (scales[j], mins[j]) = make_qkx_quants(kx.nmax, xs, &w, &mut l[32 * j..][..32], &mut laux, &kx.ref_sweep);
+            max_scale = if scales[j] > max_scale { scales[j] } else { max_scale };
             max_min = if mins[j] > max_min { mins[j] } else { max_min };
         }
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
+        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
         let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
         ls = std::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
         lm = std::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
@@ -644,11 +606,7 @@ pub(super) fn quantize_q6_k(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
         }
         let lu = l.map(|v| v as u8);
         for n in 0..2 {
-            let (j, ql, qh) = (
-                128 * n,
-                &mut y.ql[64 * n..][..64],
-                &mut y.qh[32 * n..][..32],
-            );
+            let (j, ql, qh) = (128 * n, &mut y.ql[64 * n..][..64], &mut y.qh[32 * n..][..32]);
             for k in 0..32 {
                 let (q1, q2, q3, q4) = (lu[j + k], lu[j + k + 32], lu[j + k + 64], lu[j + k + 96]);
                 ql[k] = (q1 & 0xf) | ((q3 & 0xf) << 4);

@@ -63,9 +63,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 pub type BlockIq4Nl = BlockQ4_0;
 
 /// `kvalues_iq4nl` from `ggml-common.h`.
-pub const KVALUES_IQ4NL: [i8; 16] = [
-    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-];
+pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 fn blocks<T: Pod>(src: &[u8]) -> &[T] {
     bytemuck::cast_slice(src)
@@ -76,10 +74,7 @@ fn blocks_mut<T: Pod>(out: &mut [u8]) -> &mut [T] {
 }
 
 pub(super) fn dequantize_q4_0(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4_0>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (b, y) in blocks::<BlockQ4_0>(src).iter().zip(out.chunks_exact_mut(QK)) {
         let d = f16_value(b.d);
         for j in 0..QK / 2 {
             y[j] = ((b.qs[j] & 0x0f) as i32 - 8) as f32 * d;
@@ -89,10 +84,7 @@ pub(super) fn dequantize_q4_0(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q4_1(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ4_1>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (b, y) in blocks::<BlockQ4_1>(src).iter().zip(out.chunks_exact_mut(QK)) {
         let d = f16_value(b.d);
         let m = f16_value(b.m);
         for j in 0..QK / 2 {
@@ -103,10 +95,7 @@ pub(super) fn dequantize_q4_1(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q5_0(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5_0>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (b, y) in blocks::<BlockQ5_0>(src).iter().zip(out.chunks_exact_mut(QK)) {
         let d = f16_value(b.d);
         let qh = u32::from_le_bytes(b.qh);
         for j in 0..QK / 2 {
@@ -119,10 +108,7 @@ pub(super) fn dequantize_q5_0(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q5_1(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ5_1>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (b, y) in blocks::<BlockQ5_1>(src).iter().zip(out.chunks_exact_mut(QK)) {
         let d = f16_value(b.d);
         let m = f16_value(b.m);
         let qh = u32::from_le_bytes(b.qh);
@@ -136,10 +122,7 @@ pub(super) fn dequantize_q5_1(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_q8_0(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockQ8_0>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (b, y) in blocks::<BlockQ8_0>(src).iter().zip(out.chunks_exact_mut(QK)) {
         let d = f16_value(b.d);
         for j in 0..QK {
             y[j] = b.qs[j] as f32 * d;
@@ -148,10 +131,7 @@ pub(super) fn dequantize_q8_0(src: &[u8], out: &mut [f32]) {
 }
 
 pub(super) fn dequantize_iq4_nl(src: &[u8], out: &mut [f32]) {
-    for (b, y) in blocks::<BlockIq4Nl>(src)
-        .iter()
-        .zip(out.chunks_exact_mut(QK))
-    {
+    for (b, y) in blocks::<BlockIq4Nl>(src).iter().zip(out.chunks_exact_mut(QK)) {
         let d = f16_value(b.d);
         for j in 0..QK / 2 {
             y[j] = d * KVALUES_IQ4NL[(b.qs[j] & 0x0f) as usize] as f32;
@@ -351,10 +331,7 @@ pub(super) fn quantize_q5_1(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) 
 
 /// Q8_0 has one quantizer; ggml ignores importance weights for it.
 pub(super) fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
-    for (xb, y) in x
-        .chunks_exact(QK)
-        .zip(blocks_mut::<BlockQ8_0>(out).iter_mut())
-    {
+    for (xb, y) in x.chunks_exact(QK).zip(blocks_mut::<BlockQ8_0>(out).iter_mut()) {
         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };

@@ -199,12 +199,7 @@ pub fn dequantize_row(ty: BlockType, src: &[u8], out: &mut [f32]) -> Result<()> 
 /// as `llama-quantize --imatrix` passes it). Without weights the K-quant and legacy
 /// formats use ggml's deterministic `*_ref` quantizers; the IQ formats, which ggml
 /// only runs with weights, then use a weight of 1 per element.
-pub fn quantize_row(
-    ty: BlockType,
-    x: &[f32],
-    weights: Option<&[f32]>,
-    out: &mut [u8],
-) -> Result<()> {
+pub fn quantize_row(ty: BlockType, x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) -> Result<()> {
     check_row(ty, x.len(), out.len())?;
     if let Some(w) = weights
         && w.len() != x.len()
@@ -248,12 +243,7 @@ pub fn quantize_row(
 ///
 /// `weights`, when given, holds `n_per_row` importance weights shared by every row
 /// (one imatrix entry per input column, as ggml uses it).
-pub fn quantize(
-    ty: BlockType,
-    data: &[f32],
-    n_per_row: usize,
-    weights: Option<&[f32]>,
-) -> Result<Vec<u8>> {
+pub fn quantize(ty: BlockType, data: &[f32], n_per_row: usize, weights: Option<&[f32]>) -> Result<Vec<u8>> {
     if n_per_row == 0 || !data.len().is_multiple_of(n_per_row) {
         return Err(Error::Shape(format!(
             "{} values do not split into rows of {}",
