@@ -4,7 +4,7 @@
 //! copy, matmul GFLOP/s). Run: `cargo bench --bench kernels`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lowbit::gpu::{Activations, GPU_FORMATS, GpuContext, GpuOptions, GpuWeights};
+use lowbit::gpu::{Activations, GPU_FORMATS, GpuContext, GpuOptions, GpuWeights, Output};
 use std::time::{Duration, Instant};
 
 const K: usize = 4096;
@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|n| {
                 let mut enc = ctx.device.create_command_encoder(&Default::default());
                 for _ in 0..n {
-                    w.matvec(&ctx, &mut enc, &act, &y.buffer, ROWS).unwrap();
+                    w.matvec(&ctx, &mut enc, &act, &Output::store(&y.buffer, ROWS)).unwrap();
                 }
                 let start = Instant::now();
                 ctx.queue.submit([enc.finish()]);

@@ -70,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let row = row0 + tr * 4u + a;
             let col = col0 + tc + 8u * b;
             if (row < p.rows && col < ncols) {
-                y[y_at(z, col, row)] = out_scale(z, col) * rows4[a][b];
+                emit(y_at(z, col, row), out_scale(z, col) * rows4[a][b]);
             }
         }
     }

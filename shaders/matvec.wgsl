@@ -41,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
             }
             for (var c = 0u; c < NCOLS; c++) {
-                y[y_at(z, c, row)] = out_scale(z, c) * acc[c];
+                emit(y_at(z, c, row), out_scale(z, c) * acc[c]);
             }
         }
         return;
@@ -69,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let r = lane.lid / NCOLS;
         let c = lane.lid % NCOLS;
         if (row0 + r < p.rows && live) {
-            y[y_at(z, c, row0 + r)] = out_scale(z, c) * red[lane.lid];
+            emit(y_at(z, c, row0 + r), out_scale(z, c) * red[lane.lid]);
         }
     }
 }

@@ -17,6 +17,8 @@ struct Params {
     first_slot: u32,
     n_slots: u32,
     n_pairs: u32,
+    // 1: add the product to what y holds (y += W·x, the residual add fused in); 0: store.
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,3 +26,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x: array<ACT>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> grid: array<u32>;
+
+// Write one output: store it, or add it to y when accumulating.
+fn emit(i: u32, v: f32) {
+    if (p.accumulate != 0u) {
+        y[i] += v;
+    } else {
+        y[i] = v;
+    }
+}

@@ -47,6 +47,8 @@ pub trait Backend {
     fn rms_norm(&mut self, x: &Self::Tensor, w: &Self::Matrix, eps: f32) -> Result<Self::Tensor>;
     /// `x · Wᵀ`: `[n][k] -> [n][rows]`.
     fn matmul(&mut self, w: &Self::Matrix, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `acc += x · Wᵀ` (a product and a residual add in one step).
+    fn matmul_add(&mut self, w: &Self::Matrix, x: &Self::Tensor, acc: &mut Self::Tensor) -> Result<()>;
     /// Rotate `x` (`[n][heads * head_dim]`) in place; row i is at position `pos0 + i`.
     fn rope(&mut self, x: &mut Self::Tensor, rope: &Rope, pos0: usize) -> Result<()>;
     /// Store `k`, `v` at positions `pos0..pos0+n` in `cache`, then causal attention of `q`

@@ -9,7 +9,7 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Routing, group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Output, Routing, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -111,9 +111,9 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
         f16: f16_act,
     };
     if tiled {
-        gw.matmul(ctx, &mut enc, &act, &y.buffer, rows).unwrap();
+        gw.matmul(ctx, &mut enc, &act, &Output::store(&y.buffer, rows)).unwrap();
     } else {
-        gw.matvec(ctx, &mut enc, &act, &y.buffer, rows).unwrap();
+        gw.matvec(ctx, &mut enc, &act, &Output::store(&y.buffer, rows)).unwrap();
     }
     ctx.queue.submit([enc.finish()]);
     let what = format!(
@@ -351,7 +351,7 @@ fn bad_shapes_are_errors() {
         stride: 64,
         f16: false,
     };
-    assert!(gw.matvec(&ctx, &mut enc, &nine, &y.buffer, 2).is_err());
+    assert!(gw.matvec(&ctx, &mut enc, &nine, &Output::store(&y.buffer, 2)).is_err());
     let two = Activations {
         buffer: &xb.buffer,
         cols: 2,
@@ -359,7 +359,7 @@ fn bad_shapes_are_errors() {
         f16: false,
     };
     assert!(
-        gw.matvec(&ctx, &mut enc, &two, &y.buffer, 2).is_err(),
+        gw.matvec(&ctx, &mut enc, &two, &Output::store(&y.buffer, 2)).is_err(),
         "x holds one column only"
     );
 }
@@ -420,5 +420,47 @@ fn lost_device_is_an_error() {
         stride: 64,
         f16: false,
     };
-    assert!(gw.matvec(&ctx, &mut enc, &act, &x, 2).is_err());
+    assert!(gw.matvec(&ctx, &mut enc, &act, &Output::store(&x, 2)).is_err());
+}
+
+/// `Output::add` adds the product to what the output holds (the fused residual add).
+#[test]
+fn accumulating_output_adds_to_the_buffer() {
+    let ctx = context(true, true, None);
+    for (tiled, cols) in [(false, 3), (true, 33)] {
+        let (ty, rows, k) = (BlockType::Q4_0, 70, 96);
+        let packed = weights(ty, rows, k, 17);
+        let (x, xb) = activations(&ctx, cols * k, 23, false);
+        let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
+        let base: Vec<f32> = (0..cols * rows).map(|i| (i % 7) as f32 - 3.0).collect();
+        let y = ctx
+            .upload(
+                "y",
+                bytemuck::cast_slice(&base),
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            )
+            .unwrap();
+        let gw = GpuWeights::upload(&ctx, "w", ty, k, &packed).unwrap();
+        let act = Activations {
+            buffer: &xb.buffer,
+            cols,
+            stride: k,
+            f16: false,
+        };
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        if tiled {
+            gw.matmul(&ctx, &mut enc, &act, &Output::add(&y.buffer, rows)).unwrap();
+        } else {
+            gw.matvec(&ctx, &mut enc, &act, &Output::add(&y.buffer, rows)).unwrap();
+        }
+        ctx.queue.submit([enc.finish()]);
+        let with_base: Vec<f32> = expected.iter().zip(&base).map(|(e, b)| e + b).collect();
+        let bound: Vec<f32> = bound.iter().zip(&base).map(|(v, b)| v + b.abs()).collect();
+        assert_close(
+            &read(&ctx, &y, cols * rows),
+            &with_base,
+            &bound,
+            &format!("accumulate tiled {tiled}"),
+        );
+    }
 }

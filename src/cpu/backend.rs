@@ -162,6 +162,11 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn matmul_add(&mut self, w: &CpuMatrix, x: &CpuTensor, acc: &mut CpuTensor) -> Result<()> {
+        let y = self.matmul(w, x)?;
+        self.add(acc, &y)
+    }
+
     fn rope(&mut self, x: &mut CpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
         if x.width != rope.heads * rope.head_dim {
             return Err(shape_err(

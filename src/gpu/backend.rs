@@ -8,7 +8,7 @@
 
 use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
-use super::matvec::{Activations, MAX_COLS};
+use super::matvec::{Activations, MAX_COLS, Output};
 use super::pipelines::{Kernel, PipelineKey};
 use crate::backend::{Backend, Heads, Rope};
 use crate::error::{Error, Result};
@@ -147,6 +147,35 @@ impl GpuBackend {
     }
 }
 
+impl GpuBackend {
+    /// `x · Wᵀ` into `y`: matvec for up to 8 tokens, the tiled matmul above.
+    fn product(&mut self, w: &GpuWeights, x: &GpuTensor, y: &Output) -> Result<()> {
+        if x.width != w.k {
+            return Err(shape_err(
+                "matmul",
+                format!("{} inputs for a matrix of rows of {}", x.width, w.k),
+            ));
+        }
+        let act = Activations {
+            buffer: &x.buffer.buffer,
+            cols: x.n,
+            stride: x.width,
+            f16: false,
+        };
+        let mut enc = self
+            .encoder
+            .take()
+            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
+        let r = if x.n <= MAX_COLS {
+            w.matvec(&self.ctx, &mut enc, &act, y)
+        } else {
+            w.matmul(&self.ctx, &mut enc, &act, y)
+        };
+        self.encoder = Some(enc);
+        r
+    }
+}
+
 impl Backend for GpuBackend {
     type Tensor = GpuTensor;
     type Matrix = GpuWeights;
@@ -259,30 +288,19 @@ impl Backend for GpuBackend {
     }
 
     fn matmul(&mut self, w: &GpuWeights, x: &GpuTensor) -> Result<GpuTensor> {
-        if x.width != w.k {
+        let out = self.tensor(x.n, w.rows)?;
+        self.product(w, x, &Output::store(&out.buffer.buffer, w.rows))?;
+        Ok(out)
+    }
+
+    fn matmul_add(&mut self, w: &GpuWeights, x: &GpuTensor, acc: &mut GpuTensor) -> Result<()> {
+        if (acc.n, acc.width) != (x.n, w.rows) {
             return Err(shape_err(
-                "matmul",
-                format!("{} inputs for a matrix of rows of {}", x.width, w.k),
+                "matmul_add",
+                format!("accumulator [{}][{}] for [{}][{}]", acc.n, acc.width, x.n, w.rows),
             ));
         }
-        let out = self.tensor(x.n, w.rows)?;
-        let act = Activations {
-            buffer: &x.buffer.buffer,
-            cols: x.n,
-            stride: x.width,
-            f16: false,
-        };
-        let mut enc = self
-            .encoder
-            .take()
-            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let r = if x.n <= MAX_COLS {
-            w.matvec(&self.ctx, &mut enc, &act, &out.buffer.buffer, w.rows)
-        } else {
-            w.matmul(&self.ctx, &mut enc, &act, &out.buffer.buffer, w.rows)
-        };
-        self.encoder = Some(enc);
-        r.map(|_| out)
+        self.product(w, x, &Output::add(&acc.buffer.buffer, w.rows))
     }
 
     fn rope(&mut self, x: &mut GpuTensor, rope: &Rope, pos0: usize) -> Result<()> {

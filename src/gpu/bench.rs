@@ -8,7 +8,7 @@
 
 use super::buffers::{GpuWeights, Tracked};
 use super::context::GpuContext;
-use super::matvec::Activations;
+use super::matvec::{Activations, Output};
 use crate::error::Result;
 use crate::quant::BlockType;
 use std::time::Instant;
@@ -111,7 +111,9 @@ pub fn bench_format(
         stride: k,
         f16: false,
     };
-    let matvec_s = time_best(ctx, iters, 10, |enc| w.matvec(ctx, enc, &one, &y.buffer, rows))?;
+    let matvec_s = time_best(ctx, iters, 10, |enc| {
+        w.matvec(ctx, enc, &one, &Output::store(&y.buffer, rows))
+    })?;
     let matmul_s = if matmul_cols > 0 {
         let many = Activations {
             buffer: &xb.buffer,
@@ -120,7 +122,7 @@ pub fn bench_format(
             f16: false,
         };
         Some(time_best(ctx, iters.min(3), 1, |enc| {
-            w.matmul(ctx, enc, &many, &y.buffer, rows)
+            w.matmul(ctx, enc, &many, &Output::store(&y.buffer, rows))
         })?)
     } else {
         None

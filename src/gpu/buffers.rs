@@ -164,7 +164,7 @@ impl GpuWeights {
         &self,
         chunk: &Chunk,
         x: &super::matvec::Activations,
-        y_stride: usize,
+        y: &super::matvec::Output,
     ) -> super::pipelines::Params {
         super::pipelines::Params {
             rows: chunk.rows as u32,
@@ -172,7 +172,8 @@ impl GpuWeights {
             ncols: x.cols as u32,
             row_offset: chunk.first_row as u32,
             x_stride: x.stride as u32,
-            y_stride: y_stride as u32,
+            y_stride: y.stride as u32,
+            accumulate: y.accumulate as u32,
             ..Default::default()
         }
     }

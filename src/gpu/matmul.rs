@@ -4,7 +4,7 @@
 
 use super::buffers::GpuWeights;
 use super::context::GpuContext;
-use super::matvec::{Activations, check_output};
+use super::matvec::{Activations, Output, check_output};
 use super::pipelines::{Kernel, PipelineKey};
 use crate::error::{Error, Result};
 
@@ -13,20 +13,19 @@ pub(crate) const TILE_ROWS: u32 = 64;
 pub(crate) const TILE_COLS: u32 = 32;
 
 impl GpuWeights {
-    /// Record `y[c * y_stride + row] = Σ_k W[row][k] · x[c][k]` for all rows and columns.
+    /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for all rows and columns.
     pub fn matmul(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         x: &Activations,
-        y: &wgpu::Buffer,
-        y_stride: usize,
+        y: &Output,
     ) -> Result<()> {
         if x.cols == 0 {
             return Err(Error::Shape("matmul of zero columns".into()));
         }
         x.check(self.k)?;
-        check_output(y, x.cols, self.rows, y_stride)?;
+        check_output(y.buffer, x.cols, self.rows, y.stride)?;
         let key = PipelineKey {
             kernel: Kernel::Matmul,
             format: self.ty,
@@ -44,13 +43,13 @@ impl GpuWeights {
             )));
         }
         for chunk in &self.chunks {
-            let params = self.chunk_params(chunk, x, y_stride);
+            let params = self.chunk_params(chunk, x, y);
             let row_tiles = (chunk.rows as u32).div_ceil(TILE_ROWS);
             ctx.dispatch(
                 encoder,
                 key,
                 bytemuck::bytes_of(&params),
-                &[&chunk.buffer.buffer, x.buffer, y],
+                &[&chunk.buffer.buffer, x.buffer, y.buffer],
                 (row_tiles, col_tiles, 1),
             )?;
         }

@@ -48,6 +48,32 @@ impl Activations<'_> {
     }
 }
 
+/// Where a product goes: column c, row r at `buffer[c * stride + r]`, stored, or added to
+/// what the buffer holds (`accumulate`: a residual add fused into the product).
+pub struct Output<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub stride: usize,
+    pub accumulate: bool,
+}
+
+impl<'a> Output<'a> {
+    pub fn store(buffer: &'a wgpu::Buffer, stride: usize) -> Self {
+        Output {
+            buffer,
+            stride,
+            accumulate: false,
+        }
+    }
+
+    pub fn add(buffer: &'a wgpu::Buffer, stride: usize) -> Self {
+        Output {
+            buffer,
+            stride,
+            accumulate: true,
+        }
+    }
+}
+
 /// Check that `y` holds `cols` columns of `rows` values at `stride`.
 pub(crate) fn check_output(y: &wgpu::Buffer, cols: usize, rows: usize, stride: usize) -> Result<()> {
     let bytes = ((cols.max(1) - 1) * stride + rows) as u64 * 4;
@@ -61,15 +87,14 @@ pub(crate) fn check_output(y: &wgpu::Buffer, cols: usize, rows: usize, stride: u
 }
 
 impl GpuWeights {
-    /// Record `y[c * y_stride + row] = Σ_k W[row][k] · x[c][k]` for every row and each of
+    /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for every row and each of
     /// the 1..=8 columns into `encoder`, one dispatch per weight chunk.
     pub fn matvec(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         x: &Activations,
-        y: &wgpu::Buffer,
-        y_stride: usize,
+        y: &Output,
     ) -> Result<()> {
         if x.cols == 0 || x.cols > MAX_COLS {
             return Err(Error::Shape(format!(
@@ -78,7 +103,7 @@ impl GpuWeights {
             )));
         }
         x.check(self.k)?;
-        check_output(y, x.cols, self.rows, y_stride)?;
+        check_output(y.buffer, x.cols, self.rows, y.stride)?;
         let key = PipelineKey {
             kernel: Kernel::Matvec,
             format: self.ty,
@@ -88,13 +113,13 @@ impl GpuWeights {
             row_per_invocation: matvec_shape(self.k, 1).0,
         };
         for chunk in &self.chunks {
-            let params = self.chunk_params(chunk, x, y_stride);
+            let params = self.chunk_params(chunk, x, y);
             let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, chunk.rows).1);
             ctx.dispatch(
                 encoder,
                 key,
                 bytemuck::bytes_of(&params),
-                &[&chunk.buffer.buffer, x.buffer, y],
+                &[&chunk.buffer.buffer, x.buffer, y.buffer],
                 (gx, gy, 1),
             )?;
         }

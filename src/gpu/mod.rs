@@ -14,6 +14,6 @@ pub mod pipelines;
 pub use backend::{GpuBackend, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};
 pub use context::{GpuContext, GpuOptions, ShaderFeatures};
-pub use matvec::Activations;
+pub use matvec::{Activations, Output};
 pub use moe::{GpuExperts, Grouped, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};

@@ -78,6 +78,7 @@ pub struct Params {
     pub first_slot: u32,
     pub n_slots: u32,
     pub n_pairs: u32,
+    pub accumulate: u32,
 }
 
 /// Everything that selects a distinct pipeline.

@@ -141,14 +141,12 @@ impl<B: Backend> Llama<B> {
             backend.rope(&mut q, &rope_q, pos0)?;
             backend.rope(&mut k, &rope_k, pos0)?;
             let a = backend.attention(&q, &k, &v, cache, &heads, pos0)?;
-            let o = backend.matmul(&layer.wo, &a)?;
-            backend.add(&mut x, &o)?;
+            backend.matmul_add(&layer.wo, &a, &mut x)?;
             let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
             let g = backend.matmul(&layer.gate, &h)?;
             let u = backend.matmul(&layer.up, &h)?;
             let s = backend.swiglu(&g, &u)?;
-            let d = backend.matmul(&layer.down, &s)?;
-            backend.add(&mut x, &d)?;
+            backend.matmul_add(&layer.down, &s, &mut x)?;
         }
         session.pos += tokens.len();
         let x = if all_logits { x } else { backend.last_row(&x)? };
