@@ -1,13 +1,6 @@
 // Addressing for plain (dense) weights: one job (z = 0) whose columns are the activation
 // columns; weight rows are the chunk's rows, placed at `row_offset` in y.
 
-struct Job {
-    live: bool,
-    // First weight row of the job within the bound chunk.
-    w_row0: u32,
-    ncols: u32,
-}
-
 fn job(z: u32) -> Job {
     return Job(true, 0u, p.ncols);
 }

@@ -7,12 +7,6 @@
 @group(0) @binding(6) var<storage, read> slot_of: array<u32>;
 @group(0) @binding(7) var<storage, read> route_w: array<f32>;
 
-struct Job {
-    live: bool,
-    w_row0: u32,
-    ncols: u32,
-}
-
 fn job(z: u32) -> Job {
     let slot = slot_of[ids[z]];
     let live = z < p.n_pairs && slot >= p.first_slot && slot - p.first_slot < p.n_slots;

@@ -1,5 +1,5 @@
-// Elementwise ops over `n` values: `swiglu` (out = silu(a) * b) and `add` (out = a + b,
-// where `out` may alias nothing: the residual stream is accumulated into a new buffer).
+// Elementwise ops over `n` values: `swiglu` (out = silu(a) * b). Residual adds are fused
+// into the products that produce them (`Output::add`).
 
 struct EwParams {
     n: u32,
@@ -20,13 +20,5 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     if (i < p.n) {
         let g = a[i];
         out[i] = g / (1.0 + exp(-g)) * b[i];
-    }
-}
-
-@compute @workgroup_size(256)
-fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if (i < p.n) {
-        out[i] = a[i] + b[i];
     }
 }

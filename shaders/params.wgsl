@@ -21,6 +21,15 @@ struct Params {
     accumulate: u32,
 }
 
+// One unit of work of a product kernel (workgroup_id.z), as the addressing part defines it.
+struct Job {
+    // Whether its weights are in the bound chunk.
+    live: bool,
+    // First weight row of the job within the bound chunk.
+    w_row0: u32,
+    ncols: u32,
+}
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<ACT>;

@@ -64,8 +64,6 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
     /// `silu(gate) * up`.
     fn swiglu(&mut self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
-    /// `acc += x`.
-    fn add(&mut self, acc: &mut Self::Tensor, x: &Self::Tensor) -> Result<()>;
     /// The last row only.
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Copy to the host (waits for the device).

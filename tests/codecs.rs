@@ -69,28 +69,26 @@ fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<(usize, f32, f32)> {
         .map(|(i, (x, y))| (i, *x, *y))
 }
 
-#[test]
-fn dequantize_random_blocks_is_bit_exact() {
-    for &ty in BLOCK_TYPES {
-        let blocks = data(&file(ty, "rand.bin"));
-        let expected = floats(&file(ty, "rand.f32"));
+/// Dequantize `TYPE.{stem}.bin` and compare with gguf-py's `TYPE.{stem}.f32`, bit for bit.
+fn assert_dequant_matches(types: &[BlockType], stem: &str) {
+    for &ty in types {
+        let blocks = data(&file(ty, &format!("{stem}.bin")));
+        let expected = floats(&file(ty, &format!("{stem}.f32")));
         let got = quant::dequantize(ty, &blocks, N).unwrap();
         if let Some((i, g, e)) = first_bit_difference(&got, &expected) {
-            panic!("{ty}: element {i} is {g:e}, gguf-py says {e:e}");
+            panic!("{ty} {stem}: element {i} is {g:e}, gguf-py says {e:e}");
         }
     }
 }
 
 #[test]
+fn dequantize_random_blocks_is_bit_exact() {
+    assert_dequant_matches(BLOCK_TYPES, "rand");
+}
+
+#[test]
 fn dequantize_reference_quants_is_bit_exact() {
-    for &ty in REF_TYPES {
-        let blocks = data(&file(ty, "ref.bin"));
-        let expected = floats(&file(ty, "ref.f32"));
-        let got = quant::dequantize(ty, &blocks, N).unwrap();
-        if let Some((i, g, e)) = first_bit_difference(&got, &expected) {
-            panic!("{ty}: element {i} is {g:e}, gguf-py says {e:e}");
-        }
-    }
+    assert_dequant_matches(REF_TYPES, "ref");
 }
 
 fn first_byte_difference(got: &[u8], expected: &[u8], ty: BlockType) -> Option<String> {

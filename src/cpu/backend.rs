@@ -164,7 +164,11 @@ impl Backend for CpuBackend {
 
     fn matmul_add(&mut self, w: &CpuMatrix, x: &CpuTensor, acc: &mut CpuTensor) -> Result<()> {
         let y = self.matmul(w, x)?;
-        self.add(acc, &y)
+        if acc.data.len() != y.data.len() {
+            return Err(shape_err("matmul_add", "accumulator and product differ in size".into()));
+        }
+        acc.data.iter_mut().zip(&y.data).for_each(|(a, b)| *a += b);
+        Ok(())
     }
 
     fn rope(&mut self, x: &mut CpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
@@ -254,14 +258,6 @@ impl Backend for CpuBackend {
             n: gate.n,
             width: gate.width,
         })
-    }
-
-    fn add(&mut self, acc: &mut CpuTensor, x: &CpuTensor) -> Result<()> {
-        if acc.data.len() != x.data.len() {
-            return Err(shape_err("add", "operands differ in size".into()));
-        }
-        acc.data.iter_mut().zip(&x.data).for_each(|(a, b)| *a += b);
-        Ok(())
     }
 
     fn last_row(&mut self, x: &CpuTensor) -> Result<CpuTensor> {

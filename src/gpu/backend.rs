@@ -3,7 +3,7 @@
 //!
 //! Kernels besides the packed-weight products, one WGSL file each: `get_rows.wgsl`
 //! (embedding lookup), `rms_norm.wgsl`, `rope.wgsl`, `attention.wgsl` and
-//! `elementwise.wgsl` (SwiGLU, residual add). Keys and values are appended to the cache
+//! `elementwise.wgsl` (SwiGLU); residual adds are fused into the products (`Output::add`). Keys and values are appended to the cache
 //! with buffer copies. Matrix products use `matvec` for up to 8 tokens, `matmul` above.
 
 use super::buffers::{GpuWeights, Tracked};
@@ -104,17 +104,20 @@ impl GpuBackend {
         GpuBackend { ctx, encoder: None }
     }
 
-    fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
-        self.encoder.get_or_insert_with(|| {
-            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+    /// Record into this step's command encoder (created on first use).
+    fn record<T>(&mut self, f: impl FnOnce(&GpuContext, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
+        let GpuBackend { ctx, encoder } = self;
+        let enc = encoder.get_or_insert_with(|| {
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lowbit step"),
             })
-        })
+        });
+        f(ctx, enc)
     }
 
     fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
         Ok(GpuTensor {
-            buffer: self.ctx.alloc("activations", (n * width * 4) as u64, USAGE)?,
+            buffer: self.ctx.alloc_pooled("activations", (n * width * 4) as u64, USAGE)?,
             n,
             width,
         })
@@ -130,13 +133,7 @@ impl GpuBackend {
         grid: (u32, u32, u32),
     ) -> Result<()> {
         let pipeline = self.ctx.simple_pipeline(name, source, entry)?;
-        let mut enc = self
-            .encoder
-            .take()
-            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let r = self.ctx.dispatch_simple(&mut enc, &pipeline, params, buffers, grid);
-        self.encoder = Some(enc);
-        r
+        self.record(|ctx, enc| ctx.dispatch_simple(enc, &pipeline, params, buffers, grid))
     }
 
     /// Submit the recorded step.
@@ -162,17 +159,13 @@ impl GpuBackend {
             stride: x.width,
             f16: false,
         };
-        let mut enc = self
-            .encoder
-            .take()
-            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let r = if x.n <= MAX_COLS {
-            w.matvec(&self.ctx, &mut enc, &act, y)
-        } else {
-            w.matmul(&self.ctx, &mut enc, &act, y)
-        };
-        self.encoder = Some(enc);
-        r
+        self.record(|ctx, enc| {
+            if x.n <= MAX_COLS {
+                w.matvec(ctx, enc, &act, y)
+            } else {
+                w.matmul(ctx, enc, &act, y)
+            }
+        })
     }
 }
 
@@ -247,19 +240,16 @@ impl Backend for GpuBackend {
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         let chunk = &table.chunks[0].buffer.buffer;
-        let mut enc = self
-            .encoder
-            .take()
-            .unwrap_or_else(|| self.ctx.device.create_command_encoder(&Default::default()));
-        let r = self.ctx.dispatch(
-            &mut enc,
-            key,
-            bytemuck::bytes_of(&params),
-            &[chunk, &ids.buffer, &out.buffer.buffer],
-            grid,
-        );
-        self.encoder = Some(enc);
-        r.map(|_| out)
+        self.record(|ctx, enc| {
+            ctx.dispatch(
+                enc,
+                key,
+                bytemuck::bytes_of(&params),
+                &[chunk, &ids.buffer, &out.buffer.buffer],
+                grid,
+            )
+        })?;
+        Ok(out)
     }
 
     fn rms_norm(&mut self, x: &GpuTensor, w: &GpuWeights, eps: f32) -> Result<GpuTensor> {
@@ -361,9 +351,11 @@ impl Backend for GpuBackend {
         }
         let offset = (pos0 * cache.width * 4) as u64;
         let bytes = (n * cache.width * 4) as u64;
-        let enc = self.encoder();
-        enc.copy_buffer_to_buffer(&k.buffer.buffer, 0, &cache.k.buffer, offset, bytes);
-        enc.copy_buffer_to_buffer(&v.buffer.buffer, 0, &cache.v.buffer, offset, bytes);
+        self.record(|_, enc| {
+            enc.copy_buffer_to_buffer(&k.buffer.buffer, 0, &cache.k.buffer, offset, bytes);
+            enc.copy_buffer_to_buffer(&v.buffer.buffer, 0, &cache.v.buffer, offset, bytes);
+            Ok(())
+        })?;
         let out = self.tensor(n, q.width)?;
         let params = AttnParams {
             n: n as u32,
@@ -403,30 +395,13 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
-    fn add(&mut self, acc: &mut GpuTensor, x: &GpuTensor) -> Result<()> {
-        let n = acc.n * acc.width;
-        if n != x.n * x.width {
-            return Err(shape_err("add", "operands differ in size".into()));
-        }
-        let out = self.tensor(acc.n, acc.width)?;
-        let grid = groups(&self.ctx, n, 256);
-        self.simple(
-            "elementwise",
-            include_str!("../../shaders/elementwise.wgsl"),
-            "add",
-            bytemuck::bytes_of(&(n as u32)),
-            &[&acc.buffer.buffer, &x.buffer.buffer, &out.buffer.buffer],
-            grid,
-        )?;
-        *acc = out;
-        Ok(())
-    }
-
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
         let out = self.tensor(1, x.width)?;
         let bytes = (x.width * 4) as u64;
-        self.encoder()
-            .copy_buffer_to_buffer(&x.buffer.buffer, (x.n as u64 - 1) * bytes, &out.buffer.buffer, 0, bytes);
+        self.record(|_, enc| {
+            enc.copy_buffer_to_buffer(&x.buffer.buffer, (x.n as u64 - 1) * bytes, &out.buffer.buffer, 0, bytes);
+            Ok(())
+        })?;
         Ok(out)
     }
 

@@ -159,8 +159,26 @@ pub struct GpuWeights {
 }
 
 impl GpuWeights {
+    /// Record one dispatch of `key` per chunk (dense products): `groups(chunk)` sizes it.
+    pub(crate) fn dispatch_chunks(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        key: super::pipelines::PipelineKey,
+        x: &super::matvec::Activations,
+        y: &super::matvec::Output,
+        groups: impl Fn(&Chunk) -> (u32, u32, u32),
+    ) -> Result<()> {
+        for chunk in &self.chunks {
+            let params = self.chunk_params(chunk, x, y);
+            let buffers = [&chunk.buffer.buffer, x.buffer, y.buffer];
+            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups(chunk))?;
+        }
+        Ok(())
+    }
+
     /// Kernel parameters of a dense product over one chunk.
-    pub(crate) fn chunk_params(
+    fn chunk_params(
         &self,
         chunk: &Chunk,
         x: &super::matvec::Activations,

@@ -60,8 +60,8 @@ pub struct GpuContext {
     pub features: ShaderFeatures,
     /// The largest storage binding lowbit will create, in bytes (a multiple of 4).
     pub max_binding_bytes: u64,
-    /// Largest compute workgroup size in x.
-    pub max_workgroup_x: u32,
+    /// Most workgroups per dispatch dimension (read once, not per dispatch).
+    pub max_workgroups_per_dim: u32,
     allocated: Arc<AtomicU64>,
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) pipelines: Mutex<HashMap<super::pipelines::PipelineKey, Arc<wgpu::ComputePipeline>>>,
@@ -149,9 +149,7 @@ impl GpuContext {
                 subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
             },
             max_binding_bytes,
-            max_workgroup_x: limits
-                .max_compute_workgroup_size_x
-                .min(limits.max_compute_invocations_per_workgroup),
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             adapter_name: "host device".into(),
             device,
             queue,

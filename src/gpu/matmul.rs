@@ -35,24 +35,15 @@ impl GpuWeights {
             row_per_invocation: false,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
-        let max = ctx.device.limits().max_compute_workgroups_per_dimension;
+        let max = ctx.max_workgroups_per_dim;
         if col_tiles > max {
             return Err(Error::Shape(format!(
                 "{} columns exceed {} tiles of {TILE_COLS}",
                 x.cols, max
             )));
         }
-        for chunk in &self.chunks {
-            let params = self.chunk_params(chunk, x, y);
-            let row_tiles = (chunk.rows as u32).div_ceil(TILE_ROWS);
-            ctx.dispatch(
-                encoder,
-                key,
-                bytemuck::bytes_of(&params),
-                &[&chunk.buffer.buffer, x.buffer, y.buffer],
-                (row_tiles, col_tiles, 1),
-            )?;
-        }
-        Ok(())
+        self.dispatch_chunks(ctx, encoder, key, x, y, |chunk| {
+            ((chunk.rows as u32).div_ceil(TILE_ROWS), col_tiles, 1)
+        })
     }
 }

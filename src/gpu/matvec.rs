@@ -112,17 +112,9 @@ impl GpuWeights {
             cols: x.cols as u8,
             row_per_invocation: matvec_shape(self.k, 1).0,
         };
-        for chunk in &self.chunks {
-            let params = self.chunk_params(chunk, x, y);
+        self.dispatch_chunks(ctx, encoder, key, x, y, |chunk| {
             let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, chunk.rows).1);
-            ctx.dispatch(
-                encoder,
-                key,
-                bytemuck::bytes_of(&params),
-                &[&chunk.buffer.buffer, x.buffer, y.buffer],
-                (gx, gy, 1),
-            )?;
-        }
-        Ok(())
+            (gx, gy, 1)
+        })
     }
 }

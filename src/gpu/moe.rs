@@ -173,7 +173,7 @@ impl GpuExperts {
             cols: 1,
             row_per_invocation: matvec_shape(self.k, 1).0,
         };
-        let max = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
+        let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
             return Err(Error::Shape(format!(
                 "{pairs} (token, expert) pairs exceed {max} per dispatch"

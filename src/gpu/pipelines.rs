@@ -344,7 +344,7 @@ impl GpuContext {
 
     /// Split a workgroup count over x and y so neither exceeds the per-dimension limit.
     pub(crate) fn workgroups_2d(&self, n: u32) -> (u32, u32) {
-        let max = self.device.limits().max_compute_workgroups_per_dimension.max(1);
+        let max = self.max_workgroups_per_dim.max(1);
         let x = n.clamp(1, max);
         (x, n.div_ceil(x))
     }

@@ -158,6 +158,28 @@ fn snap(lattice: &Lattice, xb: &[f32], weight: &[f32], scale: f32, xg: &[f32; 3]
     }
 }
 
+/// The least-squares scale of a sub-block once its groups sit on grid entries `index`,
+/// group k using the shifted levels `levels(k)`; None when it would not be positive.
+fn refit_scale<'a>(
+    lattice: &Lattice,
+    index: &[usize],
+    xb: &[f32],
+    weight: &[f32],
+    levels: impl Fn(usize) -> &'a [f32; 3],
+) -> Option<f32> {
+    let (mut sumqx, mut sumq2) = (0f32, 0f32);
+    for (k, &gi) in index.iter().enumerate() {
+        let (xx, pg) = (levels(k), &lattice.grid[gi]);
+        for j in 0..8 {
+            let w = weight[8 * k + j];
+            let q = xx[((pg[j] - 1) / 2) as usize];
+            sumqx += w * q * xb[8 * k + j];
+            sumq2 += w * q * q;
+        }
+    }
+    (sumqx > 0.0 && sumq2 > 0.0).then(|| sumqx / sumq2)
+}
+
 /// Sort a block's element indices by value (ggml's `qsort` with `iq1_sort_helper`);
 /// NaN sorts last so the order stays total.
 fn sorted_indices<const N: usize>(xb: &[f32]) -> [usize; N] {
@@ -272,19 +294,7 @@ pub(super) fn quantize_iq1_s(x: &[f32], weights: Option<&[f32]>, out: &mut [u8])
                 all_on_grid &= on;
             }
             if !all_on_grid {
-                let (mut sumqx, mut sumq2) = (0f32, 0f32);
-                for k in 0..BS / 8 {
-                    let pg = &lattice.grid[index[k]];
-                    for j in 0..8 {
-                        let w = weight[8 * k + j];
-                        let q = xx[((pg[j] - 1) / 2) as usize];
-                        sumqx += w * q * xb[8 * k + j];
-                        sumq2 += w * q * q;
-                    }
-                }
-                if sumqx > 0.0 && sumq2 > 0.0 {
-                    scale = sumqx / sumq2;
-                }
+                scale = refit_scale(lattice, &index, xb, &weight, |_| xx).unwrap_or(scale);
             }
             let mut h = 0u16;
             for k in 0..BS / 8 {
@@ -411,20 +421,7 @@ pub(super) fn quantize_iq1_m(x: &[f32], weights: Option<&[f32]>, out: &mut [u8])
                 all_on_grid &= on;
             }
             if !all_on_grid {
-                let (mut sumqx, mut sumq2) = (0f32, 0f32);
-                for k in 0..BS / 8 {
-                    let xx = shifted(best_k, k);
-                    let pg = &lattice.grid[index[k]];
-                    for j in 0..8 {
-                        let w = weight[8 * k + j];
-                        let q = xx[((pg[j] - 1) / 2) as usize];
-                        sumqx += w * q * xb[8 * k + j];
-                        sumq2 += w * q * q;
-                    }
-                }
-                if sumqx > 0.0 && sumq2 > 0.0 {
-                    scale = sumqx / sumq2;
-                }
+                scale = refit_scale(lattice, &index, xb, &weight, |k| shifted(best_k, k)).unwrap_or(scale);
             }
             y.qs[2 * ib] = (index[0] & 255) as u8;
             y.qs[2 * ib + 1] = (index[1] & 255) as u8;
