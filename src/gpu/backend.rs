@@ -117,7 +117,7 @@ impl GpuBackend {
 
     fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
         Ok(GpuTensor {
-            buffer: self.ctx.alloc_pooled("activations", (n * width * 4) as u64, USAGE)?,
+            buffer: self.ctx.alloc("activations", (n * width * 4) as u64, USAGE)?,
             n,
             width,
         })

@@ -14,34 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Tracked {
     pub buffer: wgpu::Buffer,
     counter: Arc<AtomicU64>,
-    /// Where the buffer goes back when dropped, for reuse; None frees it.
-    pool: Option<Pool>,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        match &self.pool {
-            Some(pool) => {
-                if let Ok(mut free) = pool.0.lock() {
-                    free.entry((self.buffer.size(), self.buffer.usage().bits()))
-                        .or_default()
-                        .push(self.buffer.clone());
-                }
-            }
-            None => {
-                self.counter.fetch_sub(self.buffer.size(), Ordering::Relaxed);
-            }
-        }
+        self.counter.fetch_sub(self.buffer.size(), Ordering::Relaxed);
     }
 }
-
-/// Released buffers by (size, usage), reused by [`GpuContext::alloc_pooled`]. Reuse is
-/// safe within and across command buffers: commands run in recording order.
-#[derive(Clone, Default)]
-pub(crate) struct Pool(Arc<std::sync::Mutex<FreeBuffers>>);
-
-/// Free buffers by (size, usage bits).
-type FreeBuffers = std::collections::HashMap<(u64, u32), Vec<wgpu::Buffer>>;
 
 impl GpuContext {
     /// A buffer holding `bytes` (zero-padded to a multiple of 4).
@@ -84,33 +63,7 @@ impl GpuContext {
     fn track(&self, buffer: wgpu::Buffer) -> Tracked {
         let counter = self.allocation_counter();
         counter.fetch_add(buffer.size(), Ordering::Relaxed);
-        Tracked {
-            buffer,
-            counter,
-            pool: None,
-        }
-    }
-
-    /// Like [`alloc`](Self::alloc), but the buffer returns to a pool when dropped and a
-    /// later request of the same size and usage reuses it (activations of a forward pass).
-    pub fn alloc_pooled(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
-        let size = size.max(4).div_ceil(4) * 4;
-        let reused = self
-            .pool
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut free| free.get_mut(&(size, usage.bits())).and_then(Vec::pop));
-        let mut t = match reused {
-            Some(buffer) => Tracked {
-                buffer,
-                counter: self.allocation_counter(),
-                pool: None,
-            },
-            None => self.alloc(label, size, usage)?,
-        };
-        t.pool = Some(self.pool.clone());
-        Ok(t)
+        Tracked { buffer, counter }
     }
 
     /// Copy a buffer back to the host (blocking; for results and tests).

@@ -67,8 +67,6 @@ pub struct GpuContext {
     pub(crate) pipelines: Mutex<HashMap<super::pipelines::PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Pipelines of the kernels that take no packed weights, by (shader, entry point).
     pub(crate) simple: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
-    /// Released activation buffers kept for reuse.
-    pub(crate) pool: super::buffers::Pool,
     /// The IQ lattice tables, uploaded on first use.
     pub(crate) grid: std::sync::OnceLock<super::buffers::Tracked>,
 }
@@ -157,7 +155,6 @@ impl GpuContext {
             lost: Arc::new(Mutex::new(None)),
             pipelines: Mutex::new(HashMap::new()),
             simple: Mutex::new(HashMap::new()),
-            pool: Default::default(),
             grid: std::sync::OnceLock::new(),
         }
     }
