@@ -18,7 +18,7 @@ fn pair(z: u32, c: u32) -> u32 {
 }
 
 fn x_col(z: u32, c: u32) -> u32 {
-    return (pair(z, c) / p.n_used) * p.x_stride;
+    return (pair(z, c) / p.x_group) * p.x_stride;
 }
 
 fn y_at(z: u32, c: u32, row: u32) -> u32 {
@@ -26,5 +26,5 @@ fn y_at(z: u32, c: u32, row: u32) -> u32 {
 }
 
 fn out_scale(z: u32, c: u32) -> f32 {
-    return route_w[pair(z, c)];
+    return select(1.0, route_w[pair(z, c)], p.weighted != 0u);
 }

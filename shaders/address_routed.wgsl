@@ -14,7 +14,7 @@ fn job(z: u32) -> Job {
 }
 
 fn x_col(z: u32, c: u32) -> u32 {
-    return (z / p.n_used) * p.x_stride;
+    return (z / p.x_group) * p.x_stride;
 }
 
 fn y_at(z: u32, c: u32, row: u32) -> u32 {
@@ -22,5 +22,5 @@ fn y_at(z: u32, c: u32, row: u32) -> u32 {
 }
 
 fn out_scale(z: u32, c: u32) -> f32 {
-    return route_w[z];
+    return select(1.0, route_w[z], p.weighted != 0u);
 }

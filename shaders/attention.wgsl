@@ -1,15 +1,22 @@
 // Causal attention over a KV cache, one workgroup per (token, head). Query row t (position
-// pos0 + t) attends cache positions 0..=pos0+t of its KV head (grouped heads: head h uses
-// KV head h / (heads / kv_heads)). Each of the WG invocations keeps an online softmax over
-// every WG-th position; the partial results are merged through workgroup memory.
+// pos0 + t, `k_dim` values per head) attends cache positions 0..=pos0+t of its key head
+// (grouped heads: head h uses key head h / (heads / kv_heads)); keys are `[pos][kv_heads *
+// k_dim]`. Values of key head g at position s start at s * v_row + g * v_head in `vc`,
+// which is the key cache itself for MLA (values are the first v_dim of each key) and a
+// separate cache otherwise. Each of the WG invocations keeps an online softmax over every
+// WG-th position; the partial results are merged through workgroup memory. Output is
+// `[n][heads * v_dim]`.
 
 struct AttnParams {
     n: u32,
     heads: u32,
     kv_heads: u32,
-    head_dim: u32,
+    k_dim: u32,
+    v_dim: u32,
     pos0: u32,
     scale: f32,
+    v_row: u32,
+    v_head: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: AttnParams;
@@ -29,16 +36,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let head = wid.x % p.heads;
     let t = wid.x / p.heads;
     let kvh = head / (p.heads / p.kv_heads);
-    let kv_width = p.kv_heads * p.head_dim;
-    let qo = t * p.heads * p.head_dim + head * p.head_dim;
+    let k_row = p.kv_heads * p.k_dim;
+    let qo = t * p.heads * p.k_dim + head * p.k_dim;
+    let oo = t * p.heads * p.v_dim + head * p.v_dim;
     let len = p.pos0 + t + 1u;
     var m = -3.0e38;
     var s = 0.0;
     var o: array<f32, MAX_HEAD_DIM>;
     for (var pos = lid; pos < len; pos += WG) {
-        let ko = pos * kv_width + kvh * p.head_dim;
+        let ko = pos * k_row + kvh * p.k_dim;
+        let vo = pos * p.v_row + kvh * p.v_head;
         var dot = 0.0;
-        for (var d = 0u; d < p.head_dim; d++) {
+        for (var d = 0u; d < p.k_dim; d++) {
             dot += q[qo + d] * kc[ko + d];
         }
         let score = dot * p.scale;
@@ -46,8 +55,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let correction = exp(m - m_new);
         let e = exp(score - m_new);
         s = s * correction + e;
-        for (var d = 0u; d < p.head_dim; d++) {
-            o[d] = o[d] * correction + e * vc[ko + d];
+        for (var d = 0u; d < p.v_dim; d++) {
+            o[d] = o[d] * correction + e * vc[vo + d];
         }
         m = m_new;
     }
@@ -59,7 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let c = exp(m - m_all);
     s_sh[lid] = s * c;
-    for (var d = 0u; d < p.head_dim; d++) {
+    for (var d = 0u; d < p.v_dim; d++) {
         o_sh[lid * MAX_HEAD_DIM + d] = o[d] * c;
     }
     workgroupBarrier();
@@ -67,11 +76,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = 0u; i < WG; i++) {
         total += s_sh[i];
     }
-    for (var d = lid; d < p.head_dim; d += WG) {
+    for (var d = lid; d < p.v_dim; d += WG) {
         var acc = 0.0;
         for (var i = 0u; i < WG; i++) {
             acc += o_sh[i * MAX_HEAD_DIM + d];
         }
-        out[qo + d] = acc / total;
+        out[oo + d] = acc / total;
     }
 }

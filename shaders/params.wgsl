@@ -19,6 +19,10 @@ struct Params {
     n_pairs: u32,
     // 1: add the product to what y holds (y += W·x, the residual add fused in); 0: store.
     accumulate: u32,
+    // Expert kernels: pairs per activation column (n_used when a token's pairs share its
+    // input, 1 when each pair has its own), and 1 to scale results by the route weight.
+    x_group: u32,
+    weighted: u32,
 }
 
 // One unit of work of a product kernel (workgroup_id.z), as the addressing part defines it.

@@ -1,10 +1,13 @@
 // out[r] = x[r] / sqrt(mean(x[r]²) + eps) * g, one workgroup per row (llama.cpp rms_norm
-// followed by the weight multiply).
+// followed by the weight multiply). Row r of x is the first `width` of the `x_stride`
+// values from r * x_stride (MLA normalizes the latent part of a wider row); out is
+// `[n][width]`.
 
 struct NormParams {
     width: u32,
     n: u32,
     eps: f32,
+    x_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: NormParams;
@@ -18,7 +21,7 @@ var<workgroup> partial: array<f32, WG>;
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row = wid.x;
-    let base = row * p.width;
+    let base = row * p.x_stride;
     var s = 0.0;
     for (var i = lid; i < p.width; i += WG) {
         let v = x[base + i];
@@ -34,6 +37,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let scale = 1.0 / sqrt(partial[0] / f32(p.width) + p.eps);
     for (var i = lid; i < p.width; i += WG) {
-        out[base + i] = x[base + i] * scale * g[i];
+        out[row * p.width + i] = x[base + i] * scale * g[i];
     }
 }

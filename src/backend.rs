@@ -1,29 +1,111 @@
 //! The operations a forward pass needs, implemented once per device: [`crate::cpu::CpuBackend`]
 //! (the readable reference) and [`crate::gpu::GpuBackend`] (fused WGSL kernels).
 //!
-//! Activations are 2-D: `n` tokens (rows) of `width` values, token-major.
+//! Activations are 2-D: `n` rows of `width` values, row-major. A tensor can be reshaped
+//! to other rows of the same data (`[n][heads * d]` as `[n * heads][d]`) without a copy.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 
-/// Rotary embedding parameters (llama.cpp's "normal" rope: adjacent pairs rotate).
-#[derive(Clone, Copy, Debug)]
+/// Largest rotated dimension count (`freqs` in `shaders/rope.wgsl` holds `MAX_ROPE_DIMS / 2`).
+pub const MAX_ROPE_DIMS: usize = 256;
+
+/// Rotary embedding (llama.cpp's "normal" rope: adjacent pairs rotate), applied in each
+/// of `heads` heads of `head_dim` values to the `2 * freqs.len()` values from `offset` on.
+/// Pair i of position p rotates by `p * freqs[i]`, and both rotated values are multiplied
+/// by `mscale` (YaRN's magnitude correction; 1 otherwise).
+#[derive(Clone, Debug)]
 pub struct Rope {
     pub heads: usize,
     pub head_dim: usize,
-    /// Leading dimensions of each head that rotate (the rest pass through).
-    pub dims: usize,
-    pub theta: f32,
-    /// Positions are divided by this (linear scaling).
-    pub scale: f32,
+    pub offset: usize,
+    pub freqs: Vec<f32>,
+    pub mscale: f32,
 }
 
-/// Attention shape: `heads` query heads share `kv_heads` key/value heads.
+/// How positions map to rotation frequencies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by the factor.
+    Linear(f32),
+    /// YaRN (`ggml_rope_yarn_corr_dims` and `rope_yarn` in ggml/src/ggml-cpu/ops.cpp):
+    /// frequencies interpolated by `1 / factor` below the correction range, kept above
+    /// it, ramped between.
+    Yarn {
+        factor: f32,
+        original_context: usize,
+        beta_fast: f32,
+        beta_slow: f32,
+    },
+}
+
+impl Rope {
+    /// Frequencies for `dims` rotated values with base `theta`, and the magnitude factor
+    /// `mscale` to apply with them.
+    pub fn new(heads: usize, head_dim: usize, offset: usize, dims: usize, theta: f32, scaling: RopeScaling) -> Result<Self> {
+        if dims == 0 || dims % 2 != 0 || dims > MAX_ROPE_DIMS || offset + dims > head_dim {
+            return Err(Error::Shape(format!(
+                "rope: {dims} rotated values at {offset} in heads of {head_dim} (even, at most {MAX_ROPE_DIMS})"
+            )));
+        }
+        let base = |i: usize| theta.powf(-2.0 * i as f32 / dims as f32);
+        let freqs = match scaling {
+            RopeScaling::None => (0..dims / 2).map(base).collect(),
+            RopeScaling::Linear(f) => (0..dims / 2).map(|i| base(i) / f).collect(),
+            RopeScaling::Yarn {
+                factor,
+                original_context,
+                beta_fast,
+                beta_slow,
+            } => {
+                let corr = |rot: f32| {
+                    dims as f32 * (original_context as f32 / (rot * 2.0 * std::f32::consts::PI)).ln()
+                        / (2.0 * theta.ln())
+                };
+                let low = corr(beta_fast).floor().max(0.0);
+                let high = corr(beta_slow).ceil().min(dims as f32 - 1.0);
+                (0..dims / 2)
+                    .map(|i| {
+                        let y = (i as f32 - low) / (high - low).max(0.001);
+                        let ramp = 1.0 - y.clamp(0.0, 1.0);
+                        base(i) * (ramp + (1.0 - ramp) / factor)
+                    })
+                    .collect()
+            }
+        };
+        Ok(Rope {
+            heads,
+            head_dim,
+            offset,
+            freqs,
+            mscale: 1.0,
+        })
+    }
+
+    pub fn dims(&self) -> usize {
+        2 * self.freqs.len()
+    }
+}
+
+/// Attention shape: `heads` query heads of `k_dim` share `kv_heads` key heads; each head
+/// produces `v_dim` values. Scores are scaled by `scale`.
 #[derive(Clone, Copy, Debug)]
 pub struct Heads {
     pub heads: usize,
     pub kv_heads: usize,
-    pub head_dim: usize,
+    pub k_dim: usize,
+    pub v_dim: usize,
+    pub scale: f32,
+}
+
+/// Where an attention layer's values come from.
+pub enum Values<'a, T> {
+    /// Their own rows `[n][kv_heads * v_dim]`, cached separately.
+    Own(&'a T),
+    /// The first `v_dim` values of each key head (MLA: the cached latent is both key and
+    /// value), so the cache holds keys only.
+    KeyPrefix,
 }
 
 pub trait Backend {
@@ -31,6 +113,12 @@ pub trait Backend {
     type Tensor;
     /// A weight matrix `[rows][k]` in its packed GGUF format.
     type Matrix;
+    /// A stack of weight matrices `[count][rows][k]` (a layer's experts, or per-head
+    /// projections), packed.
+    type Experts;
+    /// Per (token, slot) pair `t * n_used + j`: the matrix of an [`Self::Experts`] stack to
+    /// use and its weight, on the device.
+    type Routes;
     /// A key/value cache for one layer.
     type Cache;
 
@@ -39,25 +127,66 @@ pub trait Backend {
     /// Memory held for the model and its caches, for `--stats`.
     fn memory_report(&self) -> String;
     fn matrix(&mut self, t: &TensorView) -> Result<Self::Matrix>;
-    /// A cache for `n_ctx` positions of `width` keys and `width` values.
-    fn cache(&mut self, n_ctx: usize, width: usize) -> Result<Self::Cache>;
+    /// A 3-D tensor `[k, rows, count]` as `count` matrices.
+    fn experts(&mut self, t: &TensorView) -> Result<Self::Experts>;
+    /// A cache for `n_ctx` positions of `k_width` keys and `v_width` values (0: values are
+    /// a prefix of the keys, [`Values::KeyPrefix`]).
+    fn cache(&mut self, n_ctx: usize, k_width: usize, v_width: usize) -> Result<Self::Cache>;
+    /// Rows of `x`.
+    fn rows(&self, x: &Self::Tensor) -> usize;
+    /// `[n][width]` zeros.
+    fn zeros(&mut self, n: usize, width: usize) -> Result<Self::Tensor>;
+    /// The same data as `[n][width]` (`n * width` must not change).
+    fn reshape(&mut self, x: Self::Tensor, n: usize, width: usize) -> Result<Self::Tensor>;
     /// Rows `tokens` of the embedding table, dequantized.
     fn embed(&mut self, table: &Self::Matrix, tokens: &[u32]) -> Result<Self::Tensor>;
-    /// `x / rms(x) * w` per row, `w` an F32 vector.
+    /// `x / rms(x) * w` over the first `w.len()` values of each row: `[n][len(w)]`.
     fn rms_norm(&mut self, x: &Self::Tensor, w: &Self::Matrix, eps: f32) -> Result<Self::Tensor>;
     /// `x · Wᵀ`: `[n][k] -> [n][rows]`.
     fn matmul(&mut self, w: &Self::Matrix, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `acc += x · Wᵀ` (a product and a residual add in one step).
     fn matmul_add(&mut self, w: &Self::Matrix, x: &Self::Tensor, acc: &mut Self::Tensor) -> Result<()>;
+    /// Routes that send every token to the matrices `ids` in order (pair `t * ids.len()
+    /// + j` uses matrix `ids[j]`, weight 1): per-head projections.
+    fn fixed_routes(&mut self, n_tokens: usize, ids: &[u32]) -> Result<Self::Routes>;
+    /// Choose experts from router logits `[n][n_expert]` (see [`Router`]).
+    fn route(&mut self, logits: &Self::Tensor, bias: Option<&Self::Matrix>, router: &Router) -> Result<Self::Routes>;
+    /// The routes' expert ids and weights, pair-major (waits for the device).
+    fn routes_to_host(&mut self, routes: &Self::Routes) -> Result<(Vec<u32>, Vec<f32>)>;
+    /// For every pair p of `routes`: `y[p][r] = s_p · Σ_k E_{id(p)}[r][k] · x_p[k]` for the
+    /// matrix's rows r (the rest of y's row is left as is), with `s_p` the route weight
+    /// when `weighted`, else 1. `x_p` is row p of `x` when x has one row per pair, else
+    /// row `p / n_used` (all of a token's pairs share its input). Rows of x and y may be
+    /// wider than the matrix's k and rows.
+    fn matmul_id(
+        &mut self,
+        w: &Self::Experts,
+        x: &Self::Tensor,
+        routes: &Self::Routes,
+        weighted: bool,
+        y: &mut Self::Tensor,
+    ) -> Result<()>;
+    /// `acc[t] += Σ_j y[t * n_used + j]`.
+    fn add_pair_sums(&mut self, y: &Self::Tensor, n_used: usize, acc: &mut Self::Tensor) -> Result<()>;
+    /// `dst[i][dst_offset + c] = src[i][src_offset + c]` for `c < width` and every row i.
+    fn copy_columns(
+        &mut self,
+        src: &Self::Tensor,
+        src_offset: usize,
+        dst: &mut Self::Tensor,
+        dst_offset: usize,
+        width: usize,
+    ) -> Result<()>;
     /// Rotate `x` (`[n][heads * head_dim]`) in place; row i is at position `pos0 + i`.
     fn rope(&mut self, x: &mut Self::Tensor, rope: &Rope, pos0: usize) -> Result<()>;
-    /// Store `k`, `v` at positions `pos0..pos0+n` in `cache`, then causal attention of `q`
-    /// over positions `0..=pos0+i` for row i. Returns `[n][heads * head_dim]`.
+    /// Store keys `k` (and values) at positions `pos0..pos0+n` in `cache`, then causal
+    /// attention of `q` (`[n][heads * k_dim]`) over positions `0..=pos0+i` for row i.
+    /// Returns `[n][heads * v_dim]`.
     fn attention(
         &mut self,
         q: &Self::Tensor,
         k: &Self::Tensor,
-        v: &Self::Tensor,
+        v: Values<Self::Tensor>,
         cache: &mut Self::Cache,
         heads: &Heads,
         pos0: usize,
@@ -68,4 +197,113 @@ pub trait Backend {
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Copy to the host (waits for the device).
     fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>>;
+}
+
+/// How a gate turns router logits into expert probabilities (`expert_gating_func`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    Softmax,
+    Sigmoid,
+}
+
+/// Expert selection, as `llm_graph_context::build_moe_ffn` in llama.cpp's
+/// src/llama-graph.cpp: probabilities from the gate; selection scores are the
+/// probabilities plus the optional bias (`exp_probs_b`); with `groups > 1` only the
+/// `groups_used` groups (contiguous runs of experts) with the largest sum of their two
+/// best selection scores compete; the `n_used` best selection scores win. Weights are
+/// the winners' unbiased probabilities, divided by their sum when `normalize` (clamped
+/// below at 2^-14), times `scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Router {
+    pub n_expert: usize,
+    pub n_used: usize,
+    pub gating: Gating,
+    pub groups: usize,
+    pub groups_used: usize,
+    pub normalize: bool,
+    pub scale: f32,
+}
+
+/// Largest `n_expert` the GPU router handles (`MAX_EXPERTS` in `shaders/route.wgsl`).
+pub const MAX_EXPERTS: usize = 512;
+/// Largest `n_used`.
+pub const MAX_USED: usize = 16;
+/// Largest `groups` (`MAX_GROUPS` in `shaders/route.wgsl`).
+pub const MAX_GROUPS: usize = 64;
+
+impl Router {
+    /// Check the shape; the CPU and GPU routers rely on it.
+    pub fn check(&self) -> Result<()> {
+        let ok = self.n_expert > 0
+            && self.n_expert <= MAX_EXPERTS
+            && self.n_used > 0
+            && self.n_used <= MAX_USED.min(self.n_expert)
+            && self.groups > 0
+            && self.groups <= MAX_GROUPS
+            && self.n_expert % self.groups == 0
+            && self.groups_used > 0
+            && self.groups_used <= self.groups
+            && (self.groups == 1 || self.n_expert / self.groups >= 2)
+            && self.n_used <= self.groups_used * (self.n_expert / self.groups);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Shape(format!("router: unsupported shape {self:?}")))
+        }
+    }
+
+    /// The reference selection for one token: `(ids, weights)`, best first.
+    pub fn select(&self, logits: &[f32], bias: Option<&[f32]>) -> (Vec<u32>, Vec<f32>) {
+        let probs: Vec<f32> = match self.gating {
+            Gating::Sigmoid => logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect(),
+            Gating::Softmax => {
+                let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let e: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+                let sum: f32 = e.iter().sum();
+                e.iter().map(|v| v / sum).collect()
+            }
+        };
+        let mut sel: Vec<f32> = match bias {
+            Some(b) => probs.iter().zip(b).map(|(p, b)| p + b).collect(),
+            None => probs.clone(),
+        };
+        if self.groups > 1 && self.groups_used < self.groups {
+            let per = self.n_expert / self.groups;
+            let score = |g: usize| {
+                let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+                for &v in &sel[g * per..(g + 1) * per] {
+                    if v > a {
+                        b = a;
+                        a = v;
+                    } else if v > b {
+                        b = v;
+                    }
+                }
+                a + b
+            };
+            let scores: Vec<f32> = (0..self.groups).map(score).collect();
+            let kept = top_k(&scores, self.groups_used);
+            for g in 0..self.groups {
+                if !kept.contains(&(g as u32)) {
+                    sel[g * per..(g + 1) * per].fill(f32::NEG_INFINITY);
+                }
+            }
+        }
+        let ids = top_k(&sel, self.n_used);
+        let mut weights: Vec<f32> = ids.iter().map(|&e| probs[e as usize]).collect();
+        if self.normalize {
+            let sum = weights.iter().sum::<f32>().max(6.103_515_6e-5);
+            weights.iter_mut().for_each(|w| *w /= sum);
+        }
+        weights.iter_mut().for_each(|w| *w *= self.scale);
+        (ids, weights)
+    }
+}
+
+/// Indices of the `k` largest values, largest first (ties: the lower index first).
+fn top_k(v: &[f32], k: usize) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..v.len() as u32).collect();
+    idx.sort_by(|&a, &b| v[b as usize].total_cmp(&v[a as usize]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
 }

@@ -9,7 +9,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::model::{Llama, Session};
+use crate::model::{Model, Session};
 use half::f16;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -101,7 +101,7 @@ pub enum Compare<'a> {
 /// wants), `chunks` chunks of `n_ctx`. `progress(done, total)` after each chunk.
 #[allow(clippy::too_many_arguments)]
 pub fn perplexity<B: Backend>(
-    model: &Llama<B>,
+    model: &Model<B>,
     backend: &mut B,
     session: &mut Session<B>,
     tokens: &[u32],

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use lowbit::backend::Backend;
 use lowbit::gguf::File;
-use lowbit::model::Llama;
+use lowbit::model::Model;
 use lowbit::tokenizer::Tokenizer;
 use lowbit::{Error, Result};
 use std::io::Write;
@@ -247,11 +247,11 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn load<B: Backend>(backend: &mut B, path: &std::path::Path) -> Result<(File, Llama<B>, Tokenizer)> {
+fn load<B: Backend>(backend: &mut B, path: &std::path::Path) -> Result<(File, Model<B>, Tokenizer)> {
     let file = File::open(path)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let bar = progress_bar(0, "loading");
-    let model = Llama::load(&file, backend, |done, total| {
+    let model = Model::load(&file, backend, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -274,7 +274,7 @@ fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
 /// (prefill seconds, decode seconds, tokens generated).
 #[allow(clippy::too_many_arguments)]
 fn generate<B: Backend>(
-    model: &Llama<B>,
+    model: &Model<B>,
     backend: &mut B,
     session: &mut lowbit::model::Session<B>,
     tokenizer: &Tokenizer,
@@ -322,7 +322,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run.model)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
-            let n_ctx = run.ctx_size.min(model.config.n_ctx_train).max(ids.len() + 1);
+            let n_ctx = run.ctx_size.min(model.n_ctx_train()).max(ids.len() + 1);
             let mut session = model.session(&mut backend, n_ctx)?;
             let mut sampler = lowbit::sample::Sampler::new(sampling.config());
             print!("{prompt}");
@@ -359,7 +359,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             n_predict,
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run.model)?;
-            let n_ctx = run.ctx_size.min(model.config.n_ctx_train);
+            let n_ctx = run.ctx_size.min(model.n_ctx_train());
             let mut session = model.session(&mut backend, n_ctx)?;
             let mut sampler = lowbit::sample::Sampler::new(sampling.config());
             let mut turns: Vec<(String, String)> = Vec::new();
@@ -411,7 +411,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             eprintln!(
                 "{} positions x {} logits -> {}",
                 tokens.len(),
-                model.config.n_vocab,
+                model.n_vocab(),
                 output.display()
             );
             Ok(())
@@ -453,7 +453,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             bar.finish_and_clear();
             if let Some(path) = &save_logits {
                 let mut bytes = b"LBKL".to_vec();
-                bytes.extend_from_slice(&(model.config.n_vocab as u32).to_le_bytes());
+                bytes.extend_from_slice(&(model.n_vocab() as u32).to_le_bytes());
                 bytes.extend_from_slice(&(scores.nll.len() as u32).to_le_bytes());
                 bytes.extend_from_slice(&saved);
                 write_atomic(path, &bytes)?;

@@ -183,6 +183,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
             max_count,
             n_tokens: tokens,
             n_used,
+            weighted: true,
         };
         gx.matmul_id(ctx, &mut enc, &act, &g, &y.buffer, rows).unwrap();
     } else {
@@ -202,6 +203,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
             weights: &wbuf.buffer,
             n_tokens: tokens,
             n_used,
+            weighted: true,
         };
         gx.matvec_id(ctx, &mut enc, &act, &r, &y.buffer, rows).unwrap();
     }

@@ -2,7 +2,7 @@
 //! Weights stay packed; each matmul dequantizes one row at a time with the bit-exact
 //! codecs (no dequantized copy of the model).
 
-use crate::backend::{Backend, Heads, Rope};
+use crate::backend::{Backend, Heads, Rope, Router, Values};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use crate::quant::{self, BlockType};
@@ -24,11 +24,26 @@ pub struct CpuMatrix {
     bytes: Vec<u8>,
 }
 
-/// Keys and values for `n_ctx` positions, `[pos][width]` each.
+/// `count` packed matrices `[rows][k]`, one after another.
+pub struct CpuExperts {
+    m: CpuMatrix,
+    count: usize,
+}
+
+/// Pair `t * n_used + j` uses matrix `ids[pair]`, weight `weights[pair]`.
+pub struct CpuRoutes {
+    ids: Vec<u32>,
+    weights: Vec<f32>,
+    n_used: usize,
+}
+
+/// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions (no values
+/// when they are a prefix of the keys).
 pub struct CpuCache {
     k: Vec<f32>,
     v: Vec<f32>,
-    width: usize,
+    k_width: usize,
+    v_width: usize,
     n_ctx: usize,
 }
 
@@ -52,9 +67,24 @@ fn shape_err(op: &str, detail: String) -> Error {
     Error::Shape(format!("{op}: {detail}"))
 }
 
+impl CpuMatrix {
+    /// `y[r] = Σ_k W[row0 + r][k] · x[k]` for the `y.len()` rows from `row0`.
+    fn rows_times(&self, row0: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+        let rb = self.ty.row_bytes(self.k)?;
+        let mut buf = vec![0f32; self.k];
+        for (r, out) in y.iter_mut().enumerate() {
+            quant::dequantize_row(self.ty, &self.bytes[(row0 + r) * rb..][..rb], &mut buf)?;
+            *out = dot(&buf, &x[..self.k]);
+        }
+        Ok(())
+    }
+}
+
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Matrix = CpuMatrix;
+    type Experts = CpuExperts;
+    type Routes = CpuRoutes;
     type Cache = CpuCache;
 
     fn name(&self) -> String {
@@ -82,13 +112,46 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn cache(&mut self, n_ctx: usize, width: usize) -> Result<CpuCache> {
+    fn experts(&mut self, t: &TensorView) -> Result<CpuExperts> {
+        let dims = &t.info.dims;
+        if dims.len() != 3 {
+            return Err(shape_err("experts", format!("{} is {dims:?}, not 3-D", t.info.name)));
+        }
+        let mut m = self.matrix(t)?;
+        m.rows = dims[1] as usize;
+        Ok(CpuExperts {
+            m,
+            count: dims[2] as usize,
+        })
+    }
+
+    fn cache(&mut self, n_ctx: usize, k_width: usize, v_width: usize) -> Result<CpuCache> {
         Ok(CpuCache {
-            k: vec![0.0; n_ctx * width],
-            v: vec![0.0; n_ctx * width],
-            width,
+            k: vec![0.0; n_ctx * k_width],
+            v: vec![0.0; n_ctx * v_width],
+            k_width,
+            v_width,
             n_ctx,
         })
+    }
+
+    fn rows(&self, x: &CpuTensor) -> usize {
+        x.n
+    }
+
+    fn zeros(&mut self, n: usize, width: usize) -> Result<CpuTensor> {
+        Ok(CpuTensor {
+            data: vec![0.0; n * width],
+            n,
+            width,
+        })
+    }
+
+    fn reshape(&mut self, x: CpuTensor, n: usize, width: usize) -> Result<CpuTensor> {
+        if n * width != x.data.len() {
+            return Err(shape_err("reshape", format!("[{}][{}] as [{n}][{width}]", x.n, x.width)));
+        }
+        Ok(CpuTensor { data: x.data, n, width })
     }
 
     fn embed(&mut self, table: &CpuMatrix, tokens: &[u32]) -> Result<CpuTensor> {
@@ -111,23 +174,26 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&mut self, x: &CpuTensor, w: &CpuMatrix, eps: f32) -> Result<CpuTensor> {
-        let mut weight = vec![0f32; w.k];
-        quant::dequantize_row(w.ty, &w.bytes, &mut weight)?;
-        if w.k != x.width {
-            return Err(shape_err(
-                "rms_norm",
-                format!("weight of {} for rows of {}", w.k, x.width),
-            ));
+        let len = w.k * w.rows;
+        if len > x.width {
+            return Err(shape_err("rms_norm", format!("weight of {len} for rows of {}", x.width)));
         }
-        let mut out = x.clone();
-        out.data.par_chunks_mut(x.width).for_each(|row| {
-            let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+        let mut weight = vec![0f32; len];
+        quant::dequantize_row(w.ty, &w.bytes, &mut weight)?;
+        let mut data = vec![0f32; x.n * len];
+        data.par_chunks_mut(len).zip(x.data.par_chunks(x.width)).for_each(|(out, row)| {
+            let row = &row[..len];
+            let ms = row.iter().map(|v| v * v).sum::<f32>() / len as f32;
             let scale = 1.0 / (ms + eps).sqrt();
-            for (v, g) in row.iter_mut().zip(&weight) {
-                *v = *v * scale * g;
+            for ((o, v), g) in out.iter_mut().zip(row).zip(&weight) {
+                *o = v * scale * g;
             }
         });
-        Ok(out)
+        Ok(CpuTensor {
+            data,
+            n: x.n,
+            width: len,
+        })
     }
 
     fn matmul(&mut self, w: &CpuMatrix, x: &CpuTensor) -> Result<CpuTensor> {
@@ -171,22 +237,130 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn fixed_routes(&mut self, n_tokens: usize, ids: &[u32]) -> Result<CpuRoutes> {
+        Ok(CpuRoutes {
+            ids: ids.repeat(n_tokens),
+            weights: vec![1.0; n_tokens * ids.len()],
+            n_used: ids.len(),
+        })
+    }
+
+    fn route(&mut self, logits: &CpuTensor, bias: Option<&CpuMatrix>, router: &Router) -> Result<CpuRoutes> {
+        router.check()?;
+        if logits.width != router.n_expert {
+            return Err(shape_err(
+                "route",
+                format!("{} logits for {} experts", logits.width, router.n_expert),
+            ));
+        }
+        let bias = match bias {
+            Some(b) if b.k * b.rows == router.n_expert => {
+                let mut v = vec![0f32; router.n_expert];
+                quant::dequantize_row(b.ty, &b.bytes, &mut v)?;
+                Some(v)
+            }
+            Some(b) => return Err(shape_err("route", format!("bias of {} for {} experts", b.k * b.rows, router.n_expert))),
+            None => None,
+        };
+        let (mut ids, mut weights) = (Vec::new(), Vec::new());
+        for row in logits.data.chunks(logits.width) {
+            let (i, w) = router.select(row, bias.as_deref());
+            ids.extend(i);
+            weights.extend(w);
+        }
+        Ok(CpuRoutes {
+            ids,
+            weights,
+            n_used: router.n_used,
+        })
+    }
+
+    fn routes_to_host(&mut self, routes: &CpuRoutes) -> Result<(Vec<u32>, Vec<f32>)> {
+        Ok((routes.ids.clone(), routes.weights.clone()))
+    }
+
+    fn matmul_id(
+        &mut self,
+        w: &CpuExperts,
+        x: &CpuTensor,
+        routes: &CpuRoutes,
+        weighted: bool,
+        y: &mut CpuTensor,
+    ) -> Result<()> {
+        let pairs = routes.ids.len();
+        let per_pair = x.n == pairs;
+        if (!per_pair && x.n * routes.n_used != pairs) || x.width < w.m.k || y.n != pairs || y.width < w.m.rows {
+            return Err(shape_err(
+                "matmul_id",
+                format!(
+                    "x [{}][{}], y [{}][{}] for {pairs} pairs of {} x {} matrices",
+                    x.n, x.width, y.n, y.width, w.m.rows, w.m.k
+                ),
+            ));
+        }
+        if let Some(&bad) = routes.ids.iter().find(|&&e| e as usize >= w.count) {
+            return Err(shape_err("matmul_id", format!("matrix {bad} of {}", w.count)));
+        }
+        let yw = y.width;
+        y.data.par_chunks_mut(yw).enumerate().try_for_each(|(p, out)| {
+            let xi = if per_pair { p } else { p / routes.n_used };
+            let out = &mut out[..w.m.rows];
+            w.m.rows_times(routes.ids[p] as usize * w.m.rows, &x.data[xi * x.width..], out)?;
+            if weighted {
+                out.iter_mut().for_each(|v| *v *= routes.weights[p]);
+            }
+            Ok(())
+        })
+    }
+
+    fn add_pair_sums(&mut self, y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) -> Result<()> {
+        if y.n != acc.n * n_used || y.width != acc.width {
+            return Err(shape_err("add_pair_sums", format!("[{}][{}] into [{}][{}]", y.n, y.width, acc.n, acc.width)));
+        }
+        for (t, row) in acc.data.chunks_mut(acc.width).enumerate() {
+            for p in y.data[t * n_used * y.width..][..n_used * y.width].chunks(y.width) {
+                row.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_columns(
+        &mut self,
+        src: &CpuTensor,
+        src_offset: usize,
+        dst: &mut CpuTensor,
+        dst_offset: usize,
+        width: usize,
+    ) -> Result<()> {
+        if src.n != dst.n || src_offset + width > src.width || dst_offset + width > dst.width {
+            return Err(shape_err(
+                "copy_columns",
+                format!("{width} columns from [{}][{}] to [{}][{}]", src.n, src.width, dst.n, dst.width),
+            ));
+        }
+        for (d, s) in dst.data.chunks_mut(dst.width).zip(src.data.chunks(src.width)) {
+            d[dst_offset..dst_offset + width].copy_from_slice(&s[src_offset..src_offset + width]);
+        }
+        Ok(())
+    }
+
     fn rope(&mut self, x: &mut CpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
-        if x.width != rope.heads * rope.head_dim {
+        if x.width != rope.heads * rope.head_dim || rope.offset + rope.dims() > rope.head_dim {
             return Err(shape_err(
                 "rope",
                 format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
             ));
         }
         x.data.par_chunks_mut(x.width).enumerate().for_each(|(i, row)| {
-            let pos = (pos0 + i) as f32 / rope.scale;
+            let pos = (pos0 + i) as f32;
             for head in row.chunks_mut(rope.head_dim) {
-                for p in 0..rope.dims / 2 {
-                    let theta = pos * rope.theta.powf(-2.0 * p as f32 / rope.dims as f32);
-                    let (sin, cos) = theta.sin_cos();
+                let head = &mut head[rope.offset..];
+                for (p, f) in rope.freqs.iter().enumerate() {
+                    let (sin, cos) = (pos * f).sin_cos();
                     let (a, b) = (head[2 * p], head[2 * p + 1]);
-                    head[2 * p] = a * cos - b * sin;
-                    head[2 * p + 1] = a * sin + b * cos;
+                    head[2 * p] = (a * cos - b * sin) * rope.mscale;
+                    head[2 * p + 1] = (a * sin + b * cos) * rope.mscale;
                 }
             }
         });
@@ -197,7 +371,7 @@ impl Backend for CpuBackend {
         &mut self,
         q: &CpuTensor,
         k: &CpuTensor,
-        v: &CpuTensor,
+        v: Values<CpuTensor>,
         cache: &mut CpuCache,
         h: &Heads,
         pos0: usize,
@@ -209,29 +383,50 @@ impl Backend for CpuBackend {
                 format!("positions {pos0}..{} exceed the context of {}", pos0 + n, cache.n_ctx),
             ));
         }
-        if k.width != cache.width || v.width != cache.width || q.width != h.heads * h.head_dim {
-            return Err(shape_err("attention", "q/k/v widths do not match the heads".into()));
+        let own_v = match v {
+            Values::Own(v) => Some(v),
+            Values::KeyPrefix => None,
+        };
+        let (kw, vw) = (cache.k_width, cache.v_width);
+        let widths_ok = k.width == kw
+            && k.n == n
+            && q.width == h.heads * h.k_dim
+            && kw == h.kv_heads * h.k_dim
+            && h.heads % h.kv_heads == 0
+            && match own_v {
+                Some(v) => v.width == vw && v.n == n && vw == h.kv_heads * h.v_dim,
+                None => vw == 0 && h.v_dim <= h.k_dim,
+            };
+        if !widths_ok {
+            return Err(shape_err("attention", "q/k/v widths do not match the heads and cache".into()));
         }
-        cache.k[pos0 * cache.width..(pos0 + n) * cache.width].copy_from_slice(&k.data);
-        cache.v[pos0 * cache.width..(pos0 + n) * cache.width].copy_from_slice(&v.data);
+        cache.k[pos0 * kw..(pos0 + n) * kw].copy_from_slice(&k.data);
+        if let Some(v) = own_v {
+            cache.v[pos0 * vw..(pos0 + n) * vw].copy_from_slice(&v.data);
+        }
         let group = h.heads / h.kv_heads;
-        let scale = 1.0 / (h.head_dim as f32).sqrt();
-        let (ck, cv, w) = (&cache.k, &cache.v, cache.width);
-        let mut out = vec![0f32; n * q.width];
-        out.par_chunks_mut(h.head_dim).enumerate().for_each(|(idx, o)| {
+        let (ck, cv) = (&cache.k, &cache.v);
+        let value = |p: usize, kvh: usize| -> &[f32] {
+            if own_v.is_some() {
+                &cv[p * vw + kvh * h.v_dim..][..h.v_dim]
+            } else {
+                &ck[p * kw + kvh * h.k_dim..][..h.v_dim]
+            }
+        };
+        let mut out = vec![0f32; n * h.heads * h.v_dim];
+        out.par_chunks_mut(h.v_dim).enumerate().for_each(|(idx, o)| {
             let (i, head) = (idx / h.heads, idx % h.heads);
             let kvh = head / group;
-            let qv = &q.data[i * q.width + head * h.head_dim..][..h.head_dim];
+            let qv = &q.data[i * q.width + head * h.k_dim..][..h.k_dim];
             let len = pos0 + i + 1;
             let scores: Vec<f32> = (0..len)
-                .map(|p| dot(qv, &ck[p * w + kvh * h.head_dim..][..h.head_dim]) * scale)
+                .map(|p| dot(qv, &ck[p * kw + kvh * h.k_dim..][..h.k_dim]) * h.scale)
                 .collect();
             let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f32 = e.iter().sum();
             for (p, ep) in e.iter().enumerate() {
-                let vv = &cv[p * w + kvh * h.head_dim..][..h.head_dim];
-                for (oj, vj) in o.iter_mut().zip(vv) {
+                for (oj, vj) in o.iter_mut().zip(value(p, kvh)) {
                     *oj += ep / sum * vj;
                 }
             }
@@ -239,7 +434,7 @@ impl Backend for CpuBackend {
         Ok(CpuTensor {
             data: out,
             n,
-            width: q.width,
+            width: h.heads * h.v_dim,
         })
     }
 

@@ -9,10 +9,12 @@
 use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Output};
+use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::pipelines::{Kernel, PipelineKey};
-use crate::backend::{Backend, Heads, Rope};
+use crate::backend::{Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
+use std::cell::OnceCell;
 
 /// Activations `[n][width]` in a device buffer (f32).
 pub struct GpuTensor {
@@ -21,12 +23,38 @@ pub struct GpuTensor {
     pub width: usize,
 }
 
-/// Keys and values for `n_ctx` positions of `width` values, f32.
+/// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions, f32 (no
+/// value buffer when values are a prefix of the keys).
 pub struct GpuCache {
     k: Tracked,
-    v: Tracked,
-    width: usize,
+    v: Option<Tracked>,
+    k_width: usize,
+    v_width: usize,
     n_ctx: usize,
+}
+
+/// A stack of matrices with its expert→slot table (the identity: every matrix resident).
+pub struct GpuExpertStack {
+    pub pool: GpuExperts,
+    slot_of: Tracked,
+}
+
+/// Pairs grouped by matrix for `matmul_id`, on the device.
+struct GroupedBuffers {
+    order: Tracked,
+    segments: Tracked,
+    n_segments: usize,
+    max_count: usize,
+}
+
+/// Routes on the device; the ids are also kept on the host when known there.
+pub struct GpuRoutes {
+    ids: Tracked,
+    weights: Tracked,
+    n_tokens: usize,
+    n_used: usize,
+    host_ids: OnceCell<Vec<u32>>,
+    grouped: OnceCell<GroupedBuffers>,
 }
 
 pub struct GpuBackend {
@@ -62,6 +90,7 @@ struct NormParams {
     width: u32,
     n: u32,
     eps: f32,
+    x_stride: u32,
 }
 
 #[repr(C)]
@@ -70,10 +99,12 @@ struct RopeParams {
     n: u32,
     heads: u32,
     head_dim: u32,
-    dims: u32,
+    offset: u32,
+    pairs: u32,
     pos0: u32,
-    theta: f32,
-    scale: f32,
+    mscale: f32,
+    _pad: u32,
+    freqs: [f32; MAX_ROPE_DIMS / 2],
 }
 
 #[repr(C)]
@@ -82,12 +113,48 @@ struct AttnParams {
     n: u32,
     heads: u32,
     kv_heads: u32,
-    head_dim: u32,
+    k_dim: u32,
+    v_dim: u32,
     pos0: u32,
+    scale: f32,
+    v_row: u32,
+    v_head: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CopyParams {
+    n: u32,
+    width: u32,
+    src_stride: u32,
+    src_offset: u32,
+    dst_stride: u32,
+    dst_offset: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SumParams {
+    n: u32,
+    width: u32,
+    n_used: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RouteParams {
+    n: u32,
+    n_expert: u32,
+    n_used: u32,
+    sigmoid: u32,
+    groups: u32,
+    groups_used: u32,
+    normalize: u32,
+    has_bias: u32,
     scale: f32,
 }
 
-/// `MAX_HEAD_DIM` in attention.wgsl.
+/// `MAX_HEAD_DIM` in attention.wgsl: the largest value head.
 const MAX_HEAD_DIM: usize = 128;
 
 impl GpuBackend {
@@ -136,6 +203,31 @@ impl GpuBackend {
         self.record(|ctx, enc| ctx.dispatch_simple(enc, &pipeline, params, buffers, grid))
     }
 
+    /// The routes' pairs grouped by matrix (built on first use, reading the ids back
+    /// when only the device has them).
+    fn grouped<'r>(&mut self, routes: &'r GpuRoutes, count: usize) -> Result<&'r GroupedBuffers> {
+        if routes.host_ids.get().is_none() {
+            self.flush();
+            let bytes = self.ctx.read_back(&routes.ids.buffer, routes.ids.buffer.size())?;
+            let _ = routes.host_ids.set(bytemuck::pod_collect_to_vec(&bytes));
+        }
+        if routes.grouped.get().is_none() {
+            let ids = &routes.host_ids.get().expect("set above")[..routes.n_tokens * routes.n_used];
+            let identity: Vec<u32> = (0..count as u32).collect();
+            let (order, segments) = group_by_expert(ids, &identity)?;
+            let max_count = segments.chunks(3).map(|s| s[2] as usize).max().unwrap_or(0);
+            let usage = wgpu::BufferUsages::STORAGE;
+            let g = GroupedBuffers {
+                order: self.ctx.upload("pair order", bytemuck::cast_slice(&order), usage)?,
+                segments: self.ctx.upload("segments", bytemuck::cast_slice(&segments), usage)?,
+                n_segments: segments.len() / 3,
+                max_count,
+            };
+            let _ = routes.grouped.set(g);
+        }
+        Ok(routes.grouped.get().expect("set above"))
+    }
+
     /// Submit the recorded step.
     fn flush(&mut self) {
         if let Some(enc) = self.encoder.take() {
@@ -172,6 +264,8 @@ impl GpuBackend {
 impl Backend for GpuBackend {
     type Tensor = GpuTensor;
     type Matrix = GpuWeights;
+    type Experts = GpuExpertStack;
+    type Routes = GpuRoutes;
     type Cache = GpuCache;
 
     fn name(&self) -> String {
@@ -198,13 +292,56 @@ impl Backend for GpuBackend {
         })
     }
 
-    fn cache(&mut self, n_ctx: usize, width: usize) -> Result<GpuCache> {
-        let bytes = (n_ctx * width * 4) as u64;
+    fn experts(&mut self, t: &TensorView) -> Result<GpuExpertStack> {
+        let err = |reason: String| Error::Tensor {
+            path: t.path.to_path_buf(),
+            tensor: t.info.name.clone(),
+            reason,
+        };
+        let dims = &t.info.dims;
+        if dims.len() != 3 {
+            return Err(err(format!("{dims:?} is not 3-D")));
+        }
+        let (k, rows, count) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
+        let pool = GpuExperts::upload(&self.ctx, &t.info.name, t.info.ty, k, rows, t.bytes).map_err(|e| err(e.to_string()))?;
+        let identity: Vec<u32> = (0..count as u32).collect();
+        let slot_of = self
+            .ctx
+            .upload("slot table", bytemuck::cast_slice(&identity), wgpu::BufferUsages::STORAGE)?;
+        Ok(GpuExpertStack { pool, slot_of })
+    }
+
+    fn cache(&mut self, n_ctx: usize, k_width: usize, v_width: usize) -> Result<GpuCache> {
+        let bytes = |w: usize| (n_ctx * w * 4) as u64;
         Ok(GpuCache {
-            k: self.ctx.alloc("k cache", bytes, USAGE)?,
-            v: self.ctx.alloc("v cache", bytes, USAGE)?,
-            width,
+            k: self.ctx.alloc("k cache", bytes(k_width), USAGE)?,
+            v: if v_width > 0 {
+                Some(self.ctx.alloc("v cache", bytes(v_width), USAGE)?)
+            } else {
+                None
+            },
+            k_width,
+            v_width,
             n_ctx,
+        })
+    }
+
+    fn rows(&self, x: &GpuTensor) -> usize {
+        x.n
+    }
+
+    fn zeros(&mut self, n: usize, width: usize) -> Result<GpuTensor> {
+        self.tensor(n, width)
+    }
+
+    fn reshape(&mut self, x: GpuTensor, n: usize, width: usize) -> Result<GpuTensor> {
+        if n * width != x.n * x.width {
+            return Err(shape_err("reshape", format!("[{}][{}] as [{n}][{width}]", x.n, x.width)));
+        }
+        Ok(GpuTensor {
+            buffer: x.buffer,
+            n,
+            width,
         })
     }
 
@@ -253,17 +390,19 @@ impl Backend for GpuBackend {
     }
 
     fn rms_norm(&mut self, x: &GpuTensor, w: &GpuWeights, eps: f32) -> Result<GpuTensor> {
-        if w.k * w.rows != x.width || w.ty != crate::quant::BlockType::F32 {
+        let len = w.k * w.rows;
+        if len > x.width || w.ty != crate::quant::BlockType::F32 {
             return Err(shape_err(
                 "rms_norm",
-                format!("{} weight of {} for rows of {}", w.ty, w.k * w.rows, x.width),
+                format!("{} weight of {len} for rows of {}", w.ty, x.width),
             ));
         }
-        let out = self.tensor(x.n, x.width)?;
+        let out = self.tensor(x.n, len)?;
         let params = NormParams {
-            width: x.width as u32,
+            width: len as u32,
             n: x.n as u32,
             eps,
+            x_stride: x.width as u32,
         };
         let g = &w.chunks[0].buffer.buffer;
         self.simple(
@@ -293,23 +432,202 @@ impl Backend for GpuBackend {
         self.product(w, x, &Output::add(&acc.buffer.buffer, w.rows))
     }
 
+    fn fixed_routes(&mut self, n_tokens: usize, ids: &[u32]) -> Result<GpuRoutes> {
+        let all = ids.repeat(n_tokens);
+        let ones = vec![1f32; all.len()];
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        Ok(GpuRoutes {
+            ids: self.ctx.upload("route ids", bytemuck::cast_slice(&all), usage)?,
+            weights: self.ctx.upload("route weights", bytemuck::cast_slice(&ones), usage)?,
+            n_tokens,
+            n_used: ids.len(),
+            host_ids: OnceCell::from(all),
+            grouped: OnceCell::new(),
+        })
+    }
+
+    fn route(&mut self, logits: &GpuTensor, bias: Option<&GpuWeights>, router: &Router) -> Result<GpuRoutes> {
+        router.check()?;
+        if logits.width != router.n_expert {
+            return Err(shape_err(
+                "route",
+                format!("{} logits for {} experts", logits.width, router.n_expert),
+            ));
+        }
+        if let Some(b) = bias
+            && (b.k * b.rows != router.n_expert || b.ty != crate::quant::BlockType::F32)
+        {
+            return Err(shape_err("route", format!("{} bias of {} for {} experts", b.ty, b.k * b.rows, router.n_expert)));
+        }
+        let pairs = logits.n * router.n_used;
+        let ids = self.ctx.alloc("route ids", (pairs * 4) as u64, USAGE)?;
+        let weights = self.ctx.alloc("route weights", (pairs * 4) as u64, USAGE)?;
+        let params = RouteParams {
+            n: logits.n as u32,
+            n_expert: router.n_expert as u32,
+            n_used: router.n_used as u32,
+            sigmoid: (router.gating == Gating::Sigmoid) as u32,
+            groups: router.groups as u32,
+            groups_used: router.groups_used as u32,
+            normalize: router.normalize as u32,
+            has_bias: bias.is_some() as u32,
+            scale: router.scale,
+        };
+        let bias_buffer = bias.map_or(&logits.buffer.buffer, |b| &b.chunks[0].buffer.buffer);
+        let grid = groups(&self.ctx, logits.n, 64);
+        self.simple(
+            "route",
+            include_str!("../../shaders/route.wgsl"),
+            "main",
+            bytemuck::bytes_of(&params),
+            &[&logits.buffer.buffer, bias_buffer, &ids.buffer, &weights.buffer],
+            grid,
+        )?;
+        Ok(GpuRoutes {
+            ids,
+            weights,
+            n_tokens: logits.n,
+            n_used: router.n_used,
+            host_ids: OnceCell::new(),
+            grouped: OnceCell::new(),
+        })
+    }
+
+    fn routes_to_host(&mut self, routes: &GpuRoutes) -> Result<(Vec<u32>, Vec<f32>)> {
+        self.flush();
+        let bytes = (routes.n_tokens * routes.n_used * 4) as u64;
+        let ids = self.ctx.read_back(&routes.ids.buffer, bytes)?;
+        let weights = self.ctx.read_back(&routes.weights.buffer, bytes)?;
+        Ok((bytemuck::pod_collect_to_vec(&ids), bytemuck::pod_collect_to_vec(&weights)))
+    }
+
+    fn matmul_id(
+        &mut self,
+        w: &GpuExpertStack,
+        x: &GpuTensor,
+        routes: &GpuRoutes,
+        weighted: bool,
+        y: &mut GpuTensor,
+    ) -> Result<()> {
+        let pairs = routes.n_tokens * routes.n_used;
+        let e = &w.pool;
+        if (x.n != routes.n_tokens && x.n != pairs) || y.n != pairs || x.width < e.k || y.width < e.rows {
+            return Err(shape_err(
+                "matmul_id",
+                format!(
+                    "x [{}][{}], y [{}][{}] for {pairs} pairs of {} x {} matrices",
+                    x.n, x.width, y.n, y.width, e.rows, e.k
+                ),
+            ));
+        }
+        let act = Activations {
+            buffer: &x.buffer.buffer,
+            cols: x.n,
+            stride: x.width,
+            f16: false,
+        };
+        if routes.n_tokens <= MAX_COLS {
+            let routing = Routing {
+                ids: &routes.ids.buffer,
+                slot_of: &w.slot_of.buffer,
+                weights: &routes.weights.buffer,
+                n_tokens: routes.n_tokens,
+                n_used: routes.n_used,
+                weighted,
+            };
+            return self.record(|ctx, enc| e.matvec_id(ctx, enc, &act, &routing, &y.buffer.buffer, y.width));
+        }
+        let g = self.grouped(routes, e.slots)?;
+        let grouped = Grouped {
+            order: &g.order.buffer,
+            segments: &g.segments.buffer,
+            weights: &routes.weights.buffer,
+            n_segments: g.n_segments,
+            max_count: g.max_count,
+            n_tokens: routes.n_tokens,
+            n_used: routes.n_used,
+            weighted,
+        };
+        self.record(|ctx, enc| e.matmul_id(ctx, enc, &act, &grouped, &y.buffer.buffer, y.width))
+    }
+
+    fn add_pair_sums(&mut self, y: &GpuTensor, n_used: usize, acc: &mut GpuTensor) -> Result<()> {
+        if y.n != acc.n * n_used || y.width != acc.width {
+            return Err(shape_err(
+                "add_pair_sums",
+                format!("[{}][{}] into [{}][{}]", y.n, y.width, acc.n, acc.width),
+            ));
+        }
+        let params = SumParams {
+            n: acc.n as u32,
+            width: acc.width as u32,
+            n_used: n_used as u32,
+        };
+        let grid = groups(&self.ctx, acc.n * acc.width, 256);
+        self.simple(
+            "pair_sums",
+            include_str!("../../shaders/pair_sums.wgsl"),
+            "main",
+            bytemuck::bytes_of(&params),
+            &[&y.buffer.buffer, &acc.buffer.buffer],
+            grid,
+        )
+    }
+
+    fn copy_columns(
+        &mut self,
+        src: &GpuTensor,
+        src_offset: usize,
+        dst: &mut GpuTensor,
+        dst_offset: usize,
+        width: usize,
+    ) -> Result<()> {
+        if src.n != dst.n || src_offset + width > src.width || dst_offset + width > dst.width {
+            return Err(shape_err(
+                "copy_columns",
+                format!("{width} columns from [{}][{}] to [{}][{}]", src.n, src.width, dst.n, dst.width),
+            ));
+        }
+        let params = CopyParams {
+            n: src.n as u32,
+            width: width as u32,
+            src_stride: src.width as u32,
+            src_offset: src_offset as u32,
+            dst_stride: dst.width as u32,
+            dst_offset: dst_offset as u32,
+        };
+        let grid = groups(&self.ctx, src.n * width, 256);
+        self.simple(
+            "copy_columns",
+            include_str!("../../shaders/copy_columns.wgsl"),
+            "main",
+            bytemuck::bytes_of(&params),
+            &[&src.buffer.buffer, &dst.buffer.buffer],
+            grid,
+        )
+    }
+
     fn rope(&mut self, x: &mut GpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
-        if x.width != rope.heads * rope.head_dim {
+        if x.width != rope.heads * rope.head_dim || rope.offset + rope.dims() > rope.head_dim {
             return Err(shape_err(
                 "rope",
                 format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
             ));
         }
+        let mut freqs = [0f32; MAX_ROPE_DIMS / 2];
+        freqs[..rope.freqs.len()].copy_from_slice(&rope.freqs);
         let params = RopeParams {
             n: x.n as u32,
             heads: rope.heads as u32,
             head_dim: rope.head_dim as u32,
-            dims: rope.dims as u32,
+            offset: rope.offset as u32,
+            pairs: rope.freqs.len() as u32,
             pos0: pos0 as u32,
-            theta: rope.theta,
-            scale: rope.scale,
+            mscale: rope.mscale,
+            _pad: 0,
+            freqs,
         };
-        let grid = groups(&self.ctx, x.n * rope.heads * rope.dims / 2, 64);
+        let grid = groups(&self.ctx, x.n * rope.heads * rope.freqs.len(), 64);
         self.simple(
             "rope",
             include_str!("../../shaders/rope.wgsl"),
@@ -324,7 +642,7 @@ impl Backend for GpuBackend {
         &mut self,
         q: &GpuTensor,
         k: &GpuTensor,
-        v: &GpuTensor,
+        v: Values<GpuTensor>,
         cache: &mut GpuCache,
         h: &Heads,
         pos0: usize,
@@ -336,36 +654,67 @@ impl Backend for GpuBackend {
                 format!("positions {pos0}..{} exceed the context of {}", pos0 + n, cache.n_ctx),
             ));
         }
-        if k.width != cache.width
-            || v.width != cache.width
-            || q.width != h.heads * h.head_dim
-            || h.head_dim > MAX_HEAD_DIM
-        {
+        let own_v = match v {
+            Values::Own(v) => Some(v),
+            Values::KeyPrefix => None,
+        };
+        let (kw, vw) = (cache.k_width, cache.v_width);
+        let widths_ok = k.width == kw
+            && k.n == n
+            && q.width == h.heads * h.k_dim
+            && kw == h.kv_heads * h.k_dim
+            && h.heads % h.kv_heads == 0
+            && h.v_dim <= MAX_HEAD_DIM
+            && match (own_v, &cache.v) {
+                (Some(v), Some(_)) => v.width == vw && v.n == n && vw == h.kv_heads * h.v_dim,
+                (None, None) => h.v_dim <= h.k_dim,
+                _ => false,
+            };
+        if !widths_ok {
             return Err(shape_err(
                 "attention",
                 format!(
-                    "q/k/v widths do not match {} heads of {} (at most {MAX_HEAD_DIM})",
-                    h.heads, h.head_dim
+                    "q/k/v widths do not match {} heads of {} keys and {} values (at most {MAX_HEAD_DIM})",
+                    h.heads, h.k_dim, h.v_dim
                 ),
             ));
         }
-        let offset = (pos0 * cache.width * 4) as u64;
-        let bytes = (n * cache.width * 4) as u64;
         self.record(|_, enc| {
-            enc.copy_buffer_to_buffer(&k.buffer.buffer, 0, &cache.k.buffer, offset, bytes);
-            enc.copy_buffer_to_buffer(&v.buffer.buffer, 0, &cache.v.buffer, offset, bytes);
+            enc.copy_buffer_to_buffer(
+                &k.buffer.buffer,
+                0,
+                &cache.k.buffer,
+                (pos0 * kw * 4) as u64,
+                (n * kw * 4) as u64,
+            );
+            if let (Some(v), Some(vc)) = (own_v, &cache.v) {
+                enc.copy_buffer_to_buffer(
+                    &v.buffer.buffer,
+                    0,
+                    &vc.buffer,
+                    (pos0 * vw * 4) as u64,
+                    (n * vw * 4) as u64,
+                );
+            }
             Ok(())
         })?;
-        let out = self.tensor(n, q.width)?;
+        let out = self.tensor(n, h.heads * h.v_dim)?;
+        let (v_buffer, v_row, v_head) = match &cache.v {
+            Some(vc) => (&vc.buffer, vw, h.v_dim),
+            None => (&cache.k.buffer, kw, h.k_dim),
+        };
         let params = AttnParams {
             n: n as u32,
             heads: h.heads as u32,
             kv_heads: h.kv_heads as u32,
-            head_dim: h.head_dim as u32,
+            k_dim: h.k_dim as u32,
+            v_dim: h.v_dim as u32,
             pos0: pos0 as u32,
-            scale: 1.0 / (h.head_dim as f32).sqrt(),
+            scale: h.scale,
+            v_row: v_row as u32,
+            v_head: v_head as u32,
         };
-        let buffers = [&q.buffer.buffer, &cache.k.buffer, &cache.v.buffer, &out.buffer.buffer];
+        let buffers = [&q.buffer.buffer, &cache.k.buffer, v_buffer, &out.buffer.buffer];
         self.simple(
             "attention",
             include_str!("../../shaders/attention.wgsl"),

@@ -42,6 +42,8 @@ pub struct Routing<'a> {
     pub weights: &'a wgpu::Buffer,
     pub n_tokens: usize,
     pub n_used: usize,
+    /// Scale each pair's result by its weight (else by 1).
+    pub weighted: bool,
 }
 
 /// Pairs grouped by expert for `matmul_id` (see [`group_by_expert`]), on the device.
@@ -54,6 +56,8 @@ pub struct Grouped<'a> {
     pub max_count: usize,
     pub n_tokens: usize,
     pub n_used: usize,
+    /// Scale each pair's result by its weight (else by 1).
+    pub weighted: bool,
 }
 
 /// Host-side grouping of the pairs `t * n_used + j` by expert, for `matmul_id`.
@@ -118,7 +122,7 @@ impl GpuExperts {
         })
     }
 
-    fn params(&self, chunk: &SlotChunk, x: &Activations, y_stride: usize, n_used: usize, n_pairs: usize) -> Params {
+    fn params(&self, chunk: &SlotChunk, x: &Activations, y_stride: usize, n_used: usize, n_pairs: usize, weighted: bool) -> Params {
         Params {
             rows: self.rows as u32,
             k: self.k as u32,
@@ -128,6 +132,8 @@ impl GpuExperts {
             first_slot: chunk.first_slot as u32,
             n_slots: chunk.slots as u32,
             n_pairs: n_pairs as u32,
+            x_group: if x.cols == n_pairs { 1 } else { n_used as u32 },
+            weighted: weighted as u32,
             ..Default::default()
         }
     }
@@ -140,21 +146,23 @@ impl GpuExperts {
         y: &wgpu::Buffer,
         y_stride: usize,
     ) -> Result<usize> {
-        if x.cols != n_tokens || n_used == 0 {
+        let pairs = n_tokens * n_used;
+        if (x.cols != n_tokens && x.cols != pairs) || n_used == 0 {
             return Err(Error::Shape(format!(
                 "{} activation columns for {n_tokens} tokens, {n_used} experts each",
                 x.cols
             )));
         }
         x.check(self.k)?;
-        let pairs = n_tokens * n_used;
         super::matvec::check_output(y, pairs, self.rows, y_stride)?;
         Ok(pairs)
     }
 
     /// Record, for every pair `p = t * n_used + j`:
-    /// `y[p * y_stride + row] = weights[p] * Σ_k E[row][k] · x[t][k]` with `E` the expert
-    /// `ids[p]` in slot `slot_of[ids[p]]`. Reads the routing on the GPU, so no host sync.
+    /// `y[p * y_stride + row] = weights[p] * Σ_k E[row][k] · x_p[k]` with `E` the expert
+    /// `ids[p]` in slot `slot_of[ids[p]]` (weight 1 unless `routing.weighted`); `x_p` is
+    /// column p of x when x has a column per pair, else column t. Reads the routing on
+    /// the GPU, so no host sync.
     pub fn matvec_id(
         &self,
         ctx: &GpuContext,
@@ -180,7 +188,7 @@ impl GpuExperts {
             )));
         }
         for chunk in &self.chunks {
-            let params = self.params(chunk, x, y_stride, routing.n_used, pairs);
+            let params = self.params(chunk, x, y_stride, routing.n_used, pairs, routing.weighted);
             let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows).1);
             let buffers = [
                 &chunk.buffer.buffer,
@@ -223,7 +231,7 @@ impl GpuExperts {
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {
-            let params = self.params(chunk, x, y_stride, grouped.n_used, pairs);
+            let params = self.params(chunk, x, y_stride, grouped.n_used, pairs, grouped.weighted);
             let groups = (
                 (self.rows as u32).div_ceil(TILE_ROWS),
                 col_tiles,

@@ -79,6 +79,8 @@ pub struct Params {
     pub n_slots: u32,
     pub n_pairs: u32,
     pub accumulate: u32,
+    pub x_group: u32,
+    pub weighted: u32,
 }
 
 /// Everything that selects a distinct pipeline.

@@ -24,14 +24,14 @@ pub struct LlamaConfig {
     pub tied_output: bool,
 }
 
-fn get<'a>(file: &'a File, key: &str) -> Result<&'a Value> {
+pub(crate) fn get<'a>(file: &'a File, key: &str) -> Result<&'a Value> {
     file.metadata(key).ok_or_else(|| Error::Metadata {
         key: key.into(),
         reason: format!("missing from {}", file.path().display()),
     })
 }
 
-fn count(file: &File, key: &str) -> Result<usize> {
+pub(crate) fn count(file: &File, key: &str) -> Result<usize> {
     match get(file, key)?.as_u64() {
         Some(v) if v > 0 && v < (1 << 31) => Ok(v as usize),
         _ => Err(Error::Metadata {
@@ -41,7 +41,7 @@ fn count(file: &File, key: &str) -> Result<usize> {
     }
 }
 
-fn float(file: &File, key: &str) -> Result<Option<f32>> {
+pub(crate) fn float(file: &File, key: &str) -> Result<Option<f32>> {
     match file.metadata(key) {
         None => Ok(None),
         Some(v) => v.as_f64().map(|f| Some(f as f32)).ok_or_else(|| Error::Metadata {
@@ -51,7 +51,7 @@ fn float(file: &File, key: &str) -> Result<Option<f32>> {
     }
 }
 
-fn inconsistent(key: &str, reason: String) -> Error {
+pub(crate) fn inconsistent(key: &str, reason: String) -> Error {
     Error::Metadata {
         key: key.into(),
         reason,

@@ -3,8 +3,9 @@
 //! as `llm_build_llama` in llama.cpp's `src/llama-model.cpp`.
 
 use super::config::LlamaConfig;
-use crate::backend::{Backend, Heads, Rope};
-use crate::error::{Error, Result};
+use super::Session;
+use crate::backend::{Backend, Heads, Rope, RopeScaling, Values};
+use crate::error::Result;
 use crate::gguf::File;
 
 struct Layer<B: Backend> {
@@ -27,20 +28,6 @@ pub struct Llama<B: Backend> {
     /// None when tied to `embed`.
     output: Option<B::Matrix>,
     layers: Vec<Layer<B>>,
-}
-
-/// One conversation's state: the KV cache and the next position.
-pub struct Session<B: Backend> {
-    caches: Vec<B::Cache>,
-    pub pos: usize,
-    pub n_ctx: usize,
-}
-
-impl<B: Backend> Session<B> {
-    /// Forget everything (the cache is reused).
-    pub fn reset(&mut self) {
-        self.pos = 0;
-    }
 }
 
 impl<B: Backend> Llama<B> {
@@ -89,9 +76,9 @@ impl<B: Backend> Llama<B> {
     /// A fresh session with room for `n_ctx` positions.
     pub fn session(&self, backend: &mut B, n_ctx: usize) -> Result<Session<B>> {
         let caches = (0..self.config.n_layer)
-            .map(|_| backend.cache(n_ctx, self.config.kv_dim()))
+            .map(|_| backend.cache(n_ctx, self.config.kv_dim(), self.config.kv_dim()))
             .collect::<Result<_>>()?;
-        Ok(Session { caches, pos: 0, n_ctx })
+        Ok(Session::new(caches, n_ctx))
     }
 
     /// Run `tokens` at the session's next positions (one batched pass) and return logits:
@@ -104,33 +91,20 @@ impl<B: Backend> Llama<B> {
         all_logits: bool,
     ) -> Result<Vec<f32>> {
         let c = &self.config;
-        if tokens.is_empty() {
-            return Err(Error::Shape("forward of no tokens".into()));
-        }
-        if session.pos + tokens.len() > session.n_ctx {
-            return Err(Error::Shape(format!(
-                "{} tokens at position {} overflow the context of {}",
-                tokens.len(),
-                session.pos,
-                session.n_ctx
-            )));
-        }
+        session.check(tokens)?;
         let pos0 = session.pos;
-        let rope_q = Rope {
-            heads: c.n_head,
-            head_dim: c.head_dim,
-            dims: c.rope_dim,
-            theta: c.rope_theta,
-            scale: c.rope_linear_factor,
-        };
+        let scaling = RopeScaling::Linear(c.rope_linear_factor);
+        let rope_q = Rope::new(c.n_head, c.head_dim, 0, c.rope_dim, c.rope_theta, scaling)?;
         let rope_k = Rope {
             heads: c.n_head_kv,
-            ..rope_q
+            ..rope_q.clone()
         };
         let heads = Heads {
             heads: c.n_head,
             kv_heads: c.n_head_kv,
-            head_dim: c.head_dim,
+            k_dim: c.head_dim,
+            v_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
         };
         let mut x = backend.embed(&self.embed, tokens)?;
         for (layer, cache) in self.layers.iter().zip(session.caches.iter_mut()) {
@@ -140,7 +114,7 @@ impl<B: Backend> Llama<B> {
             let v = backend.matmul(&layer.wv, &h)?;
             backend.rope(&mut q, &rope_q, pos0)?;
             backend.rope(&mut k, &rope_k, pos0)?;
-            let a = backend.attention(&q, &k, &v, cache, &heads, pos0)?;
+            let a = backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?;
             backend.matmul_add(&layer.wo, &a, &mut x)?;
             let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
             let g = backend.matmul(&layer.gate, &h)?;

@@ -1,7 +1,136 @@
 //! Model architectures, described once against the [`crate::backend::Backend`] trait.
 
 pub mod config;
+pub mod deepseek2;
+pub mod deepseek2_config;
 pub mod llama;
 
 pub use config::LlamaConfig;
-pub use llama::{Llama, Session};
+pub use deepseek2::Deepseek2;
+pub use deepseek2_config::Deepseek2Config;
+pub use llama::Llama;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gguf::{File, Value};
+use std::io::Write;
+
+/// The experts one token used in one MoE layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteRecord {
+    pub position: usize,
+    pub layer: usize,
+    pub experts: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+/// One conversation's state: the per-layer caches, the next position, and (when enabled)
+/// the router trace.
+pub struct Session<B: Backend> {
+    pub(crate) caches: Vec<B::Cache>,
+    pub pos: usize,
+    pub n_ctx: usize,
+    /// Expert choices of every token in every MoE layer, when tracing.
+    pub trace: Option<Vec<RouteRecord>>,
+}
+
+impl<B: Backend> Session<B> {
+    pub(crate) fn new(caches: Vec<B::Cache>, n_ctx: usize) -> Self {
+        Session {
+            caches,
+            pos: 0,
+            n_ctx,
+            trace: None,
+        }
+    }
+
+    /// Forget everything (the cache is reused; the trace is kept).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// `tokens` fit at the next position.
+    pub(crate) fn check(&self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::Shape("forward of no tokens".into()));
+        }
+        if self.pos + tokens.len() > self.n_ctx {
+            return Err(Error::Shape(format!(
+                "{} tokens at position {} overflow the context of {}",
+                tokens.len(),
+                self.pos,
+                self.n_ctx
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Write a router trace as text: a header, then one line per (token, layer):
+/// `position layer expert:weight ...`.
+pub fn write_trace(out: &mut impl Write, records: &[RouteRecord]) -> std::io::Result<()> {
+    writeln!(out, "# lowbit router trace: position layer expert:weight ...")?;
+    for r in records {
+        write!(out, "{} {}", r.position, r.layer)?;
+        for (e, w) in r.experts.iter().zip(&r.weights) {
+            write!(out, " {e}:{w:.5}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Any supported architecture, chosen by `general.architecture`.
+pub enum Model<B: Backend> {
+    Llama(Llama<B>),
+    Deepseek2(Deepseek2<B>),
+}
+
+impl<B: Backend> Model<B> {
+    /// Load every weight onto `backend`; `progress(done, total)` is called per tensor.
+    pub fn load(file: &File, backend: &mut B, progress: impl FnMut(usize, usize)) -> Result<Self> {
+        let arch = file
+            .metadata("general.architecture")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match arch {
+            "llama" => Ok(Model::Llama(Llama::load(file, backend, progress)?)),
+            "deepseek2" => Ok(Model::Deepseek2(Deepseek2::load(file, backend, progress)?)),
+            other => Err(Error::Unsupported(format!(
+                "{}: architecture '{other}' (supported: llama, deepseek2)",
+                file.path().display()
+            ))),
+        }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        match self {
+            Model::Llama(m) => m.config.n_vocab,
+            Model::Deepseek2(m) => m.config.n_vocab,
+        }
+    }
+
+    pub fn n_ctx_train(&self) -> usize {
+        match self {
+            Model::Llama(m) => m.config.n_ctx_train,
+            Model::Deepseek2(m) => m.config.n_ctx_train,
+        }
+    }
+
+    /// A fresh session with room for `n_ctx` positions.
+    pub fn session(&self, backend: &mut B, n_ctx: usize) -> Result<Session<B>> {
+        match self {
+            Model::Llama(m) => m.session(backend, n_ctx),
+            Model::Deepseek2(m) => m.session(backend, n_ctx),
+        }
+    }
+
+    /// Run `tokens` at the session's next positions (one batched pass) and return logits:
+    /// `[tokens.len()][n_vocab]` when `all_logits`, else the last position's `[n_vocab]`.
+    pub fn forward(&self, backend: &mut B, session: &mut Session<B>, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+        match self {
+            Model::Llama(m) => m.forward(backend, session, tokens, all_logits),
+            Model::Deepseek2(m) => m.forward(backend, session, tokens, all_logits),
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The DeepSeek-V2/V3/R1 architecture (`general.architecture = deepseek2`), as
+//! `llm_build_deepseek2` in llama.cpp's src/models/deepseek2.cpp:
+//!
+//! - **MLA attention**, in the absorbed form: the cache holds per token only the
+//!   normalized latent `c` (`kv_lora` values) and the rotated key part `k_pe` (`qk_rope`).
+//!   Each head's query is `[W_kb·q_nope | q_pe]`, so a score is `q·[c | k_pe]`; the head's
+//!   output is `W_vb · Σ softmax · c`. All heads share the one cached latent (MQA).
+//! - **MoE FFN** after `dense_lead` dense layers: a router picks `n_used` of `n_expert`
+//!   experts per token (see [`Router`](crate::backend::Router)), routed experts run
+//!   through the indexed products, and the shared expert is added.
+
+use super::deepseek2_config::{Deepseek2Config, KvLayout};
+use super::{RouteRecord, Session};
+use crate::backend::{Backend, Heads, Rope, Values};
+use crate::error::{Error, Result};
+use crate::gguf::{File, TensorInfo, TensorView};
+use crate::quant::{self, BlockType};
+
+enum Query<B: Backend> {
+    /// `attn_q_a` → RMSNorm (`attn_q_a_norm`) → `attn_q_b`.
+    Lora { a: B::Matrix, norm: B::Matrix, b: B::Matrix },
+    /// `attn_q`.
+    Direct(B::Matrix),
+}
+
+struct Attention<B: Backend> {
+    q: Query<B>,
+    /// `[kv_lora + qk_rope][n_embd]`: the latent and the shared rotated key.
+    kv_a: B::Matrix,
+    kv_a_norm: B::Matrix,
+    /// Per head `[kv_lora][qk_nope]`: absorbs the key up-projection into the query.
+    k_b: B::Experts,
+    /// Per head `[v_head][kv_lora]`: the value up-projection, applied after attention.
+    v_b: B::Experts,
+    output: B::Matrix,
+}
+
+struct Mlp<B: Backend> {
+    gate: B::Matrix,
+    up: B::Matrix,
+    down: B::Matrix,
+}
+
+struct Moe<B: Backend> {
+    router: B::Matrix,
+    bias: Option<B::Matrix>,
+    gate: B::Experts,
+    up: B::Experts,
+    down: B::Experts,
+    shared: Option<Mlp<B>>,
+}
+
+enum Ffn<B: Backend> {
+    Dense(Mlp<B>),
+    Moe(Moe<B>),
+}
+
+struct Layer<B: Backend> {
+    attn_norm: B::Matrix,
+    attn: Attention<B>,
+    ffn_norm: B::Matrix,
+    ffn: Ffn<B>,
+}
+
+/// A deepseek2 model whose weights live on backend `B`.
+pub struct Deepseek2<B: Backend> {
+    pub config: Deepseek2Config,
+    embed: B::Matrix,
+    output_norm: B::Matrix,
+    output: B::Matrix,
+    layers: Vec<Layer<B>>,
+}
+
+/// Loads tensors with their expected shapes checked, counting progress.
+struct Loader<'f, P> {
+    file: &'f File,
+    done: usize,
+    total: usize,
+    progress: P,
+}
+
+impl<P: FnMut(usize, usize)> Loader<'_, P> {
+    fn view(&self, name: &str, dims: &[usize]) -> Result<TensorView<'_>> {
+        let t = self.file.tensor(name)?;
+        if t.info.dims.iter().map(|&d| d as usize).ne(dims.iter().copied()) {
+            return Err(Error::Tensor {
+                path: self.file.path().to_path_buf(),
+                tensor: name.into(),
+                reason: format!("shape {:?}, the config expects {dims:?}", t.info.dims),
+            });
+        }
+        Ok(t)
+    }
+
+    fn tick(&mut self) {
+        self.done += 1;
+        (self.progress)(self.done, self.total);
+    }
+
+    fn matrix<B: Backend>(&mut self, b: &mut B, name: &str, dims: &[usize]) -> Result<B::Matrix> {
+        let m = b.matrix(&self.view(name, dims)?)?;
+        self.tick();
+        Ok(m)
+    }
+
+    fn experts<B: Backend>(&mut self, b: &mut B, name: &str, dims: &[usize]) -> Result<B::Experts> {
+        let m = b.experts(&self.view(name, dims)?)?;
+        self.tick();
+        Ok(m)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.file.tensor(name).is_ok()
+    }
+}
+
+/// Split `attn_kv_b` (`[kv_lora, heads * (nope + v)]`: per head, `nope` key rows then `v`
+/// value rows) into the absorbed layout: `k_b` per head `[kv_lora][nope]` (the key rows
+/// transposed, stored F16) and `v_b` per head `[v][kv_lora]` (the value rows as stored).
+fn split_kv_b(kv_b: &TensorView, c: &Deepseek2Config) -> Result<(TensorInfo, Vec<u8>, TensorInfo, Vec<u8>)> {
+    let (lora, nope, v, heads) = (c.kv_lora, c.qk_nope, c.v_head, c.n_head);
+    let all = kv_b.dequantize()?;
+    let row_bytes = kv_b.info.ty.row_bytes(lora)?;
+    let mut k = Vec::with_capacity(heads * lora * nope);
+    let mut v_bytes = Vec::with_capacity(heads * v * row_bytes);
+    for h in 0..heads {
+        let first = h * (nope + v);
+        for r in 0..lora {
+            k.extend((0..nope).map(|d| all[(first + d) * lora + r]));
+        }
+        v_bytes.extend_from_slice(&kv_b.bytes[(first + nope) * row_bytes..(first + nope + v) * row_bytes]);
+    }
+    let info = |name: &str, ty, dims: [usize; 3], bytes: &[u8]| TensorInfo {
+        name: kv_b.info.name.replace("kv_b", name),
+        ty,
+        dims: dims.iter().map(|&d| d as u64).collect(),
+        file_offset: 0,
+        size: bytes.len() as u64,
+    };
+    let k_bytes = quant::quantize(BlockType::F16, &k, nope, None)?;
+    Ok((
+        info("k_b", BlockType::F16, [nope, lora, heads], &k_bytes),
+        k_bytes,
+        info("v_b", kv_b.info.ty, [lora, v, heads], &v_bytes),
+        v_bytes,
+    ))
+}
+
+impl<B: Backend> Deepseek2<B> {
+    /// Load every weight onto `backend`; `progress(done, total)` is called per tensor.
+    pub fn load(file: &File, backend: &mut B, progress: impl FnMut(usize, usize)) -> Result<Self> {
+        let c = Deepseek2Config::from_gguf(file)?;
+        let mut ld = Loader {
+            file,
+            done: 0,
+            total: file.tensors().count(),
+            progress,
+        };
+        let embed = ld.matrix(backend, "token_embd.weight", &[c.n_embd, c.n_vocab])?;
+        let output_norm = ld.matrix(backend, "output_norm.weight", &[c.n_embd])?;
+        let output = ld.matrix(backend, "output.weight", &[c.n_embd, c.n_vocab])?;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        let q_width = c.n_head * c.qk_head();
+        for l in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let q = match c.q_lora {
+                Some(r) => Query::Lora {
+                    a: ld.matrix(backend, &n("attn_q_a"), &[c.n_embd, r])?,
+                    norm: ld.matrix(backend, &n("attn_q_a_norm"), &[r])?,
+                    b: ld.matrix(backend, &n("attn_q_b"), &[r, q_width])?,
+                },
+                None => Query::Direct(ld.matrix(backend, &n("attn_q"), &[c.n_embd, q_width])?),
+            };
+            let kv_a = ld.matrix(backend, &n("attn_kv_a_mqa"), &[c.n_embd, c.cache_width()])?;
+            let kv_a_norm = ld.matrix(backend, &n("attn_kv_a_norm"), &[c.kv_lora])?;
+            let (k_b, v_b) = match c.kv_layout {
+                KvLayout::Split => (
+                    ld.experts(backend, &n("attn_k_b"), &[c.qk_nope, c.kv_lora, c.n_head])?,
+                    ld.experts(backend, &n("attn_v_b"), &[c.kv_lora, c.v_head, c.n_head])?,
+                ),
+                KvLayout::Merged => {
+                    let kv_b = ld.view(&n("attn_kv_b"), &[c.kv_lora, c.n_head * (c.qk_nope + c.v_head)])?;
+                    let (ki, kb, vi, vb) = split_kv_b(&kv_b, &c)?;
+                    let path = kv_b.path;
+                    let k_b = backend.experts(&TensorView { info: &ki, bytes: &kb, path })?;
+                    let v_b = backend.experts(&TensorView { info: &vi, bytes: &vb, path })?;
+                    ld.tick();
+                    (k_b, v_b)
+                }
+            };
+            let attn = Attention {
+                q,
+                kv_a,
+                kv_a_norm,
+                k_b,
+                v_b,
+                output: ld.matrix(backend, &n("attn_output"), &[c.n_head * c.v_head, c.n_embd])?,
+            };
+            let attn_norm = ld.matrix(backend, &n("attn_norm"), &[c.n_embd])?;
+            let ffn_norm = ld.matrix(backend, &n("ffn_norm"), &[c.n_embd])?;
+            let mut mlp = |ld: &mut Loader<_>, suffix: &str, ff: usize| -> Result<Mlp<B>> {
+                Ok(Mlp {
+                    gate: ld.matrix(backend, &n(&format!("ffn_gate{suffix}")), &[c.n_embd, ff])?,
+                    up: ld.matrix(backend, &n(&format!("ffn_up{suffix}")), &[c.n_embd, ff])?,
+                    down: ld.matrix(backend, &n(&format!("ffn_down{suffix}")), &[ff, c.n_embd])?,
+                })
+            };
+            let ffn = if l < c.dense_lead {
+                Ffn::Dense(mlp(&mut ld, "", c.n_ff)?)
+            } else {
+                let shared = if c.n_shared > 0 {
+                    Some(mlp(&mut ld, "_shexp", c.expert_ff * c.n_shared)?)
+                } else {
+                    None
+                };
+                let (e, f, d) = (c.n_expert, c.expert_ff, c.n_embd);
+                let bias_name = format!("blk.{l}.exp_probs_b.bias");
+                Ffn::Moe(Moe {
+                    router: ld.matrix(backend, &n("ffn_gate_inp"), &[d, e])?,
+                    bias: if ld.has(&bias_name) {
+                        Some(ld.matrix(backend, &bias_name, &[e])?)
+                    } else {
+                        None
+                    },
+                    gate: ld.experts(backend, &n("ffn_gate_exps"), &[d, f, e])?,
+                    up: ld.experts(backend, &n("ffn_up_exps"), &[d, f, e])?,
+                    down: ld.experts(backend, &n("ffn_down_exps"), &[f, d, e])?,
+                    shared,
+                })
+            };
+            layers.push(Layer {
+                attn_norm,
+                attn,
+                ffn_norm,
+                ffn,
+            });
+        }
+        Ok(Deepseek2 {
+            config: c,
+            embed,
+            output_norm,
+            output,
+            layers,
+        })
+    }
+
+    /// A fresh session with room for `n_ctx` positions (latent cache only).
+    pub fn session(&self, backend: &mut B, n_ctx: usize) -> Result<Session<B>> {
+        let caches = (0..self.config.n_layer)
+            .map(|_| backend.cache(n_ctx, self.config.cache_width(), 0))
+            .collect::<Result<_>>()?;
+        Ok(Session::new(caches, n_ctx))
+    }
+
+    fn attention(
+        &self,
+        b: &mut B,
+        a: &Attention<B>,
+        h: &B::Tensor,
+        cache: &mut B::Cache,
+        pos0: usize,
+        x: &mut B::Tensor,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (n, heads) = (b.rows(h), c.n_head);
+        let mut q = match &a.q {
+            Query::Lora { a: qa, norm, b: qb } => {
+                let t = b.matmul(qa, h)?;
+                let t = b.rms_norm(&t, norm, c.rms_eps)?;
+                b.matmul(qb, &t)?
+            }
+            Query::Direct(w) => b.matmul(w, h)?,
+        };
+        let mut kv = b.matmul(&a.kv_a, h)?;
+        let rope_q = Rope::new(heads, c.qk_head(), c.qk_nope, c.qk_rope, c.rope_theta, c.rope_scaling)?;
+        let rope_k = Rope::new(1, c.cache_width(), c.kv_lora, c.qk_rope, c.rope_theta, c.rope_scaling)?;
+        b.rope(&mut q, &rope_q, pos0)?;
+        b.rope(&mut kv, &rope_k, pos0)?;
+        let latent = b.rms_norm(&kv, &a.kv_a_norm, c.rms_eps)?;
+        b.copy_columns(&latent, 0, &mut kv, 0, c.kv_lora)?;
+        let ids: Vec<u32> = (0..heads as u32).collect();
+        let per_head = b.fixed_routes(n, &ids)?;
+        let q = b.reshape(q, n * heads, c.qk_head())?;
+        let mut qc = b.zeros(n * heads, c.cache_width())?;
+        b.matmul_id(&a.k_b, &q, &per_head, false, &mut qc)?;
+        b.copy_columns(&q, c.qk_nope, &mut qc, c.kv_lora, c.qk_rope)?;
+        let qc = b.reshape(qc, n, heads * c.cache_width())?;
+        let shape = Heads {
+            heads,
+            kv_heads: 1,
+            k_dim: c.cache_width(),
+            v_dim: c.kv_lora,
+            scale: c.kq_scale(),
+        };
+        let att = b.attention(&qc, &kv, Values::KeyPrefix, cache, &shape, pos0)?;
+        let att = b.reshape(att, n * heads, c.kv_lora)?;
+        let mut o = b.zeros(n * heads, c.v_head)?;
+        b.matmul_id(&a.v_b, &att, &per_head, false, &mut o)?;
+        let o = b.reshape(o, n, heads * c.v_head)?;
+        b.matmul_add(&a.output, &o, x)
+    }
+
+    fn mlp(b: &mut B, m: &Mlp<B>, h: &B::Tensor, x: &mut B::Tensor) -> Result<()> {
+        let g = b.matmul(&m.gate, h)?;
+        let u = b.matmul(&m.up, h)?;
+        let s = b.swiglu(&g, &u)?;
+        b.matmul_add(&m.down, &s, x)
+    }
+
+    fn moe(&self, b: &mut B, m: &Moe<B>, h: &B::Tensor, x: &mut B::Tensor, trace: Trace) -> Result<()> {
+        let c = &self.config;
+        let n = b.rows(h);
+        let logits = b.matmul(&m.router, h)?;
+        let routes = b.route(&logits, m.bias.as_ref(), &c.router())?;
+        if let Some((records, pos0, layer)) = trace {
+            let (ids, weights) = b.routes_to_host(&routes)?;
+            for t in 0..n {
+                let span = t * c.n_used..(t + 1) * c.n_used;
+                records.push(RouteRecord {
+                    position: pos0 + t,
+                    layer,
+                    experts: ids[span.clone()].to_vec(),
+                    weights: weights[span].to_vec(),
+                });
+            }
+        }
+        let pairs = n * c.n_used;
+        let mut g = b.zeros(pairs, c.expert_ff)?;
+        let mut u = b.zeros(pairs, c.expert_ff)?;
+        b.matmul_id(&m.gate, h, &routes, false, &mut g)?;
+        b.matmul_id(&m.up, h, &routes, false, &mut u)?;
+        let s = b.swiglu(&g, &u)?;
+        let mut d = b.zeros(pairs, c.n_embd)?;
+        b.matmul_id(&m.down, &s, &routes, true, &mut d)?;
+        b.add_pair_sums(&d, c.n_used, x)?;
+        if let Some(shared) = &m.shared {
+            Self::mlp(b, shared, h, x)?;
+        }
+        Ok(())
+    }
+
+    /// Run `tokens` at the session's next positions (one batched pass) and return logits:
+    /// `[tokens.len()][n_vocab]` when `all_logits`, else the last position's `[n_vocab]`.
+    pub fn forward(&self, b: &mut B, session: &mut Session<B>, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+        let c = &self.config;
+        session.check(tokens)?;
+        let pos0 = session.pos;
+        let mut x = b.embed(&self.embed, tokens)?;
+        for (l, (layer, cache)) in self.layers.iter().zip(session.caches.iter_mut()).enumerate() {
+            let h = b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
+            self.attention(b, &layer.attn, &h, cache, pos0, &mut x)?;
+            let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
+            match &layer.ffn {
+                Ffn::Dense(m) => Self::mlp(b, m, &h, &mut x)?,
+                Ffn::Moe(m) => {
+                    let trace = session.trace.as_mut().map(|r| (r, pos0, l));
+                    self.moe(b, m, &h, &mut x, trace)?
+                }
+            }
+        }
+        session.pos += tokens.len();
+        let x = if all_logits { x } else { b.last_row(&x)? };
+        let h = b.rms_norm(&x, &self.output_norm, c.rms_eps)?;
+        let logits = b.matmul(&self.output, &h)?;
+        b.to_host(&logits)
+    }
+}
+
+/// Where to record routes: the records, the first position, the layer.
+type Trace<'a> = Option<(&'a mut Vec<RouteRecord>, usize, usize)>;
