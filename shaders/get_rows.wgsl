@@ -1,10 +1,13 @@
 // out[t][0..k] = dequantized row ids[t] of a packed table (the embedding lookup).
 // One invocation per (token, 32-element unit); decodes with the format's `decode32`.
+// The bound chunk holds rows [first_row, first_row + rows); tokens outside it are left
+// to the dispatch of their own chunk.
 
 struct RowsParams {
     k: u32,
     n: u32,
     rows: u32,
+    first_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RowsParams;
@@ -22,7 +25,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let t = i / units;
     let u = i % units;
-    let row = min(ids[t], p.rows - 1u);
+    if (ids[t] < p.first_row || ids[t] - p.first_row >= p.rows) {
+        return;
+    }
+    let row = ids[t] - p.first_row;
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var wv: array<f32, 32>;

@@ -134,6 +134,8 @@ pub trait Backend {
     fn cache(&mut self, n_ctx: usize, k_width: usize, v_width: usize) -> Result<Self::Cache>;
     /// Rows of `x`.
     fn rows(&self, x: &Self::Tensor) -> usize;
+    /// `[n][width]` from host values.
+    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<Self::Tensor>;
     /// `[n][width]` zeros.
     fn zeros(&mut self, n: usize, width: usize) -> Result<Self::Tensor>;
     /// The same data as `[n][width]` (`n * width` must not change).

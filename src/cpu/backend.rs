@@ -139,6 +139,17 @@ impl Backend for CpuBackend {
         x.n
     }
 
+    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<CpuTensor> {
+        if data.len() != n * width {
+            return Err(shape_err("from_host", format!("{} values for [{n}][{width}]", data.len())));
+        }
+        Ok(CpuTensor {
+            data: data.to_vec(),
+            n,
+            width,
+        })
+    }
+
     fn zeros(&mut self, n: usize, width: usize) -> Result<CpuTensor> {
         Ok(CpuTensor {
             data: vec![0.0; n * width],

@@ -82,6 +82,7 @@ struct RowsParams {
     k: u32,
     n: u32,
     rows: u32,
+    first_row: u32,
 }
 
 #[repr(C)]
@@ -330,6 +331,17 @@ impl Backend for GpuBackend {
         x.n
     }
 
+    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<GpuTensor> {
+        if data.len() != n * width {
+            return Err(shape_err("from_host", format!("{} values for [{n}][{width}]", data.len())));
+        }
+        Ok(GpuTensor {
+            buffer: self.ctx.upload("activations", bytemuck::cast_slice(data), USAGE)?,
+            n,
+            width,
+        })
+    }
+
     fn zeros(&mut self, n: usize, width: usize) -> Result<GpuTensor> {
         self.tensor(n, width)
     }
@@ -352,12 +364,6 @@ impl Backend for GpuBackend {
                 format!("token {t} is outside the vocabulary of {}", table.rows),
             ));
         }
-        if table.chunks.len() != 1 {
-            return Err(shape_err(
-                "embed",
-                "embedding tables split across bindings are not supported yet".into(),
-            ));
-        }
         let out = self.tensor(tokens.len(), table.k)?;
         let ids = self
             .ctx
@@ -370,22 +376,24 @@ impl Backend for GpuBackend {
             cols: 0,
             row_per_invocation: false,
         };
-        let params = RowsParams {
-            k: table.k as u32,
-            n: tokens.len() as u32,
-            rows: table.rows as u32,
-        };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
-        let chunk = &table.chunks[0].buffer.buffer;
-        self.record(|ctx, enc| {
-            ctx.dispatch(
-                enc,
-                key,
-                bytemuck::bytes_of(&params),
-                &[chunk, &ids.buffer, &out.buffer.buffer],
-                grid,
-            )
-        })?;
+        for chunk in &table.chunks {
+            let params = RowsParams {
+                k: table.k as u32,
+                n: tokens.len() as u32,
+                rows: chunk.rows as u32,
+                first_row: chunk.first_row as u32,
+            };
+            self.record(|ctx, enc| {
+                ctx.dispatch(
+                    enc,
+                    key,
+                    bytemuck::bytes_of(&params),
+                    &[&chunk.buffer.buffer, &ids.buffer, &out.buffer.buffer],
+                    grid,
+                )
+            })?;
+        }
         Ok(out)
     }
 

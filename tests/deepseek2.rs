@@ -1,0 +1,299 @@
+//! The deepseek2 architecture on the trained MoE fixture, against llama.cpp's logits
+//! (../shared/fixtures/ref-logits-llamacpp.f32) on both backends, plus the pieces MLA and
+//! the MoE need: token-by-token decode against the batched pass, the older `attn_kv_b`
+//! layout, the GPU router against the reference router, and the router trace.
+
+use lowbit::backend::{Backend, Gating, Router};
+use lowbit::cpu::CpuBackend;
+use lowbit::gguf::{File, SplitPolicy, TensorInfo, TensorSpec, TensorView, Value, write};
+use lowbit::gpu::{GpuBackend, GpuOptions};
+use lowbit::model::Model;
+use lowbit::quant::BlockType;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+}
+
+fn fixture() -> File {
+    File::open(fixtures().join("tiny-moe-f16.gguf")).unwrap()
+}
+
+fn reference() -> (Vec<u32>, Vec<f32>) {
+    let text = std::fs::read_to_string(fixtures().join("ref-prompt-tokens.json")).unwrap();
+    let tokens: Vec<u32> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let bytes = std::fs::read(fixtures().join("ref-logits-llamacpp.f32")).unwrap();
+    (tokens, bytemuck::pod_collect_to_vec(&bytes))
+}
+
+fn all_logits<B: Backend>(backend: &mut B, file: &File, tokens: &[u32]) -> Vec<f32> {
+    let model = Model::load(file, backend, |_, _| {}).unwrap();
+    let mut session = model.session(backend, tokens.len()).unwrap();
+    model.forward(backend, &mut session, tokens, true).unwrap()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |a, (i, &x)| if x > a.1 { (i, x) } else { a })
+        .0
+}
+
+/// max |a - b| ≤ rel · max |b| and the same argmax in every row of `width`.
+fn assert_close(a: &[f32], b: &[f32], width: usize, rel: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let max_ref = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let max_diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(max_diff <= rel * max_ref, "{what}: max |Δ| {max_diff} > {rel} × {max_ref}");
+    for (i, (ra, rb)) in a.chunks(width).zip(b.chunks(width)).enumerate() {
+        assert_eq!(argmax(ra), argmax(rb), "{what}: argmax differs at position {i}");
+    }
+    eprintln!("{what}: max |Δ| {max_diff} (max |logit| {max_ref})");
+}
+
+/// A GPU backend with shader-f16 and subgroups used when present (or forced off), and
+/// optionally weights split into bindings of at most `binding` bytes.
+fn gpu(features: bool, binding: Option<u64>) -> GpuBackend {
+    GpuBackend::new(GpuOptions {
+        f16: features,
+        subgroups: features,
+        max_binding_bytes: binding,
+    })
+    .unwrap()
+}
+
+#[test]
+fn cpu_logits_match_llama_cpp() {
+    let (tokens, reference) = reference();
+    let logits = all_logits(&mut CpuBackend, &fixture(), &tokens);
+    assert_close(&logits, &reference, 4096, 2e-3, "cpu vs llama.cpp");
+}
+
+#[test]
+fn gpu_logits_match_llama_cpp_with_and_without_features() {
+    let (tokens, reference) = reference();
+    // Features on with experts split over many bindings (256 KiB: 2 experts each), and off.
+    for (features, binding) in [(true, Some(256 << 10)), (false, None)] {
+        let logits = all_logits(&mut gpu(features, binding), &fixture(), &tokens);
+        assert_close(&logits, &reference, 4096, 2e-3, &format!("gpu (f16 and subgroups {features}, bindings {binding:?})"));
+    }
+}
+
+/// Prefill 5 tokens, then decode one at a time (the matvec_id path and the latent cache),
+/// against the batched pass over the same 12 tokens.
+fn decode_matches_batch<B: Backend>(backend: &mut B, what: &str) {
+    let (tokens, _) = reference();
+    let tokens = &tokens[..12];
+    let file = fixture();
+    let model = Model::load(&file, backend, |_, _| {}).unwrap();
+    let mut session = model.session(backend, tokens.len()).unwrap();
+    let batch = model.forward(backend, &mut session, tokens, true).unwrap();
+    session.reset();
+    let mut stepped = model.forward(backend, &mut session, &tokens[..5], true).unwrap();
+    for &t in &tokens[5..] {
+        stepped.extend(model.forward(backend, &mut session, &[t], false).unwrap());
+    }
+    assert_close(&stepped, &batch, 4096, 1e-4, what);
+}
+
+#[test]
+fn decode_matches_the_batched_pass() {
+    decode_matches_batch(&mut CpuBackend, "cpu decode");
+    decode_matches_batch(&mut gpu(true, None), "gpu decode");
+}
+
+/// Rewrite the fixture into the older layout: `attn_kv_b` `[kv_lora, heads * (nope + v)]`
+/// (per head, nope key rows then v value rows) instead of `attn_k_b`/`attn_v_b`, with the
+/// pre-MLA head sizes in key_length/value_length.
+fn merged_layout(src: &File, out: &Path) {
+    let (lora, nope, v, heads) = (64usize, 32usize, 32usize, 4usize);
+    let mut metadata: Vec<(String, Value)> = src
+        .metadata_entries()
+        .iter()
+        .filter(|(k, _)| !k.ends_with("_mla"))
+        .cloned()
+        .collect();
+    for (k, val) in metadata.iter_mut() {
+        match k.as_str() {
+            "deepseek2.attention.key_length" => *val = Value::U32((nope + 16) as u32),
+            "deepseek2.attention.value_length" => *val = Value::U32(v as u32),
+            _ => {}
+        }
+    }
+    let mut specs = Vec::new();
+    let mut data: Vec<Vec<u8>> = Vec::new();
+    for t in src.tensors() {
+        let name = &t.info.name;
+        if name.ends_with("attn_v_b.weight") {
+            continue;
+        }
+        if let Some(prefix) = name.strip_suffix("attn_k_b.weight") {
+            let k_b = t.dequantize().unwrap();
+            let v_b = src.tensor(&format!("{prefix}attn_v_b.weight")).unwrap().dequantize().unwrap();
+            let mut kv_b = Vec::new();
+            for h in 0..heads {
+                for d in 0..nope {
+                    kv_b.extend((0..lora).map(|r| k_b[(h * lora + r) * nope + d]));
+                }
+                kv_b.extend_from_slice(&v_b[h * v * lora..(h + 1) * v * lora]);
+            }
+            specs.push(TensorSpec {
+                name: format!("{prefix}attn_kv_b.weight"),
+                ty: BlockType::F32,
+                dims: vec![lora as u64, (heads * (nope + v)) as u64],
+            });
+            data.push(bytemuck::cast_slice(&kv_b).to_vec());
+            continue;
+        }
+        specs.push(TensorSpec {
+            name: name.clone(),
+            ty: t.info.ty,
+            dims: t.info.dims.clone(),
+        });
+        data.push(t.bytes.to_vec());
+    }
+    write(out, &metadata, &specs, SplitPolicy::Single, |i, w| {
+        w.write_all(&data[i]).map_err(|e| lowbit::Error::io(out, e))
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_older_kv_b_layout_gives_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("merged.gguf");
+    merged_layout(&fixture(), &path);
+    let merged = File::open(&path).unwrap();
+    assert!(merged.tensor("blk.0.attn_kv_b.weight").is_ok());
+    let (tokens, reference) = reference();
+    let tokens = &tokens[..16];
+    let split = all_logits(&mut CpuBackend, &fixture(), tokens);
+    let from_merged = all_logits(&mut CpuBackend, &merged, tokens);
+    assert_close(&from_merged, &split, 4096, 1e-5, "kv_b layout vs k_b/v_b");
+    assert_close(&from_merged, &reference[..16 * 4096], 4096, 2e-3, "kv_b layout vs llama.cpp");
+}
+
+/// A reproducible pseudo-random sequence in [-scale, scale).
+fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+#[test]
+fn gpu_router_matches_the_reference() {
+    let configs = [
+        (32, 4, Gating::Sigmoid, 4, 2, true, 2.5, true),
+        (64, 6, Gating::Softmax, 1, 1, false, 1.0, false),
+        (256, 8, Gating::Sigmoid, 8, 4, true, 2.5, true),
+    ];
+    let mut g = gpu(true, None);
+    for (i, &(n_expert, n_used, gating, groups, groups_used, normalize, scale, with_bias)) in configs.iter().enumerate() {
+        let router = Router {
+            n_expert,
+            n_used,
+            gating,
+            groups,
+            groups_used,
+            normalize,
+            scale,
+        };
+        let n = 37;
+        let logits = noise(n * n_expert, i as u64 + 1, 4.0);
+        let bias = noise(n_expert, 99, 0.5);
+        let info = TensorInfo {
+            name: "exp_probs_b.bias".into(),
+            ty: BlockType::F32,
+            dims: vec![n_expert as u64],
+            file_offset: 0,
+            size: (n_expert * 4) as u64,
+        };
+        let view = TensorView {
+            info: &info,
+            bytes: bytemuck::cast_slice(&bias),
+            path: Path::new("test"),
+        };
+        let b = g.matrix(&view).unwrap();
+        let x = g.from_host(&logits, n, n_expert).unwrap();
+        let routes = g.route(&x, with_bias.then_some(&b), &router).unwrap();
+        let (ids, weights) = g.routes_to_host(&routes).unwrap();
+        for t in 0..n {
+            let (want_ids, want_w) = router.select(&logits[t * n_expert..][..n_expert], with_bias.then_some(&bias[..]));
+            assert_eq!(&ids[t * n_used..][..n_used], &want_ids[..], "config {i}, token {t}");
+            for (a, b) in weights[t * n_used..][..n_used].iter().zip(&want_w) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "config {i}, token {t}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn group_limited_routing_keeps_only_the_best_groups() {
+    // 8 experts in 4 groups of 2; group scores (sum of both): g0 0.3, g1 1.9, g2 1.0, g3 1.2.
+    // Keeping 2 groups (g1, g3) rules out expert 4 (0.9) although it beats experts 6 and 7.
+    let logits = [0.1f32, 0.2, 0.95, 0.95, 0.9, 0.1, 0.6, 0.6];
+    let router = Router {
+        n_expert: 8,
+        n_used: 3,
+        gating: Gating::Softmax,
+        groups: 4,
+        groups_used: 2,
+        normalize: true,
+        scale: 2.0,
+    };
+    // Softmax keeps the order of the logits, so selecting on probabilities = on logits.
+    let (ids, weights) = router.select(&logits, None);
+    assert_eq!(ids, vec![2, 3, 6]);
+    let sum: f32 = weights.iter().sum();
+    assert!((sum - 2.0).abs() < 1e-6, "normalized then scaled: {sum}");
+    let ungrouped = Router { groups_used: 4, ..router };
+    assert_eq!(ungrouped.select(&logits, None).0, vec![2, 3, 4]);
+    // A bias changes the choice but not the weights' source (the unbiased probabilities).
+    let bias = [0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+    let sig = Router {
+        gating: Gating::Sigmoid,
+        normalize: false,
+        scale: 1.0,
+        ..ungrouped
+    };
+    let (ids, weights) = sig.select(&logits, Some(&bias));
+    assert_eq!(ids, vec![7, 2, 3]);
+    assert!((weights[0] - 1.0 / (1.0 + (-0.6f32).exp())).abs() < 1e-6);
+}
+
+#[test]
+fn router_trace_records_every_token_and_moe_layer() {
+    let (tokens, _) = reference();
+    let file = fixture();
+    let model = Model::load(&file, &mut CpuBackend, |_, _| {}).unwrap();
+    let mut session = model.session(&mut CpuBackend, 8).unwrap();
+    session.trace = Some(Vec::new());
+    model.forward(&mut CpuBackend, &mut session, &tokens[..6], false).unwrap();
+    model.forward(&mut CpuBackend, &mut session, &tokens[6..7], false).unwrap();
+    let trace = session.trace.unwrap();
+    assert_eq!(trace.len(), 7 * 5, "7 tokens x 5 MoE layers");
+    for r in &trace {
+        assert!((1..6).contains(&r.layer));
+        assert_eq!(r.experts.len(), 4);
+        let mut e = r.experts.clone();
+        e.sort();
+        e.dedup();
+        assert_eq!(e.len(), 4, "distinct experts");
+        let groups: std::collections::BTreeSet<u32> = r.experts.iter().map(|e| e / 8).collect();
+        assert!(groups.len() <= 2, "at most 2 of 4 groups: {:?}", r.experts);
+        let sum: f32 = r.weights.iter().sum();
+        assert!((sum - 2.5).abs() < 1e-4, "weights normalized and scaled by 2.5: {sum}");
+    }
+    assert_eq!(trace.last().unwrap().position, 6);
+    let mut text = Vec::new();
+    lowbit::model::write_trace(&mut text, &trace).unwrap();
+    assert_eq!(String::from_utf8(text).unwrap().lines().count(), 1 + 35);
+}
