@@ -49,8 +49,19 @@ fn device_features() -> &'static (bool, bool) {
 }
 
 /// Quantized weights of `rows` x `k` for `ty` (IQ formats with an importance vector).
+/// lowbit has no IQ4_NL quantizer, so its blocks are random indices under a sane scale.
 fn weights(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
     let w = random(rows * k, seed);
+    if ty == BlockType::IQ4_NL {
+        return w
+            .chunks(32)
+            .flat_map(|b| {
+                let d = f16::from_f32(0.01 + b[0].abs() * 0.02).to_le_bytes();
+                let qs = b[..16].iter().map(|v| (v.to_bits() >> 7) as u8);
+                d.into_iter().chain(qs).collect::<Vec<u8>>()
+            })
+            .collect();
+    }
     let imp: Vec<f32> = random(k, seed + 1).iter().map(|v| v.abs() + 0.1).collect();
     quant::quantize(ty, &w, k, Some(&imp)).unwrap()
 }

@@ -63,11 +63,23 @@ fn every_shader_variant_validates() {
     assert_eq!(checked, expected);
 }
 
+/// The kernels that do not read packed weights, validated without a GPU.
 #[test]
-fn copy_shader_validates() {
-    let src = include_str!("../shaders/copy.wgsl");
-    let module = naga::front::wgsl::parse_str(src).unwrap();
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .unwrap();
+fn standalone_shaders_validate() {
+    let shaders = [
+        ("copy", include_str!("../shaders/copy.wgsl")),
+        ("rms_norm", include_str!("../shaders/rms_norm.wgsl")),
+        ("rope", include_str!("../shaders/rope.wgsl")),
+        ("attention", include_str!("../shaders/attention.wgsl")),
+        ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+        ("copy_columns", include_str!("../shaders/copy_columns.wgsl")),
+        ("pair_sums", include_str!("../shaders/pair_sums.wgsl")),
+        ("route", include_str!("../shaders/route.wgsl")),
+    ];
+    for (name, src) in shaders {
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
 }
