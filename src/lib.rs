@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod inspect;
 pub mod model;
 pub mod quant;
+pub mod quantize;
 pub mod sample;
 pub mod tokenizer;
 

@@ -77,6 +77,23 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Write a GGUF whose tensor types follow a recipe, rules, or a bit budget.
+    Quantize(QuantizeArgs),
+    /// Collect an importance matrix (mean squared inputs of every product) over a text.
+    Imatrix {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Chunks to process (default: all).
+        #[arg(long)]
+        chunks: Option<usize>,
+        /// Write llama.cpp's legacy .dat format instead of GGUF.
+        #[arg(long)]
+        legacy: bool,
+    },
     /// Perplexity of a text under llama.cpp's protocol (second half of each chunk scored).
     Perplexity {
         #[command(flatten)]
@@ -93,6 +110,40 @@ enum Command {
         #[arg(long)]
         kld_base: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct QuantizeArgs {
+    input: PathBuf,
+    /// Output GGUF (not needed with --dry-run).
+    output: Option<PathBuf>,
+    /// A preset (ud-iq1_s, ud-iq1_m, ud-iq2_xxs, ud-q2_k_xl, uniform-TYPE) or a recipe file.
+    #[arg(long)]
+    recipe: Option<String>,
+    /// REGEX=TYPE, before the recipe's rules (first match wins); repeatable.
+    #[arg(long = "tensor-type")]
+    tensor_type: Vec<String>,
+    /// Importance matrix (llama.cpp GGUF or legacy .dat).
+    #[arg(long)]
+    imatrix: Option<PathBuf>,
+    /// Choose types per tensor to this average bits per weight (all tensors counted).
+    #[arg(long, conflicts_with = "target_size")]
+    target_bpw: Option<f64>,
+    /// Choose types per tensor to this file size (e.g. 1.2GiB, 9MB).
+    #[arg(long)]
+    target_size: Option<String>,
+    /// Rows sampled per matrix when measuring sensitivity for a target.
+    #[arg(long, default_value_t = 64)]
+    sample_rows: usize,
+    /// Write the chosen types as a recipe file that --recipe replays.
+    #[arg(long)]
+    write_recipe: Option<PathBuf>,
+    /// Draw bits per tensor across layers as an SVG heat map.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Print the plan and size without writing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -220,7 +271,8 @@ fn main_with_backend(cli: Cli) -> Result<()> {
         Command::Generate { run, .. }
         | Command::Chat { run, .. }
         | Command::Logits { run, .. }
-        | Command::Perplexity { run, .. } => run.backend,
+        | Command::Perplexity { run, .. }
+        | Command::Imatrix { run, .. } => run.backend,
         _ => unreachable!("only model commands reach here"),
     };
     match choice {
@@ -311,8 +363,59 @@ fn generate<B: Backend>(
     Ok((prefill, t1.elapsed().as_secs_f64(), out.len()))
 }
 
+/// `lowbit imatrix`: run the text chunk by chunk (llama-imatrix's chunking: the first
+/// token of each chunk is BOS) with every product's inputs collected.
+fn imatrix<B: Backend>(backend: B, run: RunArgs, file: PathBuf, output: PathBuf, chunks: Option<usize>, legacy: bool) -> Result<()> {
+    let mut collect = lowbit::quantize::collect::Collect::new(backend);
+    let (_, model, tokenizer) = load(&mut collect, &run.model)?;
+    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    let tokens = tokenizer.encode(&text, true, false)?;
+    let n_ctx = run.ctx_size;
+    let chunks = chunks.unwrap_or(usize::MAX).min(tokens.len() / n_ctx);
+    if chunks == 0 {
+        return Err(Error::Unsupported(format!(
+            "{}: {} tokens make no chunk of {n_ctx}",
+            file.display(),
+            tokens.len()
+        )));
+    }
+    let mut session = model.session(&mut collect, n_ctx)?;
+    let bar = progress_bar(chunks, "imatrix");
+    for c in 0..chunks {
+        let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
+        if let (true, Some(bos)) = (tokenizer.add_bos, tokenizer.bos) {
+            chunk[0] = bos;
+        }
+        session.reset();
+        model.forward(&mut collect, &mut session, &chunk, false)?;
+        bar.set_position(c as u64 + 1);
+    }
+    bar.finish_and_clear();
+    let mut im = collect.imatrix(vec![file.display().to_string()], chunks, n_ctx);
+    // Only the last position reaches the output head here; llama-imatrix skips it too.
+    im.entries.remove("output.weight");
+    if legacy {
+        im.write_legacy(&output)?;
+    } else {
+        im.write_gguf(&output)?;
+    }
+    eprintln!(
+        "{} entries from {chunks} chunks of {n_ctx} -> {}",
+        im.entries.len(),
+        output.display()
+    );
+    Ok(())
+}
+
 fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
     match command {
+        Command::Imatrix {
+            run,
+            file,
+            output,
+            chunks,
+            legacy,
+        } => imatrix(backend, run, file, output, chunks, legacy),
         Command::Generate {
             run,
             prompt,
@@ -489,6 +592,79 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+fn quantize(a: QuantizeArgs) -> Result<()> {
+    use lowbit::quantize::{self as q, budget, report};
+    let t0 = std::time::Instant::now();
+    let file = File::open(&a.input)?;
+    let overrides = a
+        .tensor_type
+        .iter()
+        .map(|s| q::Rule::parse_assignment(s))
+        .collect::<Result<Vec<_>>>()?;
+    let recipe = match &a.recipe {
+        Some(r) => q::Recipe::load(r)?,
+        None => q::Recipe::default(),
+    }
+    .with_overrides(overrides.clone());
+    let imatrix = a.imatrix.as_deref().map(q::Imatrix::read).transpose()?;
+    let mut plan = q::plan(&file, &recipe);
+    let target = match (a.target_bpw, &a.target_size) {
+        (Some(bpw), _) => Some((bpw * plan.iter().map(q::Planned::n_elements).sum::<u64>() as f64 / 8.0) as u64),
+        (None, Some(s)) => Some(budget::parse_size(s)?),
+        _ => None,
+    };
+    if let Some(budget_bytes) = target {
+        let first_moe = q::first_moe_layer(&file);
+        let fixed: Vec<usize> = (0..plan.len())
+            .filter(|&i| overrides.iter().any(|r| q::Recipe { rules: vec![r.clone()] }.type_for(&plan[i].name, first_moe).is_some()))
+            .collect();
+        let bar = progress_bar(0, "measuring");
+        let sens = budget::measure(&file, &plan, &fixed, imatrix.as_ref(), a.sample_rows, |d, t| {
+            bar.set_length(t as u64);
+            bar.set_position(d as u64);
+        })?;
+        bar.finish_and_clear();
+        let measured: std::collections::HashSet<usize> = sens.iter().map(|s| s.index).collect();
+        let other: u64 = (0..plan.len()).filter(|i| !measured.contains(i)).map(|i| plan[i].bytes()).sum();
+        let types = budget::allocate(&sens, budget_bytes, other)?;
+        for (s, ty) in sens.iter().zip(types) {
+            plan[s.index].ty = ty;
+        }
+    }
+    for p in plan.iter().filter(|p| p.ty != p.source && p.source.block_size() > 1) {
+        eprintln!(
+            "warning: {} is already {}; re-quantizing from its dequantized values",
+            p.name,
+            p.source.name()
+        );
+    }
+    print!("{}", report::table(&plan));
+    if let Some(path) = &a.write_recipe {
+        let rules: String = plan
+            .iter()
+            .filter(|p| p.quantizable())
+            .map(|p| format!("^{}$ = {}\n", regex::escape(&p.name), p.ty.name().to_uppercase()))
+            .collect();
+        write_atomic(path, format!("# lowbit recipe for {}\n{rules}", a.input.display()).as_bytes())?;
+    }
+    if let Some(path) = &a.report {
+        let title = format!("{} ({:.3} bpw)", a.input.display(), report::Summary::of(&plan).bpw());
+        write_atomic(path, report::svg(&plan, &title).as_bytes())?;
+    }
+    if !a.dry_run {
+        let out = a
+            .output
+            .as_deref()
+            .ok_or_else(|| Error::Unsupported("an output path is needed (or --dry-run)".into()))?;
+        let bar = progress_bar(plan.len(), "quantizing");
+        q::quantize_file(&file, &plan, out, imatrix.as_ref(), |d, _| bar.set_position(d as u64))?;
+        bar.finish_and_clear();
+    }
+    eprint!("{}", report::Summary::of(&plan).text());
+    eprintln!("time: {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { file, json } => {
@@ -526,6 +702,7 @@ fn run(cli: Cli) -> Result<()> {
             iters,
             copy_mib,
         }) => bench_kernels(&shapes, &formats, matmul_cols, iters, copy_mib),
+        Command::Quantize(args) => quantize(args),
         command => main_with_backend(Cli { command }),
     }
 }
