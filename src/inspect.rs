@@ -255,3 +255,62 @@ pub fn report(file: &File) -> String {
     );
     out
 }
+
+/// Device memory lowbit needs for a model: weights as stored (the GPU reads the packed
+/// GGUF blocks), split into what stays resident and the routed experts (which the
+/// expert cache can stream), plus the cache of `cache_per_token` f32 values per token
+/// (all layers) for `n_ctx` tokens.
+pub fn memory_plan(plan: &[crate::quantize::Planned], cache_per_token: usize, n_ctx: usize) -> String {
+    use crate::quantize::TensorClass;
+    let size = |b: u64| {
+        if b >= 1 << 30 {
+            format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+        } else {
+            format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64)
+        }
+    };
+    let experts: u64 = plan
+        .iter()
+        .filter(|p| p.class == TensorClass::RoutedExpert)
+        .map(|p| p.bytes())
+        .sum();
+    let all: u64 = plan.iter().map(|p| p.bytes()).sum();
+    let cache_token = cache_per_token as u64 * 4;
+    let cache = cache_token * n_ctx as u64;
+    let largest = plan.iter().map(|p| p.bytes()).max().unwrap_or(0);
+    let summary = crate::quantize::report::Summary::of(plan);
+    format!(
+        "memory plan (lowbit layout, f32 cache, context {n_ctx}):\n\
+         \x20 weights                 {:>12} ({:.3} bpw)\n\
+         \x20   resident (non-expert) {:>12}\n\
+         \x20   routed experts        {:>12} (streamable)\n\
+         \x20 cache per token         {:>8.1} KiB ({cache_per_token} values)\n\
+         \x20 cache at {n_ctx:<6}         {:>12}\n\
+         \x20 largest tensor          {:>12}\n\
+         \x20 total, all resident     {:>12}\n\
+         \x20 total, experts streamed {:>12} + the expert cache\n",
+        size(all),
+        summary.bpw(),
+        size(all - experts),
+        size(experts),
+        cache_token as f64 / 1024.0,
+        size(cache),
+        size(largest),
+        size(all + cache),
+        size(all - experts + cache),
+    )
+}
+
+/// Cache values per token over all layers: MLA's latent for deepseek2, K and V for llama.
+pub fn cache_values_per_token(file: &File) -> crate::Result<usize> {
+    match file.metadata("general.architecture").and_then(Value::as_str) {
+        Some("deepseek2") => {
+            let c = crate::model::Deepseek2Config::from_gguf(file)?;
+            Ok(c.n_layer * c.cache_width())
+        }
+        _ => {
+            let c = crate::model::LlamaConfig::from_gguf(file)?;
+            Ok(c.n_layer * 2 * c.kv_dim())
+        }
+    }
+}

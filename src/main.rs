@@ -25,11 +25,22 @@ struct Cli {
 enum Command {
     /// Print metadata, the tensor table, total size and bits per weight per tensor class.
     Inspect {
-        /// A GGUF file (any shard of a split model).
-        file: PathBuf,
+        /// A GGUF file (any shard of a split model); not needed with --r1.
+        #[arg(required_unless_present = "r1")]
+        file: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print the device memory lowbit needs for the model.
+        #[arg(long)]
+        plan: bool,
+        /// Plan the full 61-layer DeepSeek-R1 quantized with this recipe (e.g. ud-iq1_s),
+        /// from its published shapes, without the download.
+        #[arg(long)]
+        r1: Option<String>,
+        /// Context for the cache in the plan.
+        #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+        ctx_size: usize,
     },
     /// Write one tensor dequantized as little-endian f32, ggml element order (ne[0] fastest).
     Dequant {
@@ -614,7 +625,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
         _ => None,
     };
     if let Some(budget_bytes) = target {
-        let first_moe = q::first_moe_layer(&file);
+        let first_moe = q::first_moe_layer(plan.iter().map(|p| p.name.as_str()));
         let fixed: Vec<usize> = (0..plan.len())
             .filter(|&i| overrides.iter().any(|r| q::Recipe { rules: vec![r.clone()] }.type_for(&plan[i].name, first_moe).is_some()))
             .collect();
@@ -667,8 +678,30 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Inspect { file, json } => {
+        Command::Inspect {
+            file,
+            json,
+            plan,
+            r1,
+            ctx_size,
+        } => {
+            if let Some(recipe) = r1 {
+                let (_, specs) = lowbit::model::r1::deepseek_r1(lowbit::model::r1::N_LAYER, lowbit::model::r1::DENSE_LEAD);
+                let planned = lowbit::quantize::plan_specs(&specs, &lowbit::quantize::Recipe::load(&recipe)?);
+                println!("DeepSeek-R1 (671B, 61 layers) as {recipe}:");
+                print!("{}", lowbit::quantize::report::Summary::of(&planned).text());
+                let cache = lowbit::model::r1::N_LAYER * lowbit::model::r1::CACHE_WIDTH;
+                print!("{}", lowbit::inspect::memory_plan(&planned, cache, ctx_size));
+                return Ok(());
+            }
+            let file = file.expect("clap requires a file without --r1");
             let model = File::open(&file)?;
+            if plan {
+                let planned = lowbit::quantize::plan(&model, &lowbit::quantize::Recipe::default());
+                let cache = lowbit::inspect::cache_values_per_token(&model)?;
+                print!("{}", lowbit::inspect::memory_plan(&planned, cache, ctx_size));
+                return Ok(());
+            }
             let text = if json {
                 serde_json::to_string_pretty(&lowbit::inspect::to_json(&model)).expect("JSON values always serialize")
             } else {

@@ -73,26 +73,40 @@ impl Planned {
     }
 }
 
-/// The first layer with routed experts.
-pub fn first_moe_layer(file: &File) -> Option<usize> {
-    file.tensors()
-        .filter(|t| TensorClass::of(&t.info.name) == TensorClass::RoutedExpert)
-        .filter_map(|t| recipe::layer_of(&t.info.name))
+/// The first layer with routed experts among tensor `names`.
+pub fn first_moe_layer<'a>(names: impl Iterator<Item = &'a str>) -> Option<usize> {
+    names
+        .filter(|n| TensorClass::of(n) == TensorClass::RoutedExpert)
+        .filter_map(recipe::layer_of)
         .min()
 }
 
 /// Apply `recipe` to every tensor of `file` (unmatched and unquantizable tensors keep
 /// their type).
 pub fn plan(file: &File, recipe: &Recipe) -> Vec<Planned> {
-    let first_moe = first_moe_layer(file);
-    file.tensors()
+    let specs: Vec<TensorSpec> = file
+        .tensors()
+        .map(|t| TensorSpec {
+            name: t.info.name.clone(),
+            ty: t.info.ty,
+            dims: t.info.dims.clone(),
+        })
+        .collect();
+    plan_specs(&specs, recipe)
+}
+
+/// [`plan`] for a tensor table.
+pub fn plan_specs(specs: &[TensorSpec], recipe: &Recipe) -> Vec<Planned> {
+    let first_moe = first_moe_layer(specs.iter().map(|s| s.name.as_str()));
+    specs
+        .iter()
         .map(|t| {
             let mut p = Planned {
-                name: t.info.name.clone(),
-                dims: t.info.dims.clone(),
-                class: TensorClass::of(&t.info.name),
-                source: t.info.ty,
-                ty: t.info.ty,
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                class: TensorClass::of(&t.name),
+                source: t.ty,
+                ty: t.ty,
                 note: None,
             };
             if p.quantizable()
