@@ -140,9 +140,16 @@ struct QuantizeArgs {
     /// Choose types per tensor to this average bits per weight (all tensors counted).
     #[arg(long, conflicts_with = "target_size")]
     target_bpw: Option<f64>,
-    /// Choose types per tensor to this file size (e.g. 1.2GiB, 9MB).
+    /// Choose types per tensor to this file size, header included (e.g. 1.2GiB, 9MB).
     #[arg(long)]
     target_size: Option<String>,
+    /// Calibrate each tensor class's damage by the KL divergence its quantization causes
+    /// on this text (CPU), for a target.
+    #[arg(long)]
+    calibrate: Option<PathBuf>,
+    /// Chunks of 256 tokens of the calibration text.
+    #[arg(long, default_value_t = 4)]
+    calibrate_chunks: usize,
     /// Rows sampled per matrix when measuring sensitivity for a target.
     #[arg(long, default_value_t = 64)]
     sample_rows: usize,
@@ -621,7 +628,13 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let mut plan = q::plan(&file, &recipe);
     let target = match (a.target_bpw, &a.target_size) {
         (Some(bpw), _) => Some((bpw * plan.iter().map(q::Planned::n_elements).sum::<u64>() as f64 / 8.0) as u64),
-        (None, Some(s)) => Some(budget::parse_size(s)?),
+        // A file size: the budget for tensor data is what the header leaves (the header is
+        // the source's, tensor infos and metadata are copied).
+        (None, Some(s)) => {
+            let source_data: u64 = plan.iter().map(q::Planned::source_bytes).sum();
+            let header = lowbit::inspect::file_bytes(&file).saturating_sub(source_data);
+            Some(budget::parse_size(s)?.saturating_sub(header))
+        }
         _ => None,
     };
     if let Some(budget_bytes) = target {
@@ -630,11 +643,45 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
             .filter(|&i| overrides.iter().any(|r| q::Recipe { rules: vec![r.clone()] }.type_for(&plan[i].name, first_moe).is_some()))
             .collect();
         let bar = progress_bar(0, "measuring");
-        let sens = budget::measure(&file, &plan, &fixed, imatrix.as_ref(), a.sample_rows, |d, t| {
+        let mut sens = budget::measure(&file, &plan, &fixed, imatrix.as_ref(), a.sample_rows, |d, t| {
             bar.set_length(t as u64);
             bar.set_position(d as u64);
         })?;
         bar.finish_and_clear();
+        if let Some(text_path) = &a.calibrate {
+            let tokenizer = lowbit::tokenizer::Tokenizer::from_gguf(&file)?;
+            let text = std::fs::read_to_string(text_path).map_err(|e| Error::io(text_path, e))?;
+            let tokens = tokenizer.encode(&text, true, false)?;
+            let chunks = tokens
+                .chunks_exact(256)
+                .take(a.calibrate_chunks)
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    if let (true, Some(b)) = (tokenizer.add_bos, tokenizer.bos) {
+                        c[0] = b;
+                    }
+                    c
+                })
+                .collect();
+            let dir = tempfile::tempdir().map_err(|e| Error::io("temporary directory", e))?;
+            let bar = progress_bar(0, "calibrating");
+            let factors = budget::calibrate(
+                &file,
+                &plan,
+                &mut sens,
+                imatrix.as_ref(),
+                &budget::Calibration { chunks },
+                dir.path(),
+                |d, t| {
+                    bar.set_length(t as u64);
+                    bar.set_position(d as u64);
+                },
+            )?;
+            bar.finish_and_clear();
+            for (class, kld, factor) in factors {
+                eprintln!("calibration: {:<16} KLD {kld:.5} when alone near 2.6 bpw (factor {factor:.4})", class.label());
+            }
+        }
         let measured: std::collections::HashSet<usize> = sens.iter().map(|s| s.index).collect();
         let other: u64 = (0..plan.len()).filter(|i| !measured.contains(i)).map(|i| plan[i].bytes()).sum();
         let types = budget::allocate(&sens, budget_bytes, other)?;

@@ -223,6 +223,20 @@ fn budget_solver_spends_bytes_where_they_buy_the_most() {
     assert_eq!(allocate(&sens, 230, 0).unwrap(), vec![BlockType::IQ2_XXS, BlockType::IQ1_S]);
     assert_eq!(allocate(&sens, 420, 0).unwrap(), vec![BlockType::Q4_K, BlockType::IQ2_XXS]);
     assert!(allocate(&sens, 199, 0).is_err(), "below the smallest plan");
+    // Dominated and non-convex options are dropped: Q2_K costs more than IQ2_XXS and
+    // helps less; IQ1_M lies above the line from IQ1_S to IQ2_XXS.
+    let s = Sensitivity::new(
+        0,
+        vec![
+            (BlockType::Q2_K, 160, 0.5),
+            (BlockType::IQ1_S, 100, 1.0),
+            (BlockType::IQ2_XXS, 130, 0.2),
+            (BlockType::IQ1_M, 112, 0.9),
+            (BlockType::Q4_K, 290, 0.01),
+        ],
+    );
+    let kept: Vec<BlockType> = s.options.iter().map(|o| o.0).collect();
+    assert_eq!(kept, vec![BlockType::IQ1_S, BlockType::IQ2_XXS, BlockType::Q4_K]);
     assert_eq!(parse_size("1.5KiB").unwrap(), 1536);
     assert_eq!(parse_size("9MB").unwrap(), 9_000_000);
     assert!(parse_size("9 parsecs").is_err());

@@ -80,6 +80,17 @@ fn damage(values: &[f32], p: &Planned, ty: BlockType, imatrix: Option<&Imatrix>,
     Ok(if sig > 0.0 { err / sig } else { 0.0 })
 }
 
+impl Sensitivity {
+    /// The options worth taking among `options` (type, bytes, damage): the lower convex
+    /// hull of (bytes, damage), by increasing bytes.
+    pub fn new(index: usize, options: Vec<(BlockType, u64, f64)>) -> Self {
+        Sensitivity {
+            index,
+            options: hull(options),
+        }
+    }
+}
+
 /// Lower convex hull of (bytes, damage) points sorted by bytes: the options worth taking.
 fn hull(mut pts: Vec<(BlockType, u64, f64)>) -> Vec<(BlockType, u64, f64)> {
     pts.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)));
@@ -90,9 +101,9 @@ fn hull(mut pts: Vec<(BlockType, u64, f64)>) -> Vec<(BlockType, u64, f64)> {
         }
         while h.len() >= 2 {
             let (a, b) = (h[h.len() - 2], h[h.len() - 1]);
-            // b is above the segment a-p: drop it.
+            // b on or above the segment a-p: drop it.
             let cross = (b.1 - a.1) as f64 * (p.2 - a.2) - (p.1 - a.1) as f64 * (b.2 - a.2);
-            if cross >= 0.0 {
+            if cross <= 0.0 {
                 h.pop();
             } else {
                 break;
@@ -130,10 +141,7 @@ pub fn measure(
             let d = damage(&values, &q, q.ty, imatrix, rows_per_matrix)?;
             options.push((q.ty, q.bytes(), d));
         }
-        out.push(Sensitivity {
-            index: i,
-            options: hull(options),
-        });
+        out.push(Sensitivity::new(i, options));
         progress(done + 1, todo.len());
     }
     Ok(out)
@@ -190,4 +198,88 @@ pub fn parse_size(s: &str) -> Result<u64> {
         other => return Err(Error::Unsupported(format!("unknown size unit '{other}'"))),
     };
     Ok((n * mult) as u64)
+}
+
+/// Calibration text for [`calibrate`]: chunks of tokens (BOS first, as the model wants).
+pub struct Calibration {
+    pub chunks: Vec<Vec<u32>>,
+}
+
+fn log_probs<B: crate::backend::Backend>(file: &File, backend: &mut B, chunks: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    let model = crate::model::Model::load(file, backend, |_, _| {})?;
+    let n = chunks.iter().map(Vec::len).max().unwrap_or(1);
+    let mut session = model.session(backend, n)?;
+    let mut out = Vec::new();
+    for c in chunks {
+        session.reset();
+        let logits = model.forward(backend, &mut session, c, true)?;
+        let vocab = logits.len() / c.len();
+        out.extend(
+            logits
+                .chunks(vocab)
+                .map(|l| crate::eval::log_softmax(l).iter().map(|&v| v as f32).collect()),
+        );
+    }
+    Ok(out)
+}
+
+fn mean_kld(base: &[Vec<f32>], other: &[Vec<f32>]) -> f64 {
+    let total: f64 = base
+        .iter()
+        .zip(other)
+        .map(|(b, o)| b.iter().zip(o).map(|(&p, &q)| (p as f64).exp() * (p - q) as f64).sum::<f64>().max(0.0))
+        .sum();
+    total / base.len().max(1) as f64
+}
+
+/// Turn each tensor class's relative errors into expected KL divergence: quantize only
+/// that class (each tensor at its option nearest 2.6 bpw, Q2_K's size), measure the mean
+/// KL divergence of the model's outputs against the source on the calibration text (CPU),
+/// and scale the class's damages by KLD / (the class's summed damage there). Writes
+/// temporary models under `dir`. Returns (class, KLD, factor) per class.
+pub fn calibrate(
+    file: &File,
+    plan: &[Planned],
+    sens: &mut [Sensitivity],
+    imatrix: Option<&Imatrix>,
+    text: &Calibration,
+    dir: &std::path::Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<(super::TensorClass, f64, f64)>> {
+    let mut cpu = crate::cpu::CpuBackend;
+    let base = log_probs(file, &mut cpu, &text.chunks)?;
+    let mut classes: Vec<super::TensorClass> = sens.iter().map(|s| plan[s.index].class).collect();
+    classes.sort();
+    classes.dedup();
+    let pick = |s: &Sensitivity| {
+        s.options
+            .iter()
+            .min_by(|a, b| {
+                let bpw = |o: &(BlockType, u64, f64)| (o.0.bits_per_weight() - 2.6).abs();
+                bpw(a).total_cmp(&bpw(b))
+            })
+            .copied()
+            .expect("every tensor has options")
+    };
+    let mut out = Vec::new();
+    for (done, &class) in classes.iter().enumerate() {
+        let mut trial = plan.to_vec();
+        let mut damage = 0.0;
+        for s in sens.iter().filter(|s| plan[s.index].class == class) {
+            let (ty, _, d) = pick(s);
+            trial[s.index].ty = ty;
+            damage += d;
+        }
+        let path = dir.join(format!("calibrate-{}.gguf", done));
+        super::quantize_file(file, &trial, &path, imatrix, |_, _| {})?;
+        let kld = mean_kld(&base, &log_probs(&File::open(&path)?, &mut cpu, &text.chunks)?);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        let factor = if damage > 0.0 { kld / damage } else { 0.0 };
+        for s in sens.iter_mut().filter(|s| plan[s.index].class == class) {
+            s.options.iter_mut().for_each(|o| o.2 *= factor);
+        }
+        out.push((class, kld, factor));
+        progress(done + 1, classes.len());
+    }
+    Ok(out)
 }
