@@ -173,6 +173,28 @@ struct RunArgs {
     /// Context size (tokens); for perplexity, the chunk size.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 2048)]
     ctx_size: usize,
+    /// Write the experts the router picks per token and MoE layer to this file
+    /// (`position layer expert:weight ...` lines).
+    #[arg(long)]
+    router_trace: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn start_trace<B: Backend>(&self, session: &mut lowbit::model::Session<B>) {
+        if self.router_trace.is_some() {
+            session.trace = Some(Vec::new());
+        }
+    }
+
+    fn finish_trace<B: Backend>(&self, session: &mut lowbit::model::Session<B>) -> Result<()> {
+        if let (Some(path), Some(records)) = (&self.router_trace, session.trace.take()) {
+            let mut text = Vec::new();
+            lowbit::model::write_trace(&mut text, &records).map_err(|e| Error::io(path, e))?;
+            write_atomic(path, &text)?;
+            eprintln!("router trace: {} records -> {}", records.len(), path.display());
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -445,6 +467,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             let ids = tokenizer.encode(&prompt, true, true)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train()).max(ids.len() + 1);
             let mut session = model.session(&mut backend, n_ctx)?;
+            run.start_trace(&mut session);
             let mut sampler = lowbit::sample::Sampler::new(sampling.config());
             print!("{prompt}");
             let (prefill, decode, n) = generate(
@@ -457,6 +480,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 n_predict,
                 &mut Vec::new(),
             )?;
+            run.finish_trace(&mut session)?;
             if stats {
                 eprintln!("backend: {}", backend.name());
                 eprintln!(
@@ -527,7 +551,9 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             };
             let (_, model, _) = load(&mut backend, &run.model)?;
             let mut session = model.session(&mut backend, tokens.len().max(1))?;
+            run.start_trace(&mut session);
             let logits = model.forward(&mut backend, &mut session, &tokens, true)?;
+            run.finish_trace(&mut session)?;
             write_atomic(&output, bytemuck::cast_slice(&logits))?;
             eprintln!(
                 "{} positions x {} logits -> {}",
@@ -550,6 +576,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             let n_ctx = run.ctx_size;
             let chunks = chunks.unwrap_or(usize::MAX).min(tokens.len() / n_ctx);
             let mut session = model.session(&mut backend, n_ctx)?;
+            run.start_trace(&mut session);
             let bos = if tokenizer.add_bos { tokenizer.bos } else { None };
             let bar = progress_bar(chunks, "perplexity");
             let base = kld_base.as_deref().map(lowbit::eval::BaseLogprobs::read).transpose()?;
@@ -572,6 +599,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 |d, _| bar.set_position(d as u64),
             )?;
             bar.finish_and_clear();
+            run.finish_trace(&mut session)?;
             if let Some(path) = &save_logits {
                 let mut bytes = b"LBKL".to_vec();
                 bytes.extend_from_slice(&(model.n_vocab() as u32).to_le_bytes());

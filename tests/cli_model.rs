@@ -90,3 +90,77 @@ fn logits_writes_position_major_f32() {
         "{err}"
     );
 }
+
+fn fixture(name: &str) -> String {
+    root().join("../shared/fixtures").join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn router_trace_and_quantize_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let out = dir.path().join("l.f32");
+    let (ok, _, err) = lowbit(&[
+        "logits",
+        "-m",
+        &fixture("tiny-moe-f16.gguf"),
+        "--backend",
+        "cpu",
+        "--tokens",
+        "0,11,12,13,14,15",
+        "-o",
+        out.to_str().unwrap(),
+        "--router-trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 6 * 5, "6 tokens x 5 MoE layers");
+    assert!(lines[0].starts_with("0 1 ") && lines[0].split(' ').count() == 2 + 4);
+
+    // --dry-run prints the plan and writes nothing; a real run writes the file, the
+    // recipe that replays it and the SVG report.
+    let q = dir.path().join("q.gguf");
+    let recipe = dir.path().join("r.txt");
+    let svg = dir.path().join("r.svg");
+    let (ok, plan, err) = lowbit(&[
+        "quantize",
+        &fixture("tiny-moe-f16.gguf"),
+        q.to_str().unwrap(),
+        "--recipe",
+        "ud-iq1_s",
+        "--tensor-type",
+        "token_embd=Q8_0",
+        "--dry-run",
+    ]);
+    assert!(ok, "{err}");
+    assert!(!q.exists());
+    assert!(plan.contains("token_embd.weight") && plan.contains("q8_0"), "{plan}");
+    assert!(err.contains("smaller") && err.contains("routed experts"), "{err}");
+    let (ok, _, err) = lowbit(&[
+        "quantize",
+        &fixture("tiny-moe-f16.gguf"),
+        q.to_str().unwrap(),
+        "--recipe",
+        "uniform-q8_0",
+        "--write-recipe",
+        recipe.to_str().unwrap(),
+        "--report",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let q2 = dir.path().join("q2.gguf");
+    let (ok, _, err) = lowbit(&[
+        "quantize",
+        &fixture("tiny-moe-f16.gguf"),
+        q2.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&q).unwrap(), std::fs::read(&q2).unwrap(), "the written recipe replays the plan");
+    let (ok, _, err) = lowbit(&["quantize", &fixture("tiny-moe-f16.gguf"), "--recipe", "no-such-thing", "--dry-run"]);
+    assert!(!ok && err.contains("neither a preset"), "{err}");
+}
