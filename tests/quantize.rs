@@ -151,6 +151,9 @@ fn imatrix_files_round_trip_in_both_formats() {
     }
     std::fs::write(dir.path().join("bad.dat"), [7u8, 0, 0]).unwrap();
     assert!(Imatrix::read(&dir.path().join("bad.dat")).is_err(), "truncated legacy file");
+    // Found by the fuzzer: a negative name length.
+    let negative = [1i32.to_le_bytes(), (-5i32).to_le_bytes()].concat();
+    assert!(Imatrix::parse_legacy(&negative, std::path::Path::new("neg.dat")).is_err());
 }
 
 #[test]

@@ -82,7 +82,7 @@ impl Imatrix {
         if head.starts_with(b"GGUF") {
             Self::read_gguf(path)
         } else {
-            Self::read_legacy(path, &head)
+            Self::parse_legacy(&head, path)
         }
     }
 
@@ -113,7 +113,8 @@ impl Imatrix {
         Ok(im)
     }
 
-    fn read_legacy(path: &Path, bytes: &[u8]) -> Result<Self> {
+    /// Parse the legacy `.dat` format from `bytes` (`path` names it in errors).
+    pub fn parse_legacy(bytes: &[u8], path: &Path) -> Result<Self> {
         let mut at = 0usize;
         let i32_at = |at: &mut usize| -> Result<i32> {
             let b = bytes.get(*at..*at + 4).ok_or_else(|| malformed(path, format!("truncated at byte {at}")))?;
@@ -125,8 +126,12 @@ impl Imatrix {
             return Err(malformed(path, format!("{n} entries: not an imatrix file")));
         }
         let mut im = Imatrix::default();
+        let count_at = |at: &mut usize, what: &str| -> Result<usize> {
+            let v = i32_at(at)?;
+            usize::try_from(v).map_err(|_| malformed(path, format!("negative {what} {v} at byte {}", *at - 4)))
+        };
         for _ in 0..n {
-            let len = i32_at(&mut at)? as usize;
+            let len = count_at(&mut at, "name length")?;
             let name = bytes
                 .get(at..at + len)
                 .and_then(|b| std::str::from_utf8(b).ok())
@@ -134,7 +139,7 @@ impl Imatrix {
                 .to_string();
             at += len;
             let ncall = i32_at(&mut at)?;
-            let nval = i32_at(&mut at)? as usize;
+            let nval = count_at(&mut at, "value count")?;
             let raw = bytes
                 .get(at..at + 4 * nval)
                 .ok_or_else(|| malformed(path, format!("{name}: truncated values")))?;
