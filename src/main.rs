@@ -656,12 +656,13 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     let mut plan = q::plan(&file, &recipe);
     let target = match (a.target_bpw, &a.target_size) {
         (Some(bpw), _) => Some((bpw * plan.iter().map(q::Planned::n_elements).sum::<u64>() as f64 / 8.0) as u64),
-        // A file size: the budget for tensor data is what the header leaves (the header is
-        // the source's, tensor infos and metadata are copied).
+        // A file size: the tensor data gets what the header and the alignment padding
+        // leave (at most alignment - 1 bytes per tensor).
         (None, Some(s)) => {
-            let source_data: u64 = plan.iter().map(q::Planned::source_bytes).sum();
-            let header = lowbit::inspect::file_bytes(&file).saturating_sub(source_data);
-            Some(budget::parse_size(s)?.saturating_sub(header))
+            let metadata = q::output_metadata(&file, &plan, imatrix.as_ref());
+            let (header, alignment) = lowbit::gguf::header_size(&metadata, &q::output_specs(&plan))?;
+            let padding = (alignment - 1) * plan.len() as u64;
+            Some(budget::parse_size(s)?.saturating_sub(header + padding))
         }
         _ => None,
     };

@@ -7,4 +7,4 @@ pub mod writer;
 
 pub use reader::{File, Header, Shard, TensorInfo, TensorView, parse};
 pub use value::{Value, ValueType};
-pub use writer::{SplitPolicy, TensorSpec, write};
+pub use writer::{SplitPolicy, TensorSpec, header_size, write};

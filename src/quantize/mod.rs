@@ -173,16 +173,9 @@ pub fn quantize_values(values: &[f32], p: &Planned, imatrix: Option<&Imatrix>) -
     Ok(parts.concat())
 }
 
-/// Write `out` (atomically) with `plan`'s types: unchanged tensors are copied, the rest
-/// dequantized to f32 and quantized (with the importance matrix when given).
-/// `progress(done, total)` is called per tensor.
-pub fn quantize_file(
-    file: &File,
-    plan: &[Planned],
-    out: &Path,
-    imatrix: Option<&Imatrix>,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<()> {
+/// The output's metadata: the source's, with `general.file_type` and
+/// `general.quantization_version` set and the imatrix noted.
+pub fn output_metadata(file: &File, plan: &[Planned], imatrix: Option<&Imatrix>) -> Vec<(String, Value)> {
     let mut metadata: Vec<(String, Value)> = file
         .metadata_entries()
         .iter()
@@ -198,14 +191,32 @@ pub fn quantize_file(
         ));
         metadata.push(("quantize.imatrix.chunks_count".into(), Value::I32(im.chunks as i32)));
     }
-    let specs: Vec<TensorSpec> = plan
-        .iter()
+    metadata
+}
+
+/// The tensor table of the output.
+pub fn output_specs(plan: &[Planned]) -> Vec<TensorSpec> {
+    plan.iter()
         .map(|p| TensorSpec {
             name: p.name.clone(),
             ty: p.ty,
             dims: p.dims.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// Write `out` (atomically) with `plan`'s types: unchanged tensors are copied, the rest
+/// dequantized to f32 and quantized (with the importance matrix when given).
+/// `progress(done, total)` is called per tensor.
+pub fn quantize_file(
+    file: &File,
+    plan: &[Planned],
+    out: &Path,
+    imatrix: Option<&Imatrix>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<()> {
+    let metadata = output_metadata(file, plan, imatrix);
+    let specs = output_specs(plan);
     let total = plan.len();
     write(out, &metadata, &specs, SplitPolicy::Single, |i, w| {
         let p = &plan[i];
