@@ -309,3 +309,74 @@ fn top_k(v: &[f32], k: usize) -> Vec<u32> {
     idx.truncate(k);
     idx
 }
+
+/// A tensor's shape, `[n][width]`, for the shape checks both backends share.
+pub(crate) type Dims = (usize, usize);
+
+fn shape_err(op: &str, detail: String) -> Error {
+    Error::Shape(format!("{op}: {detail}"))
+}
+
+/// [`Backend::attention`]'s shape rules: `cache` is (k_width, v_width, n_ctx); `v` the
+/// values' dims when they are their own.
+pub(crate) fn check_attention(q: Dims, k: Dims, v: Option<Dims>, cache: (usize, usize, usize), h: &Heads, pos0: usize) -> Result<()> {
+    let (kw, vw, n_ctx) = cache;
+    let n = q.0;
+    if pos0 + n > n_ctx {
+        return Err(shape_err(
+            "attention",
+            format!("positions {pos0}..{} exceed the context of {n_ctx}", pos0 + n),
+        ));
+    }
+    let ok = k == (n, kw)
+        && q.1 == h.heads * h.k_dim
+        && kw == h.kv_heads * h.k_dim
+        && h.kv_heads > 0
+        && h.heads % h.kv_heads == 0
+        && match v {
+            Some(v) => v == (n, vw) && vw == h.kv_heads * h.v_dim,
+            None => vw == 0 && h.v_dim <= h.k_dim,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(shape_err(
+            "attention",
+            format!(
+                "q {q:?}, k {k:?}, v {v:?} do not match {} heads of {} keys and {} values over {} key heads and a cache of ({kw}, {vw})",
+                h.heads, h.k_dim, h.v_dim, h.kv_heads
+            ),
+        ))
+    }
+}
+
+/// [`Backend::copy_columns`]'s shape rules.
+pub(crate) fn check_copy_columns(src: Dims, src_offset: usize, dst: Dims, dst_offset: usize, width: usize) -> Result<()> {
+    if src.0 != dst.0 || src_offset + width > src.1 || dst_offset + width > dst.1 {
+        return Err(shape_err(
+            "copy_columns",
+            format!("{width} columns from {src:?} at {src_offset} to {dst:?} at {dst_offset}"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`Backend::add_pair_sums`]'s shape rules.
+pub(crate) fn check_pair_sums(y: Dims, n_used: usize, acc: Dims) -> Result<()> {
+    if y.0 != acc.0 * n_used || y.1 != acc.1 {
+        return Err(shape_err("add_pair_sums", format!("{y:?} into {acc:?} with {n_used} per token")));
+    }
+    Ok(())
+}
+
+/// [`Backend::matmul_id`]'s shape rules for `pairs` pairs of `n_tokens` tokens and
+/// matrices of `rows` x `k`.
+pub(crate) fn check_matmul_id(x: Dims, y: Dims, n_tokens: usize, pairs: usize, rows: usize, k: usize) -> Result<()> {
+    if (x.0 != n_tokens && x.0 != pairs) || y.0 != pairs || x.1 < k || y.1 < rows {
+        return Err(shape_err(
+            "matmul_id",
+            format!("x {x:?}, y {y:?} for {pairs} pairs of {rows} x {k} matrices"),
+        ));
+    }
+    Ok(())
+}

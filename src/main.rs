@@ -707,8 +707,8 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
                 },
             )?;
             bar.finish_and_clear();
-            for (class, kld, factor) in factors {
-                eprintln!("calibration: {:<16} KLD {kld:.5} when alone near 2.6 bpw (factor {factor:.4})", class.label());
+            for (kind, kld, factor) in factors {
+                eprintln!("calibration: {kind:<16} KLD {kld:.5} when alone near 2.6 bpw (factor {factor:.4})");
             }
         }
         let measured: std::collections::HashSet<usize> = sens.iter().map(|s| s.index).collect();

@@ -3,6 +3,8 @@
 //! the MoE need: token-by-token decode against the batched pass, the older `attn_kv_b`
 //! layout, the GPU router against the reference router, and the router trace.
 
+mod common;
+use common::noise;
 use lowbit::backend::{Backend, Gating, Router};
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::{File, SplitPolicy, TensorInfo, TensorSpec, TensorView, Value, write};
@@ -175,17 +177,6 @@ fn the_older_kv_b_layout_gives_the_same_logits() {
     let from_merged = all_logits(&mut CpuBackend, &merged, tokens);
     assert_close(&from_merged, &split, 4096, 1e-5, "kv_b layout vs k_b/v_b");
     assert_close(&from_merged, &reference[..16 * 4096], 4096, 2e-3, "kv_b layout vs llama.cpp");
-}
-
-/// A reproducible pseudo-random sequence in [-scale, scale).
-fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
 }
 
 #[test]

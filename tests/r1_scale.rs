@@ -4,22 +4,14 @@
 //! and filled with random weights, loads and runs a token on the CPU; the memory plan of
 //! the full model is computed from the same layout.
 
+mod common;
+use common::noise;
 use lowbit::backend::RopeScaling;
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::{File, SplitPolicy, TensorSpec, write};
 use lowbit::model::{Deepseek2Config, Model, r1};
 use lowbit::quant::{self, BlockType};
 use lowbit::quantize::{Recipe, plan_specs};
-
-fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 #[test]
 fn two_r1_layers_load_and_run_a_token_on_the_cpu() {

@@ -1,19 +1,9 @@
 // block_q5_K (176 bytes): d f16 @0, dmin f16 @2, scales[12] @4 (6-bit scale and min per
-// 32 elements, get_scale_min_k4), qh[32] @16, qs[128] @48. Sub-block s: low 4 bits from
+// 32 elements, get_scale_min_k4 in scale_min_k4.wgsl), qh[32] @16, qs[128] @48. Sub-block s: low 4 bits from
 // qs[32(s/2)..] (low nibbles for even s, high for odd), fifth bit = bit s of qh[l].
 // x = d*sc*q - dmin*m. (dequantize_row_q5_K)
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 176u;
-
-// get_scale_min_k4: (scale, min) of sub-block j from the 12 packed bytes at `s`.
-fn scale_min_k4(s: u32, j: u32) -> vec2<u32> {
-    if (j < 4u) {
-        return vec2<u32>(w_u8(s + j) & 63u, w_u8(s + j + 4u) & 63u);
-    }
-    let sc = (w_u8(s + j + 4u) & 15u) | ((w_u8(s + j - 4u) >> 6u) << 4u);
-    let m = (w_u8(s + j + 4u) >> 4u) | ((w_u8(s + j) >> 6u) << 4u);
-    return vec2<u32>(sc, m);
-}
 
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let sm = scale_min_k4(b + 4u, sub);

@@ -2,7 +2,7 @@
 //! Weights stay packed; each matmul dequantizes one row at a time with the bit-exact
 //! codecs (no dequantized copy of the model).
 
-use crate::backend::{Backend, Heads, Rope, Router, Values};
+use crate::backend::{Backend, Heads, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id, check_pair_sums};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use crate::quant::{self, BlockType};
@@ -300,15 +300,7 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         let pairs = routes.ids.len();
         let per_pair = x.n == pairs;
-        if (!per_pair && x.n * routes.n_used != pairs) || x.width < w.m.k || y.n != pairs || y.width < w.m.rows {
-            return Err(shape_err(
-                "matmul_id",
-                format!(
-                    "x [{}][{}], y [{}][{}] for {pairs} pairs of {} x {} matrices",
-                    x.n, x.width, y.n, y.width, w.m.rows, w.m.k
-                ),
-            ));
-        }
+        check_matmul_id((x.n, x.width), (y.n, y.width), pairs / routes.n_used.max(1), pairs, w.m.rows, w.m.k)?;
         if let Some(&bad) = routes.ids.iter().find(|&&e| e as usize >= w.count) {
             return Err(shape_err("matmul_id", format!("matrix {bad} of {}", w.count)));
         }
@@ -325,9 +317,7 @@ impl Backend for CpuBackend {
     }
 
     fn add_pair_sums(&mut self, y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) -> Result<()> {
-        if y.n != acc.n * n_used || y.width != acc.width {
-            return Err(shape_err("add_pair_sums", format!("[{}][{}] into [{}][{}]", y.n, y.width, acc.n, acc.width)));
-        }
+        check_pair_sums((y.n, y.width), n_used, (acc.n, acc.width))?;
         for (t, row) in acc.data.chunks_mut(acc.width).enumerate() {
             for p in y.data[t * n_used * y.width..][..n_used * y.width].chunks(y.width) {
                 row.iter_mut().zip(p).for_each(|(a, b)| *a += b);
@@ -344,12 +334,7 @@ impl Backend for CpuBackend {
         dst_offset: usize,
         width: usize,
     ) -> Result<()> {
-        if src.n != dst.n || src_offset + width > src.width || dst_offset + width > dst.width {
-            return Err(shape_err(
-                "copy_columns",
-                format!("{width} columns from [{}][{}] to [{}][{}]", src.n, src.width, dst.n, dst.width),
-            ));
-        }
+        check_copy_columns((src.n, src.width), src_offset, (dst.n, dst.width), dst_offset, width)?;
         for (d, s) in dst.data.chunks_mut(dst.width).zip(src.data.chunks(src.width)) {
             d[dst_offset..dst_offset + width].copy_from_slice(&s[src_offset..src_offset + width]);
         }
@@ -388,29 +373,12 @@ impl Backend for CpuBackend {
         pos0: usize,
     ) -> Result<CpuTensor> {
         let n = q.n;
-        if pos0 + n > cache.n_ctx {
-            return Err(shape_err(
-                "attention",
-                format!("positions {pos0}..{} exceed the context of {}", pos0 + n, cache.n_ctx),
-            ));
-        }
         let own_v = match v {
             Values::Own(v) => Some(v),
             Values::KeyPrefix => None,
         };
         let (kw, vw) = (cache.k_width, cache.v_width);
-        let widths_ok = k.width == kw
-            && k.n == n
-            && q.width == h.heads * h.k_dim
-            && kw == h.kv_heads * h.k_dim
-            && h.heads % h.kv_heads == 0
-            && match own_v {
-                Some(v) => v.width == vw && v.n == n && vw == h.kv_heads * h.v_dim,
-                None => vw == 0 && h.v_dim <= h.k_dim,
-            };
-        if !widths_ok {
-            return Err(shape_err("attention", "q/k/v widths do not match the heads and cache".into()));
-        }
+        check_attention((q.n, q.width), (k.n, k.width), own_v.map(|v| (v.n, v.width)), (kw, vw, cache.n_ctx), h, pos0)?;
         cache.k[pos0 * kw..(pos0 + n) * kw].copy_from_slice(&k.data);
         if let Some(v) = own_v {
             cache.v[pos0 * vw..(pos0 + n) * vw].copy_from_slice(&v.data);

@@ -11,7 +11,10 @@ use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Output};
 use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::pipelines::{Kernel, PipelineKey};
-use crate::backend::{Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values};
+use crate::backend::{
+    Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
+    check_pair_sums,
+};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use std::cell::OnceCell;
@@ -519,15 +522,7 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let pairs = routes.n_tokens * routes.n_used;
         let e = &w.pool;
-        if (x.n != routes.n_tokens && x.n != pairs) || y.n != pairs || x.width < e.k || y.width < e.rows {
-            return Err(shape_err(
-                "matmul_id",
-                format!(
-                    "x [{}][{}], y [{}][{}] for {pairs} pairs of {} x {} matrices",
-                    x.n, x.width, y.n, y.width, e.rows, e.k
-                ),
-            ));
-        }
+        check_matmul_id((x.n, x.width), (y.n, y.width), routes.n_tokens, pairs, e.rows, e.k)?;
         let act = Activations {
             buffer: &x.buffer.buffer,
             cols: x.n,
@@ -560,12 +555,7 @@ impl Backend for GpuBackend {
     }
 
     fn add_pair_sums(&mut self, y: &GpuTensor, n_used: usize, acc: &mut GpuTensor) -> Result<()> {
-        if y.n != acc.n * n_used || y.width != acc.width {
-            return Err(shape_err(
-                "add_pair_sums",
-                format!("[{}][{}] into [{}][{}]", y.n, y.width, acc.n, acc.width),
-            ));
-        }
+        check_pair_sums((y.n, y.width), n_used, (acc.n, acc.width))?;
         let params = SumParams {
             n: acc.n as u32,
             width: acc.width as u32,
@@ -590,12 +580,7 @@ impl Backend for GpuBackend {
         dst_offset: usize,
         width: usize,
     ) -> Result<()> {
-        if src.n != dst.n || src_offset + width > src.width || dst_offset + width > dst.width {
-            return Err(shape_err(
-                "copy_columns",
-                format!("{width} columns from [{}][{}] to [{}][{}]", src.n, src.width, dst.n, dst.width),
-            ));
-        }
+        check_copy_columns((src.n, src.width), src_offset, (dst.n, dst.width), dst_offset, width)?;
         let params = CopyParams {
             n: src.n as u32,
             width: width as u32,
@@ -656,35 +641,16 @@ impl Backend for GpuBackend {
         pos0: usize,
     ) -> Result<GpuTensor> {
         let n = q.n;
-        if pos0 + n > cache.n_ctx {
-            return Err(shape_err(
-                "attention",
-                format!("positions {pos0}..{} exceed the context of {}", pos0 + n, cache.n_ctx),
-            ));
-        }
         let own_v = match v {
             Values::Own(v) => Some(v),
             Values::KeyPrefix => None,
         };
         let (kw, vw) = (cache.k_width, cache.v_width);
-        let widths_ok = k.width == kw
-            && k.n == n
-            && q.width == h.heads * h.k_dim
-            && kw == h.kv_heads * h.k_dim
-            && h.heads % h.kv_heads == 0
-            && h.v_dim <= MAX_HEAD_DIM
-            && match (own_v, &cache.v) {
-                (Some(v), Some(_)) => v.width == vw && v.n == n && vw == h.kv_heads * h.v_dim,
-                (None, None) => h.v_dim <= h.k_dim,
-                _ => false,
-            };
-        if !widths_ok {
+        check_attention((q.n, q.width), (k.n, k.width), own_v.map(|v| (v.n, v.width)), (kw, vw, cache.n_ctx), h, pos0)?;
+        if h.v_dim > MAX_HEAD_DIM || own_v.is_some() != cache.v.is_some() {
             return Err(shape_err(
                 "attention",
-                format!(
-                    "q/k/v widths do not match {} heads of {} keys and {} values (at most {MAX_HEAD_DIM})",
-                    h.heads, h.k_dim, h.v_dim
-                ),
+                format!("value heads of {} (at most {MAX_HEAD_DIM} on the GPU), or values unlike the cache's", h.v_dim),
             ));
         }
         self.record(|_, enc| {

@@ -130,6 +130,17 @@ pub const GPU_FORMATS: &[BlockType] = &[
     BlockType::IQ1_M,
 ];
 
+/// `get_scale_min_k4`, shared by the Q4_K and Q5_K parts.
+const SCALE_MIN_K4: &str = include_str!("../../shaders/formats/scale_min_k4.wgsl");
+
+/// The WGSL a format needs before its `decode32` part (shared helpers).
+fn format_helpers(ty: BlockType) -> &'static str {
+    match ty {
+        BlockType::Q4_K | BlockType::Q5_K => SCALE_MIN_K4,
+        _ => "",
+    }
+}
+
 /// The `decode32` part of a format, or None when the GPU kernels do not support it.
 pub fn format_part(ty: BlockType) -> Option<&'static str> {
     Some(match ty {
@@ -169,6 +180,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
     src.push_str(include_str!("../../shaders/common.wgsl"));
+    src.push_str(format_helpers(key.format));
     src.push_str(format);
     for part in key.kernel.preamble() {
         src.push_str(part);

@@ -232,11 +232,12 @@ fn mean_kld(base: &[Vec<f32>], other: &[Vec<f32>]) -> f64 {
     total / base.len().max(1) as f64
 }
 
-/// Turn each tensor class's relative errors into expected KL divergence: quantize only
-/// that class (each tensor at its option nearest 2.6 bpw, Q2_K's size), measure the mean
-/// KL divergence of the model's outputs against the source on the calibration text (CPU),
-/// and scale the class's damages by KLD / (the class's summed damage there). Writes
-/// temporary models under `dir`. Returns (class, KLD, factor) per class.
+/// Turn each tensor kind's relative errors into expected KL divergence. A kind is a
+/// tensor name without its layer (`ffn_down_exps`, `attn_q_b`, `token_embd`): quantize
+/// only that kind (each tensor at its option nearest 2.6 bpw, Q2_K's size), measure the
+/// mean KL divergence of the model's outputs against the source on the calibration text
+/// (CPU), and scale the kind's damages by KLD / (its summed damage there). Writes
+/// temporary models under `dir`. Returns (kind, KLD, factor) per kind.
 pub fn calibrate(
     file: &File,
     plan: &[Planned],
@@ -245,12 +246,13 @@ pub fn calibrate(
     text: &Calibration,
     dir: &std::path::Path,
     mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<(super::TensorClass, f64, f64)>> {
+) -> Result<Vec<(String, f64, f64)>> {
     let mut cpu = crate::cpu::CpuBackend;
     let base = log_probs(file, &mut cpu, &text.chunks)?;
-    let mut classes: Vec<super::TensorClass> = sens.iter().map(|s| plan[s.index].class).collect();
-    classes.sort();
-    classes.dedup();
+    let kind = |i: usize| super::recipe::kind_of(&plan[i].name).to_string();
+    let mut kinds: Vec<String> = sens.iter().map(|s| kind(s.index)).collect();
+    kinds.sort();
+    kinds.dedup();
     let pick = |s: &Sensitivity| {
         s.options
             .iter()
@@ -262,10 +264,10 @@ pub fn calibrate(
             .expect("every tensor has options")
     };
     let mut out = Vec::new();
-    for (done, &class) in classes.iter().enumerate() {
+    for (done, k) in kinds.iter().enumerate() {
         let mut trial = plan.to_vec();
         let mut damage = 0.0;
-        for s in sens.iter().filter(|s| plan[s.index].class == class) {
+        for s in sens.iter().filter(|s| kind(s.index) == *k) {
             let (ty, _, d) = pick(s);
             trial[s.index].ty = ty;
             damage += d;
@@ -275,11 +277,11 @@ pub fn calibrate(
         let kld = mean_kld(&base, &log_probs(&File::open(&path)?, &mut cpu, &text.chunks)?);
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         let factor = if damage > 0.0 { kld / damage } else { 0.0 };
-        for s in sens.iter_mut().filter(|s| plan[s.index].class == class) {
+        for s in sens.iter_mut().filter(|s| kind(s.index) == *k) {
             s.options.iter_mut().for_each(|o| o.2 *= factor);
         }
-        out.push((class, kld, factor));
-        progress(done + 1, classes.len());
+        out.push((k.clone(), kld, factor));
+        progress(done + 1, kinds.len());
     }
     Ok(out)
 }

@@ -26,9 +26,7 @@ pub enum TensorClass {
 
 impl TensorClass {
     pub fn of(name: &str) -> Self {
-        let base = name.strip_suffix(".weight").or(name.strip_suffix(".bias")).unwrap_or(name);
-        let part = base.rsplit('.').next().unwrap_or(base);
-        match part {
+        match kind_of(name) {
             "token_embd" => TensorClass::Embedding,
             "output" => TensorClass::Output,
             p if p.ends_with("norm") || p == "ffn_gate_inp" || p == "exp_probs_b" => TensorClass::Control,
@@ -52,6 +50,13 @@ impl TensorClass {
             TensorClass::Other => "other",
         }
     }
+}
+
+/// A tensor's name without the layer and suffix: `blk.3.ffn_down_exps.weight` →
+/// `ffn_down_exps`.
+pub fn kind_of(name: &str) -> &str {
+    let base = name.strip_suffix(".weight").or(name.strip_suffix(".bias")).unwrap_or(name);
+    base.rsplit('.').next().unwrap_or(base)
 }
 
 /// `blk.N.` → N.

@@ -100,10 +100,7 @@ fn color(bpw: f64) -> String {
 /// column per layer, each cell colored and labelled by its bits per weight; tensors
 /// outside the layers (embedding, output) in a column of their own.
 pub fn svg(plan: &[Planned], title: &str) -> String {
-    let kind = |name: &str| {
-        let base = name.strip_suffix(".weight").or(name.strip_suffix(".bias")).unwrap_or(name);
-        base.rsplit('.').next().unwrap_or(base).to_string()
-    };
+    let kind = |name: &str| super::recipe::kind_of(name).to_string();
     let mut kinds: Vec<String> = Vec::new();
     let mut cells = BTreeMap::<(String, Option<usize>), f64>::new();
     let mut n_layers = 0;
