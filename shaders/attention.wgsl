@@ -5,7 +5,8 @@
 // which is the key cache itself for MLA (values are the first v_dim of each key) and a
 // separate cache otherwise. Each of the WG invocations keeps an online softmax over every
 // WG-th position; the partial results are merged through workgroup memory. Output is
-// `[n][heads * v_dim]`.
+// `[n][heads * v_dim]`. Value heads wider than MAX_HEAD_DIM (MLA's latent: 512 for R1)
+// are split over workgroup_id.y, each slice of MAX_HEAD_DIM values recomputing the scores.
 
 struct AttnParams {
     n: u32,
@@ -33,6 +34,8 @@ var<workgroup> o_sh: array<f32, WG * MAX_HEAD_DIM>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let d0 = wid.y * MAX_HEAD_DIM;
+    let v_len = min(MAX_HEAD_DIM, p.v_dim - d0);
     let head = wid.x % p.heads;
     let t = wid.x / p.heads;
     let kvh = head / (p.heads / p.kv_heads);
@@ -45,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var o: array<f32, MAX_HEAD_DIM>;
     for (var pos = lid; pos < len; pos += WG) {
         let ko = pos * k_row + kvh * p.k_dim;
-        let vo = pos * p.v_row + kvh * p.v_head;
+        let vo = pos * p.v_row + kvh * p.v_head + d0;
         var dot = 0.0;
         for (var d = 0u; d < p.k_dim; d++) {
             dot += q[qo + d] * kc[ko + d];
@@ -55,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let correction = exp(m - m_new);
         let e = exp(score - m_new);
         s = s * correction + e;
-        for (var d = 0u; d < p.v_dim; d++) {
+        for (var d = 0u; d < v_len; d++) {
             o[d] = o[d] * correction + e * vc[vo + d];
         }
         m = m_new;
@@ -68,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let c = exp(m - m_all);
     s_sh[lid] = s * c;
-    for (var d = 0u; d < p.v_dim; d++) {
+    for (var d = 0u; d < v_len; d++) {
         o_sh[lid * MAX_HEAD_DIM + d] = o[d] * c;
     }
     workgroupBarrier();
@@ -76,11 +79,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = 0u; i < WG; i++) {
         total += s_sh[i];
     }
-    for (var d = lid; d < p.v_dim; d += WG) {
+    for (var d = lid; d < v_len; d += WG) {
         var acc = 0.0;
         for (var i = 0u; i < WG; i++) {
             acc += o_sh[i * MAX_HEAD_DIM + d];
         }
-        out[oo + d] = acc / total;
+        out[oo + d0 + d] = acc / total;
     }
 }

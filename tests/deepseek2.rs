@@ -288,3 +288,39 @@ fn router_trace_records_every_token_and_moe_layer() {
     lowbit::model::write_trace(&mut text, &trace).unwrap();
     assert_eq!(String::from_utf8(text).unwrap().lines().count(), 1 + 35);
 }
+
+/// Attention with value heads wider than one GPU workgroup's slice (R1's latent is 512):
+/// GPU against CPU, values as a key prefix (MLA) and as their own cache, over a prefill
+/// and a decode step.
+#[test]
+fn wide_value_heads_match_the_cpu() {
+    use lowbit::backend::{Heads, Values};
+    fn run<B: Backend>(b: &mut B, own: bool) -> Vec<f32> {
+        let (heads, k_dim, v_dim) = (3, 200, if own { 300 } else { 160 });
+        let h = Heads {
+            heads,
+            kv_heads: 1,
+            k_dim,
+            v_dim,
+            scale: 0.07,
+        };
+        let mut cache = b.cache(8, k_dim, if own { v_dim } else { 0 }).unwrap();
+        let mut out = Vec::new();
+        for (pos0, n) in [(0usize, 5usize), (5, 1)] {
+            let q = b.from_host(&noise(n * heads * k_dim, 1 + pos0 as u64, 1.0), n, heads * k_dim).unwrap();
+            let k = b.from_host(&noise(n * k_dim, 7 + pos0 as u64, 1.0), n, k_dim).unwrap();
+            let v = b.from_host(&noise(n * v_dim, 9 + pos0 as u64, 1.0), n, v_dim).unwrap();
+            let values = if own { Values::Own(&v) } else { Values::KeyPrefix };
+            let a = b.attention(&q, &k, values, &mut cache, &h, pos0).unwrap();
+            out.extend(b.to_host(&a).unwrap());
+        }
+        out
+    }
+    let mut g = gpu(true, None);
+    for own in [false, true] {
+        let (c, x) = (run(&mut CpuBackend, own), run(&mut g, own));
+        let max = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = c.iter().zip(&x).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-5 * max.max(1.0), "own values {own}: max |Δ| {diff}");
+    }
+}
