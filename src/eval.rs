@@ -37,6 +37,14 @@ impl Scores {
         (!self.kld.is_empty()).then(|| self.kld.iter().sum::<f64>() / self.kld.len() as f64)
     }
 
+    /// Standard error of [`mean_kld`](Self::mean_kld).
+    pub fn kld_stderr(&self) -> Option<f64> {
+        let mean = self.mean_kld()?;
+        let n = self.kld.len() as f64;
+        let var = self.kld.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Some((var / n).sqrt())
+    }
+
     pub fn same_top_fraction(&self) -> Option<f64> {
         (!self.same_top.is_empty())
             .then(|| self.same_top.iter().filter(|&&b| b).count() as f64 / self.same_top.len() as f64)

@@ -614,8 +614,8 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 t0.elapsed().as_secs_f64(),
                 backend.name()
             );
-            if let (Some(kld), Some(top)) = (scores.mean_kld(), scores.same_top_fraction()) {
-                println!("mean KLD = {kld:.6}");
+            if let (Some(kld), Some(se), Some(top)) = (scores.mean_kld(), scores.kld_stderr(), scores.same_top_fraction()) {
+                println!("mean KLD = {kld:.6} +/- {se:.6}");
                 println!("same top = {:.2}%", 100.0 * top);
             }
             let (ppl, err) = scores.perplexity();
