@@ -252,11 +252,15 @@ impl<B: Backend> Deepseek2<B> {
         Ok(Session::new(caches, n_ctx))
     }
 
+    /// MLA for the rows of `h`, added to `x`. `per_head` routes pair (token, head) to
+    /// head's matrices of `attn_k_b`/`attn_v_b`.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         b: &mut B,
         a: &Attention<B>,
         h: &B::Tensor,
+        per_head: &B::Routes,
         cache: &mut B::Cache,
         pos0: usize,
         x: &mut B::Tensor,
@@ -278,11 +282,9 @@ impl<B: Backend> Deepseek2<B> {
         b.rope(&mut kv, &rope_k, pos0)?;
         let latent = b.rms_norm(&kv, &a.kv_a_norm, c.rms_eps)?;
         b.copy_columns(&latent, 0, &mut kv, 0, c.kv_lora)?;
-        let ids: Vec<u32> = (0..heads as u32).collect();
-        let per_head = b.fixed_routes(n, &ids)?;
         let q = b.reshape(q, n * heads, c.qk_head())?;
         let mut qc = b.zeros(n * heads, c.cache_width())?;
-        b.matmul_id(&a.k_b, &q, &per_head, false, &mut qc)?;
+        b.matmul_id(&a.k_b, &q, per_head, false, &mut qc)?;
         b.copy_columns(&q, c.qk_nope, &mut qc, c.kv_lora, c.qk_rope)?;
         let qc = b.reshape(qc, n, heads * c.cache_width())?;
         let shape = Heads {
@@ -295,7 +297,7 @@ impl<B: Backend> Deepseek2<B> {
         let att = b.attention(&qc, &kv, Values::KeyPrefix, cache, &shape, pos0)?;
         let att = b.reshape(att, n * heads, c.kv_lora)?;
         let mut o = b.zeros(n * heads, c.v_head)?;
-        b.matmul_id(&a.v_b, &att, &per_head, false, &mut o)?;
+        b.matmul_id(&a.v_b, &att, per_head, false, &mut o)?;
         let o = b.reshape(o, n, heads * c.v_head)?;
         b.matmul_add(&a.output, &o, x)
     }
@@ -346,9 +348,11 @@ impl<B: Backend> Deepseek2<B> {
         session.check(tokens)?;
         let pos0 = session.pos;
         let mut x = b.embed(&self.embed, tokens)?;
+        let heads: Vec<u32> = (0..c.n_head as u32).collect();
+        let per_head = b.fixed_routes(tokens.len(), &heads)?;
         for (l, (layer, cache)) in self.layers.iter().zip(session.caches.iter_mut()).enumerate() {
             let h = b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            self.attention(b, &layer.attn, &h, cache, pos0, &mut x)?;
+            self.attention(b, &layer.attn, &h, &per_head, cache, pos0, &mut x)?;
             let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
             match &layer.ffn {
                 Ffn::Dense(m) => Self::mlp(b, m, &h, &mut x)?,
