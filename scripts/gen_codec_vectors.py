@@ -46,7 +46,8 @@ SCALE_FIELDS = {
 REF_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
              "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "TQ1_0", "TQ2_0"]
 IQ_TYPES = ["IQ2_XXS", "IQ1_S", "IQ1_M"]
-DEQUANT_ONLY = ["IQ4_NL"]
+# Reference-quantized like REF_TYPES, but generated last (gguf-py has no quantizer for it).
+LATE_TYPES = ["IQ4_NL"]
 
 rng = np.random.default_rng(20261128)
 
@@ -154,10 +155,10 @@ def main():
     weights = rng.uniform(0.05, 3.0, N).astype(np.float32)
     save("weights.f32", weights)
     count = ROWS * N
-    for name in REF_TYPES + IQ_TYPES + DEQUANT_ONLY:
+    for name in REF_TYPES + IQ_TYPES + LATE_TYPES:
         x = float_inputs() if name in ("F32", "F16", "BF16") else inputs()
         save(f"{name}.x.f32", x)
-        if name in REF_TYPES:
+        if name in REF_TYPES + LATE_TYPES:
             ref = ggml_quantize(name, x)
             if name in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "TQ1_0", "TQ2_0"):
                 other = gq.quantize(x, T[name]).reshape(-1).view(np.uint8)
@@ -166,7 +167,7 @@ def main():
             deq = gguf_dequantize(name, ref, count)
             assert same_bits(deq, ggml_dequantize(name, ref, count)), f"{name}: dequantizers disagree"
             save(f"{name}.ref.f32", deq)
-        if name not in ("F32", "F16", "BF16") + tuple(DEQUANT_ONLY):
+        if name not in ("F32", "F16", "BF16"):
             save(f"{name}.imat.bin", ggml_quantize(name, x, weights))
         if name in SCALE_FIELDS:
             blocks = random_blocks(name)

@@ -21,12 +21,11 @@ fn f16() -> File {
     File::open(fixtures().join("tiny-moe-f16.gguf")).unwrap()
 }
 
-/// A recipe that gives every tensor of `reference` its type there (IQ4_NL excepted:
-/// lowbit does not produce it).
+/// A recipe that gives every tensor of `reference` its type there.
 fn recipe_of(reference: &File) -> Recipe {
     let text: String = reference
         .tensors()
-        .filter(|t| t.info.ty != BlockType::IQ4_NL && t.info.ty != BlockType::F32)
+        .filter(|t| t.info.ty != BlockType::F32)
         .map(|t| format!("^{}$ = {}\n", regex::escape(&t.info.name), t.info.ty.name()))
         .collect();
     Recipe::parse(&text).unwrap()
@@ -61,9 +60,16 @@ fn compare_with_llama_cpp(name: &str, with_imatrix: bool) -> (usize, usize, usiz
 
 #[test]
 fn llama_quantize_outputs_are_reproduced_byte_for_byte() {
-    for (name, imatrix) in [("Q8_0", false), ("Q4_K_M", false), ("TQ1_0", false), ("IQ1_S", true), ("IQ2_XXS", true)] {
+    for (name, imatrix) in [
+        ("Q8_0", false),
+        ("Q4_K_M", false),
+        ("Q2_K", false),
+        ("TQ1_0", false),
+        ("IQ1_S", true),
+        ("IQ2_XXS", true),
+    ] {
         let (same, compared, _, _) = compare_with_llama_cpp(name, imatrix);
-        assert!(compared >= 80, "{name}: only {compared} tensors share a type");
+        assert_eq!(compared, 106, "{name}: every tensor has its llama.cpp type");
         assert_eq!(same, compared, "{name}: {same} of {compared} tensors identical");
     }
 }
@@ -72,7 +78,7 @@ fn llama_quantize_outputs_are_reproduced_byte_for_byte() {
 fn iq1_m_matches_llama_quantize_but_for_near_ties() {
     // IQ1_M's search compares float sums; llama.cpp's build rounds a few differently.
     let (_, compared, diff, blocks) = compare_with_llama_cpp("IQ1_M", true);
-    assert!(compared >= 80);
+    assert_eq!(compared, 106);
     assert!(diff * 1000 <= blocks, "{diff} of {blocks} blocks differ");
 }
 
@@ -90,7 +96,7 @@ fn recipes_parse_match_in_order_and_fall_back() {
     assert_eq!(r.type_for("blk.4.attn_q_a.weight", Some(1)), Some(BlockType::Q4_K));
     assert_eq!(r.type_for("token_embd.weight", Some(1)), None);
     assert_eq!(Recipe::parse(&r.to_text()).unwrap().to_text(), r.to_text(), "text round trip");
-    for bad in ["x = Q9_K", "x @ layers 3..1 = Q4_K", "( = Q4_K", "x = IQ4_NL", "no type"] {
+    for bad in ["x = Q9_K", "x @ layers 3..1 = Q4_K", "( = Q4_K", "x = I32", "no type"] {
         assert!(Recipe::parse(bad).is_err(), "{bad}");
     }
     assert!(Recipe::load("no-such-preset-or-file").is_err());

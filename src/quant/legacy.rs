@@ -341,3 +341,92 @@ pub(super) fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
         }
     }
 }
+
+/// `best_index_int8` (ggml-quants.c): the index of the table value nearest `x` (the
+/// upper one on ties), by bisection over the sorted table.
+fn best_index_int8(values: &[i8; 16], x: f32) -> usize {
+    if x <= values[0] as f32 {
+        return 0;
+    }
+    if x >= values[15] as f32 {
+        return 15;
+    }
+    let (mut ml, mut mu) = (0usize, 15usize);
+    while mu - ml > 1 {
+        let mav = (ml + mu) / 2;
+        if x < values[mav] as f32 {
+            mu = mav;
+        } else {
+            ml = mav;
+        }
+    }
+    if x - (values[mu - 1] as f32) < (values[mu] as f32) - x {
+        mu - 1
+    } else {
+        mu
+    }
+}
+
+/// `quantize_iq4_nl` (ggml-quants.c, `quantize_row_iq4_nl_impl` with one 32-element block
+/// per super-block and ntry = 7): per block, the scale from the signed maximum is refined
+/// by trying 15 nearby scales and keeping the best weighted fit; weights are
+/// `qw·sqrt(σ² + x²)` with importance weights, else `x²`.
+pub(super) fn quantize_iq4_nl(x: &[f32], weights: Option<&[f32]>, out: &mut [u8]) {
+    const NTRY: i32 = 7;
+    let values = &KVALUES_IQ4NL;
+    for (ib, (xb, y)) in x.chunks_exact(QK).zip(blocks_mut::<BlockIq4Nl>(out)).enumerate() {
+        let sigma2 = xb.iter().map(|v| v * v).sum::<f32>() * (2.0 / QK as f32);
+        let mut w = [0f32; QK];
+        match weights {
+            Some(qw) => {
+                for j in 0..QK {
+                    w[j] = qw[ib * QK + j] * (sigma2 + xb[j] * xb[j]).sqrt();
+                }
+            }
+            None => {
+                for j in 0..QK {
+                    w[j] = xb[j] * xb[j];
+                }
+            }
+        }
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = if amax < 1e-15 {
+            0.0
+        } else {
+            let fit = |id: f32| {
+                let (mut sumqx, mut sumq2) = (0f32, 0f32);
+                for j in 0..QK {
+                    let q = values[best_index_int8(values, id * xb[j])] as f32;
+                    sumqx += w[j] * q * xb[j];
+                    sumq2 += w[j] * q * q;
+                }
+                (sumqx, sumq2)
+            };
+            let d0 = -max / values[0] as f32;
+            let (sumqx, sumq2) = fit(1.0 / d0);
+            let mut d = sumqx / sumq2;
+            let mut best = d * sumqx;
+            for itry in -NTRY..=NTRY {
+                let (sumqx, sumq2) = fit((itry as f32 + values[0] as f32) / max);
+                if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                    d = sumqx / sumq2;
+                    best = d * sumqx;
+                }
+            }
+            d
+        };
+        y.d = f16_bytes(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for j in 0..QK / 2 {
+            let l0 = best_index_int8(values, id * xb[j]) as u8;
+            let l1 = best_index_int8(values, id * xb[j + QK / 2]) as u8;
+            y.qs[j] = l0 | (l1 << 4);
+        }
+    }
+}

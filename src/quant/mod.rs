@@ -123,7 +123,7 @@ impl BlockType {
 
     /// Whether lowbit can quantize f32 values to this type.
     pub fn can_quantize(self) -> bool {
-        self.can_dequantize() && self != BlockType::IQ4_NL
+        self.can_dequantize()
     }
 
     /// Bytes of a row of `n` elements, or an error if `n` is not a whole number of blocks.
@@ -219,6 +219,7 @@ pub fn quantize_row(ty: BlockType, x: &[f32], weights: Option<&[f32]>, out: &mut
         BlockType::Q5_0 => legacy::quantize_q5_0(x, weights, out),
         BlockType::Q5_1 => legacy::quantize_q5_1(x, weights, out),
         BlockType::Q8_0 => legacy::quantize_q8_0(x, out),
+        BlockType::IQ4_NL => legacy::quantize_iq4_nl(x, weights, out),
         BlockType::Q2_K => kquants::quantize_q2_k(x, weights, out),
         BlockType::Q3_K => kquants::quantize_q3_k(x, weights, out),
         BlockType::Q4_K => kquants::quantize_q4_k(x, weights, out),

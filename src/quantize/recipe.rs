@@ -237,19 +237,20 @@ impl Recipe {
     }
 }
 
-/// llama.cpp's fallback for a type whose blocks do not divide a row of `k`:
-/// the 256-element formats fall back to a 32-element one of about the same size
-/// (IQ4_NL for the 1-3 bit formats, which lowbit cannot produce yet, is replaced by
-/// Q4_0, the same 4.5 bits), and F16 when 32 does not divide k either.
+/// llama.cpp's fallback for a type whose blocks do not divide a row of `k`
+/// (`tensor_type_fallback` in src/llama-quant.cpp): the IQ formats fall back to IQ4_NL,
+/// Q2_K/Q3_K/TQ1_0/TQ2_0 to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0 (all with
+/// 32-element blocks), and to F16 when 32 does not divide k either.
 pub fn fallback(ty: BlockType, k: usize) -> Option<BlockType> {
     if k.is_multiple_of(ty.block_size()) {
         return None;
     }
     let f = match ty {
+        BlockType::IQ1_S | BlockType::IQ1_M | BlockType::IQ2_XXS => BlockType::IQ4_NL,
         BlockType::Q4_K => BlockType::Q5_0,
         BlockType::Q5_K => BlockType::Q5_1,
         BlockType::Q6_K => BlockType::Q8_0,
         _ => BlockType::Q4_0,
     };
-    Some(if k.is_multiple_of(32) { f } else { BlockType::F16 })
+    Some(if k.is_multiple_of(f.block_size()) { f } else { BlockType::F16 })
 }
