@@ -44,7 +44,7 @@ impl Rope {
     /// Frequencies for `dims` rotated values with base `theta`, and the magnitude factor
     /// `mscale` to apply with them.
     pub fn new(heads: usize, head_dim: usize, offset: usize, dims: usize, theta: f32, scaling: RopeScaling) -> Result<Self> {
-        if dims == 0 || dims % 2 != 0 || dims > MAX_ROPE_DIMS || offset + dims > head_dim {
+        if dims == 0 || !dims.is_multiple_of(2) || dims > MAX_ROPE_DIMS || offset + dims > head_dim {
             return Err(Error::Shape(format!(
                 "rope: {dims} rotated values at {offset} in heads of {head_dim} (even, at most {MAX_ROPE_DIMS})"
             )));
@@ -135,7 +135,7 @@ pub trait Backend {
     /// Rows of `x`.
     fn rows(&self, x: &Self::Tensor) -> usize;
     /// `[n][width]` from host values.
-    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<Self::Tensor>;
+    fn upload(&mut self, data: &[f32], n: usize, width: usize) -> Result<Self::Tensor>;
     /// `[n][width]` zeros.
     fn zeros(&mut self, n: usize, width: usize) -> Result<Self::Tensor>;
     /// The same data as `[n][width]` (`n * width` must not change).
@@ -242,7 +242,7 @@ impl Router {
             && self.n_used <= MAX_USED.min(self.n_expert)
             && self.groups > 0
             && self.groups <= MAX_GROUPS
-            && self.n_expert % self.groups == 0
+            && self.n_expert.is_multiple_of(self.groups)
             && self.groups_used > 0
             && self.groups_used <= self.groups
             && (self.groups == 1 || self.n_expert / self.groups >= 2)
@@ -332,7 +332,7 @@ pub(crate) fn check_attention(q: Dims, k: Dims, v: Option<Dims>, cache: (usize, 
         && q.1 == h.heads * h.k_dim
         && kw == h.kv_heads * h.k_dim
         && h.kv_heads > 0
-        && h.heads % h.kv_heads == 0
+        && h.heads.is_multiple_of(h.kv_heads)
         && match v {
             Some(v) => v == (n, vw) && vw == h.kv_heads * h.v_dim,
             None => vw == 0 && h.v_dim <= h.k_dim,

@@ -213,7 +213,7 @@ fn gpu_router_matches_the_reference() {
             path: Path::new("test"),
         };
         let b = g.matrix(&view).unwrap();
-        let x = g.from_host(&logits, n, n_expert).unwrap();
+        let x = g.upload(&logits, n, n_expert).unwrap();
         let routes = g.route(&x, with_bias.then_some(&b), &router).unwrap();
         let (ids, weights) = g.routes_to_host(&routes).unwrap();
         for t in 0..n {
@@ -307,9 +307,9 @@ fn wide_value_heads_match_the_cpu() {
         let mut cache = b.cache(8, k_dim, if own { v_dim } else { 0 }).unwrap();
         let mut out = Vec::new();
         for (pos0, n) in [(0usize, 5usize), (5, 1)] {
-            let q = b.from_host(&noise(n * heads * k_dim, 1 + pos0 as u64, 1.0), n, heads * k_dim).unwrap();
-            let k = b.from_host(&noise(n * k_dim, 7 + pos0 as u64, 1.0), n, k_dim).unwrap();
-            let v = b.from_host(&noise(n * v_dim, 9 + pos0 as u64, 1.0), n, v_dim).unwrap();
+            let q = b.upload(&noise(n * heads * k_dim, 1 + pos0 as u64, 1.0), n, heads * k_dim).unwrap();
+            let k = b.upload(&noise(n * k_dim, 7 + pos0 as u64, 1.0), n, k_dim).unwrap();
+            let v = b.upload(&noise(n * v_dim, 9 + pos0 as u64, 1.0), n, v_dim).unwrap();
             let values = if own { Values::Own(&v) } else { Values::KeyPrefix };
             let a = b.attention(&q, &k, values, &mut cache, &h, pos0).unwrap();
             out.extend(b.to_host(&a).unwrap());

@@ -139,9 +139,9 @@ impl Backend for CpuBackend {
         x.n
     }
 
-    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<CpuTensor> {
+    fn upload(&mut self, data: &[f32], n: usize, width: usize) -> Result<CpuTensor> {
         if data.len() != n * width {
-            return Err(shape_err("from_host", format!("{} values for [{n}][{width}]", data.len())));
+            return Err(shape_err("upload", format!("{} values for [{n}][{width}]", data.len())));
         }
         Ok(CpuTensor {
             data: data.to_vec(),

@@ -334,9 +334,9 @@ impl Backend for GpuBackend {
         x.n
     }
 
-    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<GpuTensor> {
+    fn upload(&mut self, data: &[f32], n: usize, width: usize) -> Result<GpuTensor> {
         if data.len() != n * width {
-            return Err(shape_err("from_host", format!("{} values for [{n}][{width}]", data.len())));
+            return Err(shape_err("upload", format!("{} values for [{n}][{width}]", data.len())));
         }
         Ok(GpuTensor {
             buffer: self.ctx.upload("activations", bytemuck::cast_slice(data), USAGE)?,

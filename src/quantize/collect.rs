@@ -118,8 +118,8 @@ impl<B: Backend> Backend for Collect<B> {
     fn rows(&self, x: &Self::Tensor) -> usize {
         self.inner.rows(x)
     }
-    fn from_host(&mut self, data: &[f32], n: usize, width: usize) -> Result<Self::Tensor> {
-        self.inner.from_host(data, n, width)
+    fn upload(&mut self, data: &[f32], n: usize, width: usize) -> Result<Self::Tensor> {
+        self.inner.upload(data, n, width)
     }
     fn zeros(&mut self, n: usize, width: usize) -> Result<Self::Tensor> {
         self.inner.zeros(n, width)
