@@ -43,7 +43,14 @@ pub enum RopeScaling {
 impl Rope {
     /// Frequencies for `dims` rotated values with base `theta`, and the magnitude factor
     /// `mscale` to apply with them.
-    pub fn new(heads: usize, head_dim: usize, offset: usize, dims: usize, theta: f32, scaling: RopeScaling) -> Result<Self> {
+    pub fn new(
+        heads: usize,
+        head_dim: usize,
+        offset: usize,
+        dims: usize,
+        theta: f32,
+        scaling: RopeScaling,
+    ) -> Result<Self> {
         if dims == 0 || !dims.is_multiple_of(2) || dims > MAX_ROPE_DIMS || offset + dims > head_dim {
             return Err(Error::Shape(format!(
                 "rope: {dims} rotated values at {offset} in heads of {head_dim} (even, at most {MAX_ROPE_DIMS})"
@@ -319,7 +326,14 @@ fn shape_err(op: &str, detail: String) -> Error {
 
 /// [`Backend::attention`]'s shape rules: `cache` is (k_width, v_width, n_ctx); `v` the
 /// values' dims when they are their own.
-pub(crate) fn check_attention(q: Dims, k: Dims, v: Option<Dims>, cache: (usize, usize, usize), h: &Heads, pos0: usize) -> Result<()> {
+pub(crate) fn check_attention(
+    q: Dims,
+    k: Dims,
+    v: Option<Dims>,
+    cache: (usize, usize, usize),
+    h: &Heads,
+    pos0: usize,
+) -> Result<()> {
     let (kw, vw, n_ctx) = cache;
     let n = q.0;
     if pos0 + n > n_ctx {
@@ -351,7 +365,13 @@ pub(crate) fn check_attention(q: Dims, k: Dims, v: Option<Dims>, cache: (usize, 
 }
 
 /// [`Backend::copy_columns`]'s shape rules.
-pub(crate) fn check_copy_columns(src: Dims, src_offset: usize, dst: Dims, dst_offset: usize, width: usize) -> Result<()> {
+pub(crate) fn check_copy_columns(
+    src: Dims,
+    src_offset: usize,
+    dst: Dims,
+    dst_offset: usize,
+    width: usize,
+) -> Result<()> {
     if src.0 != dst.0 || src_offset + width > src.1 || dst_offset + width > dst.1 {
         return Err(shape_err(
             "copy_columns",
@@ -364,7 +384,10 @@ pub(crate) fn check_copy_columns(src: Dims, src_offset: usize, dst: Dims, dst_of
 /// [`Backend::add_pair_sums`]'s shape rules.
 pub(crate) fn check_pair_sums(y: Dims, n_used: usize, acc: Dims) -> Result<()> {
     if y.0 != acc.0 * n_used || y.1 != acc.1 {
-        return Err(shape_err("add_pair_sums", format!("{y:?} into {acc:?} with {n_used} per token")));
+        return Err(shape_err(
+            "add_pair_sums",
+            format!("{y:?} into {acc:?} with {n_used} per token"),
+        ));
     }
     Ok(())
 }

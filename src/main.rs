@@ -405,7 +405,14 @@ fn generate<B: Backend>(
 
 /// `lowbit imatrix`: run the text chunk by chunk (llama-imatrix's chunking: the first
 /// token of each chunk is BOS) with every product's inputs collected.
-fn imatrix<B: Backend>(backend: B, run: RunArgs, file: PathBuf, output: PathBuf, chunks: Option<usize>, legacy: bool) -> Result<()> {
+fn imatrix<B: Backend>(
+    backend: B,
+    run: RunArgs,
+    file: PathBuf,
+    output: PathBuf,
+    chunks: Option<usize>,
+    legacy: bool,
+) -> Result<()> {
     let mut collect = lowbit::quantize::collect::Collect::new(backend);
     let (_, model, tokenizer) = load(&mut collect, &run.model)?;
     let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
@@ -614,7 +621,9 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 t0.elapsed().as_secs_f64(),
                 backend.name()
             );
-            if let (Some(kld), Some(se), Some(top)) = (scores.mean_kld(), scores.kld_stderr(), scores.same_top_fraction()) {
+            if let (Some(kld), Some(se), Some(top)) =
+                (scores.mean_kld(), scores.kld_stderr(), scores.same_top_fraction())
+            {
                 println!("mean KLD = {kld:.6} +/- {se:.6}");
                 println!("same top = {:.2}%", 100.0 * top);
             }
@@ -669,7 +678,13 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     if let Some(budget_bytes) = target {
         let first_moe = q::first_moe_layer(plan.iter().map(|p| p.name.as_str()));
         let fixed: Vec<usize> = (0..plan.len())
-            .filter(|&i| overrides.iter().any(|r| q::Recipe { rules: vec![r.clone()] }.type_for(&plan[i].name, first_moe).is_some()))
+            .filter(|&i| {
+                overrides.iter().any(|r| {
+                    q::Recipe { rules: vec![r.clone()] }
+                        .type_for(&plan[i].name, first_moe)
+                        .is_some()
+                })
+            })
             .collect();
         let bar = progress_bar(0, "measuring");
         let mut sens = budget::measure(&file, &plan, &fixed, imatrix.as_ref(), a.sample_rows, |d, t| {
@@ -712,7 +727,10 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
             }
         }
         let measured: std::collections::HashSet<usize> = sens.iter().map(|s| s.index).collect();
-        let other: u64 = (0..plan.len()).filter(|i| !measured.contains(i)).map(|i| plan[i].bytes()).sum();
+        let other: u64 = (0..plan.len())
+            .filter(|i| !measured.contains(i))
+            .map(|i| plan[i].bytes())
+            .sum();
         let types = budget::allocate(&sens, budget_bytes, other)?;
         for (s, ty) in sens.iter().zip(types) {
             plan[s.index].ty = ty;
@@ -732,7 +750,10 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
             .filter(|p| p.quantizable())
             .map(|p| format!("^{}$ = {}\n", regex::escape(&p.name), p.ty.name().to_uppercase()))
             .collect();
-        write_atomic(path, format!("# lowbit recipe for {}\n{rules}", a.input.display()).as_bytes())?;
+        write_atomic(
+            path,
+            format!("# lowbit recipe for {}\n{rules}", a.input.display()).as_bytes(),
+        )?;
     }
     if let Some(path) = &a.report {
         let title = format!("{} ({:.3} bpw)", a.input.display(), report::Summary::of(&plan).bpw());
@@ -762,7 +783,8 @@ fn run(cli: Cli) -> Result<()> {
             ctx_size,
         } => {
             if let Some(recipe) = r1 {
-                let (_, specs) = lowbit::model::r1::deepseek_r1(lowbit::model::r1::N_LAYER, lowbit::model::r1::DENSE_LEAD);
+                let (_, specs) =
+                    lowbit::model::r1::deepseek_r1(lowbit::model::r1::N_LAYER, lowbit::model::r1::DENSE_LEAD);
                 let planned = lowbit::quantize::plan_specs(&specs, &lowbit::quantize::Recipe::load(&recipe)?);
                 println!("DeepSeek-R1 (671B, 61 layers) as {recipe}:");
                 print!("{}", lowbit::quantize::report::Summary::of(&planned).text());

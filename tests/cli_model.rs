@@ -92,7 +92,11 @@ fn logits_writes_position_major_f32() {
 }
 
 fn fixture(name: &str) -> String {
-    root().join("../shared/fixtures").join(name).to_string_lossy().into_owned()
+    root()
+        .join("../shared/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[test]
@@ -160,7 +164,17 @@ fn router_trace_and_quantize_commands() {
         recipe.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read(&q).unwrap(), std::fs::read(&q2).unwrap(), "the written recipe replays the plan");
-    let (ok, _, err) = lowbit(&["quantize", &fixture("tiny-moe-f16.gguf"), "--recipe", "no-such-thing", "--dry-run"]);
+    assert_eq!(
+        std::fs::read(&q).unwrap(),
+        std::fs::read(&q2).unwrap(),
+        "the written recipe replays the plan"
+    );
+    let (ok, _, err) = lowbit(&[
+        "quantize",
+        &fixture("tiny-moe-f16.gguf"),
+        "--recipe",
+        "no-such-thing",
+        "--dry-run",
+    ]);
     assert!(!ok && err.contains("neither a preset"), "{err}");
 }

@@ -50,7 +50,10 @@ fn assert_close(a: &[f32], b: &[f32], width: usize, rel: f32, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let max_ref = b.iter().fold(0f32, |m, v| m.max(v.abs()));
     let max_diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(max_diff <= rel * max_ref, "{what}: max |Δ| {max_diff} > {rel} × {max_ref}");
+    assert!(
+        max_diff <= rel * max_ref,
+        "{what}: max |Δ| {max_diff} > {rel} × {max_ref}"
+    );
     for (i, (ra, rb)) in a.chunks(width).zip(b.chunks(width)).enumerate() {
         assert_eq!(argmax(ra), argmax(rb), "{what}: argmax differs at position {i}");
     }
@@ -81,7 +84,13 @@ fn gpu_logits_match_llama_cpp_with_and_without_features() {
     // Features on with experts split over many bindings (256 KiB: 2 experts each), and off.
     for (features, binding) in [(true, Some(256 << 10)), (false, None)] {
         let logits = all_logits(&mut gpu(features, binding), &fixture(), &tokens);
-        assert_close(&logits, &reference, 4096, 2e-3, &format!("gpu (f16 and subgroups {features}, bindings {binding:?})"));
+        assert_close(
+            &logits,
+            &reference,
+            4096,
+            2e-3,
+            &format!("gpu (f16 and subgroups {features}, bindings {binding:?})"),
+        );
     }
 }
 
@@ -135,7 +144,11 @@ fn merged_layout(src: &File, out: &Path) {
         }
         if let Some(prefix) = name.strip_suffix("attn_k_b.weight") {
             let k_b = t.dequantize().unwrap();
-            let v_b = src.tensor(&format!("{prefix}attn_v_b.weight")).unwrap().dequantize().unwrap();
+            let v_b = src
+                .tensor(&format!("{prefix}attn_v_b.weight"))
+                .unwrap()
+                .dequantize()
+                .unwrap();
             let mut kv_b = Vec::new();
             for h in 0..heads {
                 for d in 0..nope {
@@ -176,7 +189,13 @@ fn the_older_kv_b_layout_gives_the_same_logits() {
     let split = all_logits(&mut CpuBackend, &fixture(), tokens);
     let from_merged = all_logits(&mut CpuBackend, &merged, tokens);
     assert_close(&from_merged, &split, 4096, 1e-5, "kv_b layout vs k_b/v_b");
-    assert_close(&from_merged, &reference[..16 * 4096], 4096, 2e-3, "kv_b layout vs llama.cpp");
+    assert_close(
+        &from_merged,
+        &reference[..16 * 4096],
+        4096,
+        2e-3,
+        "kv_b layout vs llama.cpp",
+    );
 }
 
 #[test]
@@ -187,7 +206,8 @@ fn gpu_router_matches_the_reference() {
         (256, 8, Gating::Sigmoid, 8, 4, true, 2.5, true),
     ];
     let mut g = gpu(true, None);
-    for (i, &(n_expert, n_used, gating, groups, groups_used, normalize, scale, with_bias)) in configs.iter().enumerate() {
+    for (i, &(n_expert, n_used, gating, groups, groups_used, normalize, scale, with_bias)) in configs.iter().enumerate()
+    {
         let router = Router {
             n_expert,
             n_used,
@@ -220,7 +240,10 @@ fn gpu_router_matches_the_reference() {
             let (want_ids, want_w) = router.select(&logits[t * n_expert..][..n_expert], with_bias.then_some(&bias[..]));
             assert_eq!(&ids[t * n_used..][..n_used], &want_ids[..], "config {i}, token {t}");
             for (a, b) in weights[t * n_used..][..n_used].iter().zip(&want_w) {
-                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "config {i}, token {t}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "config {i}, token {t}: {a} vs {b}"
+                );
             }
         }
     }
@@ -245,7 +268,10 @@ fn group_limited_routing_keeps_only_the_best_groups() {
     assert_eq!(ids, vec![2, 3, 6]);
     let sum: f32 = weights.iter().sum();
     assert!((sum - 2.0).abs() < 1e-6, "normalized then scaled: {sum}");
-    let ungrouped = Router { groups_used: 4, ..router };
+    let ungrouped = Router {
+        groups_used: 4,
+        ..router
+    };
     assert_eq!(ungrouped.select(&logits, None).0, vec![2, 3, 4]);
     // A bias changes the choice but not the weights' source (the unbiased probabilities).
     let bias = [0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
@@ -267,8 +293,12 @@ fn router_trace_records_every_token_and_moe_layer() {
     let model = Model::load(&file, &mut CpuBackend, |_, _| {}).unwrap();
     let mut session = model.session(&mut CpuBackend, 8).unwrap();
     session.trace = Some(Vec::new());
-    model.forward(&mut CpuBackend, &mut session, &tokens[..6], false).unwrap();
-    model.forward(&mut CpuBackend, &mut session, &tokens[6..7], false).unwrap();
+    model
+        .forward(&mut CpuBackend, &mut session, &tokens[..6], false)
+        .unwrap();
+    model
+        .forward(&mut CpuBackend, &mut session, &tokens[6..7], false)
+        .unwrap();
     let trace = session.trace.unwrap();
     assert_eq!(trace.len(), 7 * 5, "7 tokens x 5 MoE layers");
     for r in &trace {
@@ -307,7 +337,9 @@ fn wide_value_heads_match_the_cpu() {
         let mut cache = b.cache(8, k_dim, if own { v_dim } else { 0 }).unwrap();
         let mut out = Vec::new();
         for (pos0, n) in [(0usize, 5usize), (5, 1)] {
-            let q = b.upload(&noise(n * heads * k_dim, 1 + pos0 as u64, 1.0), n, heads * k_dim).unwrap();
+            let q = b
+                .upload(&noise(n * heads * k_dim, 1 + pos0 as u64, 1.0), n, heads * k_dim)
+                .unwrap();
             let k = b.upload(&noise(n * k_dim, 7 + pos0 as u64, 1.0), n, k_dim).unwrap();
             let v = b.upload(&noise(n * v_dim, 9 + pos0 as u64, 1.0), n, v_dim).unwrap();
             let values = if own { Values::Own(&v) } else { Values::KeyPrefix };

@@ -89,13 +89,26 @@ fn recipes_parse_match_in_order_and_fall_back() {
     )
     .unwrap();
     // Layer 1 is the fixture's first MoE layer.
-    assert_eq!(r.type_for("blk.1.ffn_down_exps.weight", Some(1)), Some(BlockType::IQ2_XXS));
-    assert_eq!(r.type_for("blk.2.ffn_down_exps.weight", Some(1)), Some(BlockType::IQ2_XXS));
-    assert_eq!(r.type_for("blk.3.ffn_down_exps.weight", Some(1)), Some(BlockType::IQ1_S));
+    assert_eq!(
+        r.type_for("blk.1.ffn_down_exps.weight", Some(1)),
+        Some(BlockType::IQ2_XXS)
+    );
+    assert_eq!(
+        r.type_for("blk.2.ffn_down_exps.weight", Some(1)),
+        Some(BlockType::IQ2_XXS)
+    );
+    assert_eq!(
+        r.type_for("blk.3.ffn_down_exps.weight", Some(1)),
+        Some(BlockType::IQ1_S)
+    );
     assert_eq!(r.type_for("blk.2.attn_q_a.weight", Some(1)), Some(BlockType::Q6_K));
     assert_eq!(r.type_for("blk.4.attn_q_a.weight", Some(1)), Some(BlockType::Q4_K));
     assert_eq!(r.type_for("token_embd.weight", Some(1)), None);
-    assert_eq!(Recipe::parse(&r.to_text()).unwrap().to_text(), r.to_text(), "text round trip");
+    assert_eq!(
+        Recipe::parse(&r.to_text()).unwrap().to_text(),
+        r.to_text(),
+        "text round trip"
+    );
     for bad in ["x = Q9_K", "x @ layers 3..1 = Q4_K", "( = Q4_K", "x = I32", "no type"] {
         assert!(Recipe::parse(bad).is_err(), "{bad}");
     }
@@ -110,7 +123,11 @@ fn recipes_parse_match_in_order_and_fall_back() {
     assert_eq!(get("output.weight").ty, BlockType::Q6_K);
     assert_eq!(get("blk.0.ffn_down.weight").ty, BlockType::Q6_K);
     assert_eq!(get("blk.2.ffn_gate_shexp.weight").ty, BlockType::Q4_K);
-    for kept in ["blk.2.ffn_gate_inp.weight", "blk.2.exp_probs_b.bias", "blk.2.attn_norm.weight"] {
+    for kept in [
+        "blk.2.ffn_gate_inp.weight",
+        "blk.2.exp_probs_b.bias",
+        "blk.2.attn_norm.weight",
+    ] {
         assert_eq!(get(kept).ty, BlockType::F32, "{kept}");
     }
     // Rows of 128 cannot hold Q4_K's 256-element blocks: Q5_0, with the reason noted.
@@ -156,7 +173,10 @@ fn imatrix_files_round_trip_in_both_formats() {
         }
     }
     std::fs::write(dir.path().join("bad.dat"), [7u8, 0, 0]).unwrap();
-    assert!(Imatrix::read(&dir.path().join("bad.dat")).is_err(), "truncated legacy file");
+    assert!(
+        Imatrix::read(&dir.path().join("bad.dat")).is_err(),
+        "truncated legacy file"
+    );
     // Found by the fuzzer: a negative name length.
     let negative = [1i32.to_le_bytes(), (-5i32).to_le_bytes()].concat();
     assert!(Imatrix::parse_legacy(&negative, std::path::Path::new("neg.dat")).is_err());
@@ -174,7 +194,9 @@ fn collected_imatrix_has_llama_cpp_structure_and_agrees_with_it() {
     let mut session = model.session(&mut collect, 256).unwrap();
     for c in 0..8 {
         session.reset();
-        model.forward(&mut collect, &mut session, &tokens[c * 256..(c + 1) * 256], false).unwrap();
+        model
+            .forward(&mut collect, &mut session, &tokens[c * 256..(c + 1) * 256], false)
+            .unwrap();
     }
     let mut mine = collect.imatrix(vec!["austen".into()], 8, 256);
     mine.entries.remove("output.weight");
@@ -190,7 +212,11 @@ fn collected_imatrix_has_llama_cpp_structure_and_agrees_with_it() {
         if e.counts.len() == 1 {
             assert_eq!(e.counts[0], 2048.0, "{name}: one count per token");
         } else {
-            assert_eq!(e.counts.iter().sum::<f32>(), 2048.0 * 4.0, "{name}: 4 experts per token");
+            assert_eq!(
+                e.counts.iter().sum::<f32>(),
+                2048.0 * 4.0,
+                "{name}: 4 experts per token"
+            );
         }
         // Means over different text: correlated with llama.cpp's.
         let k = e.sum2.len() / e.counts.len();
@@ -212,7 +238,11 @@ fn collected_imatrix_has_llama_cpp_structure_and_agrees_with_it() {
     }
     correlations.sort_by(f64::total_cmp);
     let median = correlations[correlations.len() / 2];
-    assert!(median > 0.9 && correlations[0] > 0.5, "median {median}, min {}", correlations[0]);
+    assert!(
+        median > 0.9 && correlations[0] > 0.5,
+        "median {median}, min {}",
+        correlations[0]
+    );
 }
 
 #[test]
@@ -221,16 +251,33 @@ fn budget_solver_spends_bytes_where_they_buy_the_most() {
     let sens = vec![
         Sensitivity {
             index: 0,
-            options: opt(&[(BlockType::IQ1_S, 100, 1.0), (BlockType::IQ2_XXS, 130, 0.2), (BlockType::Q4_K, 290, 0.01)]),
+            options: opt(&[
+                (BlockType::IQ1_S, 100, 1.0),
+                (BlockType::IQ2_XXS, 130, 0.2),
+                (BlockType::Q4_K, 290, 0.01),
+            ]),
         },
         Sensitivity {
             index: 1,
-            options: opt(&[(BlockType::IQ1_S, 100, 0.3), (BlockType::IQ2_XXS, 130, 0.25), (BlockType::Q4_K, 290, 0.2)]),
+            options: opt(&[
+                (BlockType::IQ1_S, 100, 0.3),
+                (BlockType::IQ2_XXS, 130, 0.25),
+                (BlockType::Q4_K, 290, 0.2),
+            ]),
         },
     ];
-    assert_eq!(allocate(&sens, 200, 0).unwrap(), vec![BlockType::IQ1_S, BlockType::IQ1_S]);
-    assert_eq!(allocate(&sens, 230, 0).unwrap(), vec![BlockType::IQ2_XXS, BlockType::IQ1_S]);
-    assert_eq!(allocate(&sens, 420, 0).unwrap(), vec![BlockType::Q4_K, BlockType::IQ2_XXS]);
+    assert_eq!(
+        allocate(&sens, 200, 0).unwrap(),
+        vec![BlockType::IQ1_S, BlockType::IQ1_S]
+    );
+    assert_eq!(
+        allocate(&sens, 230, 0).unwrap(),
+        vec![BlockType::IQ2_XXS, BlockType::IQ1_S]
+    );
+    assert_eq!(
+        allocate(&sens, 420, 0).unwrap(),
+        vec![BlockType::Q4_K, BlockType::IQ2_XXS]
+    );
     assert!(allocate(&sens, 199, 0).is_err(), "below the smallest plan");
     // Dominated and non-convex options are dropped: Q2_K costs more than IQ2_XXS and
     // helps less; IQ1_M lies above the line from IQ1_S to IQ2_XXS.
@@ -267,13 +314,28 @@ fn ud_iq1_s_output_is_a_standard_gguf_and_interruptions_leave_nothing() {
         "same tensors, same order"
     );
     let meta = |k: &str| q.metadata(k).cloned();
-    assert_eq!(meta("general.file_type"), Some(Value::U32(24)), "LLAMA_FTYPE_MOSTLY_IQ1_S");
+    assert_eq!(
+        meta("general.file_type"),
+        Some(Value::U32(24)),
+        "LLAMA_FTYPE_MOSTLY_IQ1_S"
+    );
     assert_eq!(meta("general.quantization_version"), Some(Value::U32(2)));
-    assert_eq!(meta("general.architecture"), source.metadata("general.architecture").cloned());
-    assert_eq!(meta("tokenizer.ggml.merges"), source.metadata("tokenizer.ggml.merges").cloned());
+    assert_eq!(
+        meta("general.architecture"),
+        source.metadata("general.architecture").cloned()
+    );
+    assert_eq!(
+        meta("tokenizer.ggml.merges"),
+        source.metadata("tokenizer.ggml.merges").cloned()
+    );
     let data_start = q.tensors().map(|t| t.info.file_offset).min().unwrap();
     for t in q.tensors() {
-        assert_eq!((t.info.file_offset - data_start) % 32, 0, "{}: aligned to 32", t.info.name);
+        assert_eq!(
+            (t.info.file_offset - data_start) % 32,
+            0,
+            "{}: aligned to 32",
+            t.info.name
+        );
     }
     // It runs, and the F16 model's top choice survives at most positions.
     let tokens: Vec<u32> = (0..16).map(|i| 100 + 37 * i).collect();
@@ -286,7 +348,11 @@ fn ud_iq1_s_output_is_a_standard_gguf_and_interruptions_leave_nothing() {
     let (a, b) = (run(&source), run(&q));
     assert!(b.iter().all(|v| v.is_finite()));
     let argmax = |v: &[f32]| v.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
-    let agree = a.chunks(4096).zip(b.chunks(4096)).filter(|(x, y)| argmax(x) == argmax(y)).count();
+    let agree = a
+        .chunks(4096)
+        .zip(b.chunks(4096))
+        .filter(|(x, y)| argmax(x) == argmax(y))
+        .count();
     assert!(agree >= 8, "top-1 agreement {agree}/16");
 
     // A plan naming a tensor the source lacks fails mid-write: no output appears, and an
@@ -300,7 +366,10 @@ fn ud_iq1_s_output_is_a_standard_gguf_and_interruptions_leave_nothing() {
     let fresh = dir.path().join("fresh.gguf");
     assert!(quantize_file(&source, &broken, &fresh, None, |_, _| {}).is_err());
     assert!(!fresh.exists());
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "no temporary files left: {leftovers:?}");
 }
 
@@ -327,7 +396,10 @@ fn collecting_works_through_the_gpu_backend_too() {
         c.imatrix(vec![], 1, 24)
     };
     let (a, b) = (stats(&mut on_cpu), stats(&mut on_gpu));
-    assert_eq!(a.entries.keys().collect::<Vec<_>>(), b.entries.keys().collect::<Vec<_>>());
+    assert_eq!(
+        a.entries.keys().collect::<Vec<_>>(),
+        b.entries.keys().collect::<Vec<_>>()
+    );
     for (name, e) in &a.entries {
         let f = &b.entries[name];
         assert_eq!(e.counts, f.counts, "{name}: same routing");

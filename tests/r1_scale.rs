@@ -19,7 +19,11 @@ fn two_r1_layers_load_and_run_a_token_on_the_cpu() {
     let planned = plan_specs(&specs, &Recipe::preset("ud-iq1_s").unwrap().unwrap());
     let find = |n: &str| planned.iter().find(|p| p.name == n).unwrap().ty;
     assert_eq!(find("blk.1.ffn_gate_exps.weight"), BlockType::IQ1_S);
-    assert_eq!(find("blk.1.ffn_down_exps.weight"), BlockType::IQ2_XXS, "first MoE layers' down_proj");
+    assert_eq!(
+        find("blk.1.ffn_down_exps.weight"),
+        BlockType::IQ2_XXS,
+        "first MoE layers' down_proj"
+    );
     assert_eq!(find("blk.1.ffn_gate_inp.weight"), BlockType::F32);
     assert_eq!(find("output.weight"), BlockType::Q6_K);
     // attn_k_b rows are qk_nope = 128 long: Q6_K falls back to Q8_0.
@@ -50,7 +54,8 @@ fn two_r1_layers_load_and_run_a_token_on_the_cpu() {
         for r in 0..rows {
             let row = (r % n) as usize;
             let rb = pattern.len() / n as usize;
-            w.write_all(&pattern[row * rb..(row + 1) * rb]).map_err(|e| lowbit::Error::io(&path, e))?;
+            w.write_all(&pattern[row * rb..(row + 1) * rb])
+                .map_err(|e| lowbit::Error::io(&path, e))?;
         }
         Ok(())
     })
@@ -58,9 +63,19 @@ fn two_r1_layers_load_and_run_a_token_on_the_cpu() {
 
     let file = File::open(&path).unwrap();
     let c = Deepseek2Config::from_gguf(&file).unwrap();
-    assert_eq!((c.kv_lora, c.qk_nope, c.qk_rope, c.v_head, c.n_expert), (512, 128, 64, 128, 256));
+    assert_eq!(
+        (c.kv_lora, c.qk_nope, c.qk_rope, c.v_head, c.n_expert),
+        (512, 128, 64, 128, 256)
+    );
     assert_eq!(c.cache_width(), 576, "R1 caches 576 values per token per layer");
-    assert!(matches!(c.rope_scaling, RopeScaling::Yarn { factor: 40.0, original_context: 4096, .. }));
+    assert!(matches!(
+        c.rope_scaling,
+        RopeScaling::Yarn {
+            factor: 40.0,
+            original_context: 4096,
+            ..
+        }
+    ));
     let mscale = 1.0 + 0.1 * 40f32.ln();
     assert!((c.kq_scale() - mscale * mscale / 192f32.sqrt()).abs() < 1e-6);
 
@@ -71,11 +86,17 @@ fn two_r1_layers_load_and_run_a_token_on_the_cpu() {
     let logits = model.forward(&mut cpu, &mut session, &[0, 17], false).unwrap();
     assert_eq!(logits.len(), 129280);
     assert!(logits.iter().all(|v| v.is_finite()), "finite logits");
-    let (min, max) = logits.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (min, max) = logits
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     assert!(max > min, "logits vary");
     let trace = session.trace.unwrap();
     assert_eq!(trace.len(), 2, "2 tokens x 1 MoE layer");
-    assert!(trace.iter().all(|r| r.experts.len() == 8 && r.experts.iter().all(|&e| e < 256)));
+    assert!(
+        trace
+            .iter()
+            .all(|r| r.experts.len() == 8 && r.experts.iter().all(|&e| e < 256))
+    );
 }
 
 #[test]

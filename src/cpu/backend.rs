@@ -2,7 +2,9 @@
 //! Weights stay packed; each matmul dequantizes one row at a time with the bit-exact
 //! codecs (no dequantized copy of the model).
 
-use crate::backend::{Backend, Heads, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id, check_pair_sums};
+use crate::backend::{
+    Backend, Heads, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id, check_pair_sums,
+};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use crate::quant::{self, BlockType};
@@ -160,7 +162,10 @@ impl Backend for CpuBackend {
 
     fn reshape(&mut self, x: CpuTensor, n: usize, width: usize) -> Result<CpuTensor> {
         if n * width != x.data.len() {
-            return Err(shape_err("reshape", format!("[{}][{}] as [{n}][{width}]", x.n, x.width)));
+            return Err(shape_err(
+                "reshape",
+                format!("[{}][{}] as [{n}][{width}]", x.n, x.width),
+            ));
         }
         Ok(CpuTensor { data: x.data, n, width })
     }
@@ -187,19 +192,24 @@ impl Backend for CpuBackend {
     fn rms_norm(&mut self, x: &CpuTensor, w: &CpuMatrix, eps: f32) -> Result<CpuTensor> {
         let len = w.k * w.rows;
         if len > x.width {
-            return Err(shape_err("rms_norm", format!("weight of {len} for rows of {}", x.width)));
+            return Err(shape_err(
+                "rms_norm",
+                format!("weight of {len} for rows of {}", x.width),
+            ));
         }
         let mut weight = vec![0f32; len];
         quant::dequantize_row(w.ty, &w.bytes, &mut weight)?;
         let mut data = vec![0f32; x.n * len];
-        data.par_chunks_mut(len).zip(x.data.par_chunks(x.width)).for_each(|(out, row)| {
-            let row = &row[..len];
-            let ms = row.iter().map(|v| v * v).sum::<f32>() / len as f32;
-            let scale = 1.0 / (ms + eps).sqrt();
-            for ((o, v), g) in out.iter_mut().zip(row).zip(&weight) {
-                *o = v * scale * g;
-            }
-        });
+        data.par_chunks_mut(len)
+            .zip(x.data.par_chunks(x.width))
+            .for_each(|(out, row)| {
+                let row = &row[..len];
+                let ms = row.iter().map(|v| v * v).sum::<f32>() / len as f32;
+                let scale = 1.0 / (ms + eps).sqrt();
+                for ((o, v), g) in out.iter_mut().zip(row).zip(&weight) {
+                    *o = v * scale * g;
+                }
+            });
         Ok(CpuTensor {
             data,
             n: x.n,
@@ -270,7 +280,12 @@ impl Backend for CpuBackend {
                 quant::dequantize_row(b.ty, &b.bytes, &mut v)?;
                 Some(v)
             }
-            Some(b) => return Err(shape_err("route", format!("bias of {} for {} experts", b.k * b.rows, router.n_expert))),
+            Some(b) => {
+                return Err(shape_err(
+                    "route",
+                    format!("bias of {} for {} experts", b.k * b.rows, router.n_expert),
+                ));
+            }
             None => None,
         };
         let (mut ids, mut weights) = (Vec::new(), Vec::new());
@@ -300,7 +315,14 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         let pairs = routes.ids.len();
         let per_pair = x.n == pairs;
-        check_matmul_id((x.n, x.width), (y.n, y.width), pairs / routes.n_used.max(1), pairs, w.m.rows, w.m.k)?;
+        check_matmul_id(
+            (x.n, x.width),
+            (y.n, y.width),
+            pairs / routes.n_used.max(1),
+            pairs,
+            w.m.rows,
+            w.m.k,
+        )?;
         if let Some(&bad) = routes.ids.iter().find(|&&e| e as usize >= w.count) {
             return Err(shape_err("matmul_id", format!("matrix {bad} of {}", w.count)));
         }
@@ -378,7 +400,14 @@ impl Backend for CpuBackend {
             Values::KeyPrefix => None,
         };
         let (kw, vw) = (cache.k_width, cache.v_width);
-        check_attention((q.n, q.width), (k.n, k.width), own_v.map(|v| (v.n, v.width)), (kw, vw, cache.n_ctx), h, pos0)?;
+        check_attention(
+            (q.n, q.width),
+            (k.n, k.width),
+            own_v.map(|v| (v.n, v.width)),
+            (kw, vw, cache.n_ctx),
+            h,
+            pos0,
+        )?;
         cache.k[pos0 * kw..(pos0 + n) * kw].copy_from_slice(&k.data);
         if let Some(v) = own_v {
             cache.v[pos0 * vw..(pos0 + n) * vw].copy_from_slice(&v.data);

@@ -307,11 +307,14 @@ impl Backend for GpuBackend {
             return Err(err(format!("{dims:?} is not 3-D")));
         }
         let (k, rows, count) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
-        let pool = GpuExperts::upload(&self.ctx, &t.info.name, t.info.ty, k, rows, t.bytes).map_err(|e| err(e.to_string()))?;
+        let pool =
+            GpuExperts::upload(&self.ctx, &t.info.name, t.info.ty, k, rows, t.bytes).map_err(|e| err(e.to_string()))?;
         let identity: Vec<u32> = (0..count as u32).collect();
-        let slot_of = self
-            .ctx
-            .upload("slot table", bytemuck::cast_slice(&identity), wgpu::BufferUsages::STORAGE)?;
+        let slot_of = self.ctx.upload(
+            "slot table",
+            bytemuck::cast_slice(&identity),
+            wgpu::BufferUsages::STORAGE,
+        )?;
         Ok(GpuExpertStack { pool, slot_of })
     }
 
@@ -351,7 +354,10 @@ impl Backend for GpuBackend {
 
     fn reshape(&mut self, x: GpuTensor, n: usize, width: usize) -> Result<GpuTensor> {
         if n * width != x.n * x.width {
-            return Err(shape_err("reshape", format!("[{}][{}] as [{n}][{width}]", x.n, x.width)));
+            return Err(shape_err(
+                "reshape",
+                format!("[{}][{}] as [{n}][{width}]", x.n, x.width),
+            ));
         }
         Ok(GpuTensor {
             buffer: x.buffer,
@@ -468,7 +474,10 @@ impl Backend for GpuBackend {
         if let Some(b) = bias
             && (b.k * b.rows != router.n_expert || b.ty != crate::quant::BlockType::F32)
         {
-            return Err(shape_err("route", format!("{} bias of {} for {} experts", b.ty, b.k * b.rows, router.n_expert)));
+            return Err(shape_err(
+                "route",
+                format!("{} bias of {} for {} experts", b.ty, b.k * b.rows, router.n_expert),
+            ));
         }
         let pairs = logits.n * router.n_used;
         let ids = self.ctx.alloc("route ids", (pairs * 4) as u64, USAGE)?;
@@ -509,7 +518,10 @@ impl Backend for GpuBackend {
         let bytes = (routes.n_tokens * routes.n_used * 4) as u64;
         let ids = self.ctx.read_back(&routes.ids.buffer, bytes)?;
         let weights = self.ctx.read_back(&routes.weights.buffer, bytes)?;
-        Ok((bytemuck::pod_collect_to_vec(&ids), bytemuck::pod_collect_to_vec(&weights)))
+        Ok((
+            bytemuck::pod_collect_to_vec(&ids),
+            bytemuck::pod_collect_to_vec(&weights),
+        ))
     }
 
     fn matmul_id(
@@ -646,7 +658,14 @@ impl Backend for GpuBackend {
             Values::KeyPrefix => None,
         };
         let (kw, vw) = (cache.k_width, cache.v_width);
-        check_attention((q.n, q.width), (k.n, k.width), own_v.map(|v| (v.n, v.width)), (kw, vw, cache.n_ctx), h, pos0)?;
+        check_attention(
+            (q.n, q.width),
+            (k.n, k.width),
+            own_v.map(|v| (v.n, v.width)),
+            (kw, vw, cache.n_ctx),
+            h,
+            pos0,
+        )?;
         if own_v.is_some() != cache.v.is_some() {
             return Err(shape_err("attention", "values unlike the cache's".into()));
         }

@@ -122,7 +122,15 @@ impl GpuExperts {
         })
     }
 
-    fn params(&self, chunk: &SlotChunk, x: &Activations, y_stride: usize, n_used: usize, n_pairs: usize, weighted: bool) -> Params {
+    fn params(
+        &self,
+        chunk: &SlotChunk,
+        x: &Activations,
+        y_stride: usize,
+        n_used: usize,
+        n_pairs: usize,
+        weighted: bool,
+    ) -> Params {
         Params {
             rows: self.rows as u32,
             k: self.k as u32,

@@ -18,7 +18,11 @@ use crate::quant::{self, BlockType};
 
 enum Query<B: Backend> {
     /// `attn_q_a` → RMSNorm (`attn_q_a_norm`) → `attn_q_b`.
-    Lora { a: B::Matrix, norm: B::Matrix, b: B::Matrix },
+    Lora {
+        a: B::Matrix,
+        norm: B::Matrix,
+        b: B::Matrix,
+    },
     /// `attn_q`.
     Direct(B::Matrix),
 }
@@ -182,8 +186,16 @@ impl<B: Backend> Deepseek2<B> {
                     let kv_b = ld.view(&n("attn_kv_b"), &[c.kv_lora, c.n_head * (c.qk_nope + c.v_head)])?;
                     let (ki, kb, vi, vb) = split_kv_b(&kv_b, &c)?;
                     let path = kv_b.path;
-                    let k_b = backend.experts(&TensorView { info: &ki, bytes: &kb, path })?;
-                    let v_b = backend.experts(&TensorView { info: &vi, bytes: &vb, path })?;
+                    let k_b = backend.experts(&TensorView {
+                        info: &ki,
+                        bytes: &kb,
+                        path,
+                    })?;
+                    let v_b = backend.experts(&TensorView {
+                        info: &vi,
+                        bytes: &vb,
+                        path,
+                    })?;
                     ld.tick();
                     (k_b, v_b)
                 }

@@ -3,7 +3,7 @@
 //! src/llama-model.cpp.
 
 use super::config::{count, float, get, inconsistent};
-use crate::backend::{Gating, Router, RopeScaling};
+use crate::backend::{Gating, RopeScaling, Router};
 use crate::error::{Error, Result};
 use crate::gguf::{File, Value};
 
@@ -174,7 +174,10 @@ impl Deepseek2Config {
             groups_used: optional_count(file, &k("expert_group_used_count"))?.unwrap_or(groups),
             mscale,
         };
-        config.router().check().map_err(|e| inconsistent(&k("expert_count"), e.to_string()))?;
+        config
+            .router()
+            .check()
+            .map_err(|e| inconsistent(&k("expert_count"), e.to_string()))?;
         if config.dense_lead > n_layer {
             return Err(inconsistent(
                 &k("leading_dense_block_count"),

@@ -2,8 +2,8 @@
 //! with RMSNorm, rotary attention with grouped KV heads, and a SwiGLU feed-forward;
 //! as `llm_build_llama` in llama.cpp's `src/llama-model.cpp`.
 
-use super::config::LlamaConfig;
 use super::Session;
+use super::config::LlamaConfig;
 use crate::backend::{Backend, Heads, Rope, RopeScaling, Values};
 use crate::error::Result;
 use crate::gguf::File;

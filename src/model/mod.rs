@@ -128,7 +128,13 @@ impl<B: Backend> Model<B> {
 
     /// Run `tokens` at the session's next positions (one batched pass) and return logits:
     /// `[tokens.len()][n_vocab]` when `all_logits`, else the last position's `[n_vocab]`.
-    pub fn forward(&self, backend: &mut B, session: &mut Session<B>, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        backend: &mut B,
+        session: &mut Session<B>,
+        tokens: &[u32],
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
         match self {
             Model::Llama(m) => m.forward(backend, session, tokens, all_logits),
             Model::Deepseek2(m) => m.forward(backend, session, tokens, all_logits),

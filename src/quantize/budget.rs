@@ -42,7 +42,13 @@ pub struct Sensitivity {
 }
 
 /// Importance-weighted relative error of `ty` on the sampled rows of every matrix.
-fn damage(values: &[f32], p: &Planned, ty: BlockType, imatrix: Option<&Imatrix>, rows_per_matrix: usize) -> Result<f64> {
+fn damage(
+    values: &[f32],
+    p: &Planned,
+    ty: BlockType,
+    imatrix: Option<&Imatrix>,
+    rows_per_matrix: usize,
+) -> Result<f64> {
     let k = p.k();
     let rows = p.dims.get(1).copied().unwrap_or(1) as usize;
     let n_mat = (p.dims[2..].iter().product::<u64>() as usize).max(1);
@@ -227,7 +233,13 @@ fn mean_kld(base: &[Vec<f32>], other: &[Vec<f32>]) -> f64 {
     let total: f64 = base
         .iter()
         .zip(other)
-        .map(|(b, o)| b.iter().zip(o).map(|(&p, &q)| (p as f64).exp() * (p - q) as f64).sum::<f64>().max(0.0))
+        .map(|(b, o)| {
+            b.iter()
+                .zip(o)
+                .map(|(&p, &q)| (p as f64).exp() * (p - q) as f64)
+                .sum::<f64>()
+                .max(0.0)
+        })
         .sum();
     total / base.len().max(1) as f64
 }

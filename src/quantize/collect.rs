@@ -59,7 +59,13 @@ impl<B: Backend> Collect<B> {
     }
 
     /// Add each row r of `x` (its first k values) to matrix `mat_of(r)` of `w`'s entry.
-    fn record<T>(&mut self, w: &Named<T>, x: &B::Tensor, counting: Counting, mat_of: impl Fn(usize) -> usize) -> Result<()> {
+    fn record<T>(
+        &mut self,
+        w: &Named<T>,
+        x: &B::Tensor,
+        counting: Counting,
+        mat_of: impl Fn(usize) -> usize,
+    ) -> Result<()> {
         let rows = self.inner.rows(x).max(1);
         let data = self.inner.to_host(x)?;
         let per_matrix = matches!(counting, Counting::PerMatrix);

@@ -35,7 +35,11 @@ impl Entry {
 
     /// The count that applies to matrix `m`.
     pub fn count(&self, m: usize) -> f32 {
-        if self.counts.len() == 1 { self.counts[0] } else { self.counts[m] }
+        if self.counts.len() == 1 {
+            self.counts[0]
+        } else {
+            self.counts[m]
+        }
     }
 }
 
@@ -94,7 +98,10 @@ impl Imatrix {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                 .unwrap_or_default(),
-            chunks: file.metadata("imatrix.chunk_count").and_then(Value::as_u64).unwrap_or(0) as usize,
+            chunks: file
+                .metadata("imatrix.chunk_count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as usize,
             chunk_size: file.metadata("imatrix.chunk_size").and_then(Value::as_u64).unwrap_or(0) as usize,
             ..Default::default()
         };
@@ -106,7 +113,10 @@ impl Imatrix {
             let (sum2, counts) = (t.dequantize()?, counts.dequantize()?);
             let n_mat = t.info.dims.get(1).copied().unwrap_or(1) as usize;
             if counts.len() != 1 && counts.len() != n_mat {
-                return Err(malformed(path, format!("{name}: {} counts for {n_mat} matrices", counts.len())));
+                return Err(malformed(
+                    path,
+                    format!("{name}: {} counts for {n_mat} matrices", counts.len()),
+                ));
             }
             im.entries.insert(name.to_string(), Entry { sum2, counts });
         }
@@ -117,7 +127,9 @@ impl Imatrix {
     pub fn parse_legacy(bytes: &[u8], path: &Path) -> Result<Self> {
         let mut at = 0usize;
         let i32_at = |at: &mut usize| -> Result<i32> {
-            let b = bytes.get(*at..*at + 4).ok_or_else(|| malformed(path, format!("truncated at byte {at}")))?;
+            let b = bytes
+                .get(*at..*at + 4)
+                .ok_or_else(|| malformed(path, format!("truncated at byte {at}")))?;
             *at += 4;
             Ok(i32::from_le_bytes(b.try_into().expect("4 bytes")))
         };
@@ -182,7 +194,13 @@ impl Imatrix {
         for (name, e) in &self.entries {
             let n_mat = e.counts.len();
             let k = e.sum2.len() / n_mat.max(1);
-            let dims = |k: usize| if n_mat > 1 { vec![k as u64, n_mat as u64] } else { vec![(k * n_mat) as u64] };
+            let dims = |k: usize| {
+                if n_mat > 1 {
+                    vec![k as u64, n_mat as u64]
+                } else {
+                    vec![(k * n_mat) as u64]
+                }
+            };
             // A dense tensor of several matrices has one count: in_sum2 is then flat.
             let sum_dims = if n_mat > 1 { dims(k) } else { vec![e.sum2.len() as u64] };
             specs.push(TensorSpec {
@@ -199,7 +217,8 @@ impl Imatrix {
             data.push(&e.counts);
         }
         write(path, &metadata, &specs, SplitPolicy::Single, |i, w| {
-            w.write_all(bytemuck::cast_slice(data[i])).map_err(|e| Error::io(path, e))
+            w.write_all(bytemuck::cast_slice(data[i]))
+                .map_err(|e| Error::io(path, e))
         })?;
         Ok(())
     }
@@ -228,7 +247,9 @@ impl Imatrix {
         out.extend_from_slice(dataset.as_bytes());
         let tmp = path.with_extension("dat.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(&out).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&out)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     }
 }

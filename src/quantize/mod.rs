@@ -151,7 +151,10 @@ pub fn main_type(plan: &[Planned]) -> BlockType {
     for p in plan.iter().filter(|p| p.quantizable()) {
         by_type.entry(p.ty.id()).or_insert((0, p.ty)).0 += p.n_elements();
     }
-    by_type.values().max_by_key(|(n, _)| *n).map_or(BlockType::F32, |(_, t)| *t)
+    by_type
+        .values()
+        .max_by_key(|(n, _)| *n)
+        .map_or(BlockType::F32, |(_, t)| *t)
 }
 
 /// Quantize one tensor's values (`[n_mat][rows][k]`), matrix by matrix with that

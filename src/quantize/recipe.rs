@@ -55,7 +55,10 @@ impl TensorClass {
 /// A tensor's name without the layer and suffix: `blk.3.ffn_down_exps.weight` →
 /// `ffn_down_exps`.
 pub fn kind_of(name: &str) -> &str {
-    let base = name.strip_suffix(".weight").or(name.strip_suffix(".bias")).unwrap_or(name);
+    let base = name
+        .strip_suffix(".weight")
+        .or(name.strip_suffix(".bias"))
+        .unwrap_or(name);
     base.rsplit('.').next().unwrap_or(base)
 }
 
@@ -115,7 +118,10 @@ impl fmt::Display for Rule {
 fn parse_range(s: &str) -> Result<Range<usize>> {
     let bad = || Error::Unsupported(format!("layer range '{s}' is not A..B"));
     let (a, b) = s.trim().split_once("..").ok_or_else(bad)?;
-    let (a, b) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+    let (a, b) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
     if a >= b {
         return Err(bad());
     }
@@ -129,7 +135,9 @@ fn parse_line(line: &str) -> Result<Option<Rule>> {
         return Ok(None);
     }
     let bad = |why: &str| Error::Unsupported(format!("recipe line '{line}': {why}"));
-    let (lhs, ty) = line.rsplit_once('=').ok_or_else(|| bad("expected REGEX [@ layers A..B] = TYPE"))?;
+    let (lhs, ty) = line
+        .rsplit_once('=')
+        .ok_or_else(|| bad("expected REGEX [@ layers A..B] = TYPE"))?;
     let ty = BlockType::parse(ty.trim())?;
     if !ty.can_quantize() {
         return Err(bad(&format!("lowbit cannot quantize to {}", ty.name())));
@@ -177,7 +185,10 @@ impl Recipe {
     /// Parse the text format: one `REGEX [@ layers A..B | @ moe A..B] = TYPE` per line,
     /// `#` comments.
     pub fn parse(text: &str) -> Result<Self> {
-        let rules = text.lines().filter_map(|l| parse_line(l).transpose()).collect::<Result<_>>()?;
+        let rules = text
+            .lines()
+            .filter_map(|l| parse_line(l).transpose())
+            .collect::<Result<_>>()?;
         Ok(Recipe { rules })
     }
 
@@ -252,5 +263,9 @@ pub fn fallback(ty: BlockType, k: usize) -> Option<BlockType> {
         BlockType::Q6_K => BlockType::Q8_0,
         _ => BlockType::Q4_0,
     };
-    Some(if k.is_multiple_of(f.block_size()) { f } else { BlockType::F16 })
+    Some(if k.is_multiple_of(f.block_size()) {
+        f
+    } else {
+        BlockType::F16
+    })
 }

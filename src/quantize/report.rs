@@ -1,8 +1,8 @@
 //! What a quantization plan amounts to: sizes before and after, bits per weight per
 //! tensor class, a table, and an SVG heat map of bits per tensor across layers.
 
-use super::recipe::{TensorClass, layer_of};
 use super::Planned;
+use super::recipe::{TensorClass, layer_of};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -122,12 +122,28 @@ pub fn svg(plan: &[Planned], title: &str) -> String {
         escape(title)
     );
     for l in 0..n_layers {
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{l}</text>", left + cw * (l as f64 + 0.5), top - 8.0);
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{l}</text>",
+            left + cw * (l as f64 + 0.5),
+            top - 8.0
+        );
     }
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">global</text>", left + cw * (n_layers as f64 + 0.5), top - 8.0);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">global</text>",
+        left + cw * (n_layers as f64 + 0.5),
+        top - 8.0
+    );
     for (r, k) in kinds.iter().enumerate() {
         let y = top + ch * r as f64;
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", left - 6.0, y + ch * 0.7, escape(k));
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            left - 6.0,
+            y + ch * 0.7,
+            escape(k)
+        );
         for (c, layer) in (0..n_layers).map(Some).chain([None]).enumerate() {
             if let Some(&bpw) = cells.get(&(k.clone(), layer)) {
                 let x = left + cw * c as f64;
