@@ -635,6 +635,11 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
     }
 }
 
+/// Print to stdout; a closed pipe (`lowbit … | head`) is not an error worth reporting.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -743,7 +748,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
             p.source.name()
         );
     }
-    print!("{}", report::table(&plan));
+    out(&report::table(&plan));
     if let Some(path) = &a.write_recipe {
         let rules: String = plan
             .iter()
@@ -786,10 +791,10 @@ fn run(cli: Cli) -> Result<()> {
                 let (_, specs) =
                     lowbit::model::r1::deepseek_r1(lowbit::model::r1::N_LAYER, lowbit::model::r1::DENSE_LEAD);
                 let planned = lowbit::quantize::plan_specs(&specs, &lowbit::quantize::Recipe::load(&recipe)?);
-                println!("DeepSeek-R1 (671B, 61 layers) as {recipe}:");
-                print!("{}", lowbit::quantize::report::Summary::of(&planned).text());
+                out(&format!("DeepSeek-R1 (671B, 61 layers) as {recipe}:\n"));
+                out(&lowbit::quantize::report::Summary::of(&planned).text());
                 let cache = lowbit::model::r1::N_LAYER * lowbit::model::r1::CACHE_WIDTH;
-                print!("{}", lowbit::inspect::memory_plan(&planned, cache, ctx_size));
+                out(&lowbit::inspect::memory_plan(&planned, cache, ctx_size));
                 return Ok(());
             }
             let file = file.expect("clap requires a file without --r1");
@@ -797,7 +802,7 @@ fn run(cli: Cli) -> Result<()> {
             if plan {
                 let planned = lowbit::quantize::plan(&model, &lowbit::quantize::Recipe::default());
                 let cache = lowbit::inspect::cache_values_per_token(&model)?;
-                print!("{}", lowbit::inspect::memory_plan(&planned, cache, ctx_size));
+                out(&lowbit::inspect::memory_plan(&planned, cache, ctx_size));
                 return Ok(());
             }
             let text = if json {
