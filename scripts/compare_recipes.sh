@@ -45,7 +45,10 @@ for v in "$@"; do
     *) args=(--recipe "$v") ;;
   esac
   q="$out/${v//[:\/]/_}.gguf"
-  "$lowbit" quantize "$model" "$q" "${args[@]}" --imatrix "$imatrix" \
-    --write-recipe "$q.recipe" --report "$q.svg" > "$q.plan" 2> "$q.log"
-  row "$v" "$q"
+  if "$lowbit" quantize "$model" "$q" "${args[@]}" --imatrix "$imatrix" \
+    --write-recipe "$q.recipe" --report "$q.svg" > "$q.plan" 2> "$q.log"; then
+    row "$v" "$q"
+  else
+    echo "| $v | $(tail -1 "$q.log") | | | | |"
+  fi
 done
