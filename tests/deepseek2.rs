@@ -356,3 +356,54 @@ fn wide_value_heads_match_the_cpu() {
         assert!(diff <= 1e-5 * max.max(1.0), "own values {own}: max |Δ| {diff}");
     }
 }
+
+/// DeepSeek-V2-Lite's layout has no query compression (`attn_q` instead of
+/// `attn_q_a`/`attn_q_b`, no `q_lora_rank`): the fixture rewritten that way (random
+/// `attn_q`) loads, and GPU and CPU agree on it.
+#[test]
+fn uncompressed_queries_run_on_both_backends() {
+    let src = fixture();
+    let metadata: Vec<(String, Value)> = src
+        .metadata_entries()
+        .iter()
+        .filter(|(k, _)| k != "deepseek2.attention.q_lora_rank")
+        .cloned()
+        .collect();
+    let mut specs = Vec::new();
+    let mut data: Vec<Vec<u8>> = Vec::new();
+    for t in src.tensors() {
+        let name = &t.info.name;
+        if name.contains("attn_q_a") {
+            continue;
+        }
+        if let Some(prefix) = name.strip_suffix("attn_q_b.weight") {
+            let q = noise(256 * 192, specs.len() as u64, 0.05);
+            specs.push(TensorSpec {
+                name: format!("{prefix}attn_q.weight"),
+                ty: BlockType::F32,
+                dims: vec![256, 192],
+            });
+            data.push(bytemuck::cast_slice(&q).to_vec());
+            continue;
+        }
+        specs.push(TensorSpec {
+            name: name.clone(),
+            ty: t.info.ty,
+            dims: t.info.dims.clone(),
+        });
+        data.push(t.bytes.to_vec());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lite.gguf");
+    write(&path, &metadata, &specs, SplitPolicy::Single, |i, w| {
+        w.write_all(&data[i]).map_err(|e| lowbit::Error::io(&path, e))
+    })
+    .unwrap();
+    let lite = File::open(&path).unwrap();
+    assert_eq!(lowbit::model::Deepseek2Config::from_gguf(&lite).unwrap().q_lora, None);
+    let (tokens, _) = reference();
+    let tokens = &tokens[..12];
+    let cpu = all_logits(&mut CpuBackend, &lite, tokens);
+    let gpu = all_logits(&mut gpu(true, None), &lite, tokens);
+    assert_close(&gpu, &cpu, 4096, 1e-4, "uncompressed queries, gpu vs cpu");
+}
