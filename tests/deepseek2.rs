@@ -196,6 +196,14 @@ fn the_older_kv_b_layout_gives_the_same_logits() {
         2e-3,
         "kv_b layout vs llama.cpp",
     );
+    let on_gpu = all_logits(&mut gpu(true, None), &merged, tokens);
+    assert_close(
+        &on_gpu,
+        &split,
+        4096,
+        1e-4,
+        "kv_b layout on the GPU vs k_b/v_b on the CPU",
+    );
 }
 
 #[test]
