@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The test suite: fetch SmolLM2 (cached), `cargo test --release` (needs no Python), then
-# the interoperability check: a file lowbit quantizes with the ud-iq1_s preset is read
-# back by gguf-py (PyPI `gguf`, installed if missing) and compared with lowbit's own
-# reading; llama.cpp loads it too when llama-cpp-python is installed.
+# The interoperability check that follows `cargo test --release` in README's test
+# command: a file lowbit quantizes with the ud-iq1_s preset is read back by gguf-py (PyPI
+# `gguf`, installed if missing) and compared with lowbit's own reading; llama.cpp loads it
+# too when llama-cpp-python is installed. Builds the release binary if cargo test has not.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-./scripts/fetch_smollm2.sh > /dev/null
-cargo test --release
+cargo build --release --quiet
 python3 -c "import gguf, numpy" 2>/dev/null || python3 -m pip install --quiet gguf numpy
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
