@@ -115,6 +115,16 @@ pub enum Values<'a, T> {
     KeyPrefix,
 }
 
+impl<'a, T> Values<'a, T> {
+    /// The values' own rows, None when they live in the keys.
+    pub fn own(self) -> Option<&'a T> {
+        match self {
+            Values::Own(v) => Some(v),
+            Values::KeyPrefix => None,
+        }
+    }
+}
+
 pub trait Backend {
     /// Activations `[n][width]`, f32.
     type Tensor;

@@ -683,13 +683,7 @@ fn quantize(a: QuantizeArgs) -> Result<()> {
     if let Some(budget_bytes) = target {
         let first_moe = q::first_moe_layer(plan.iter().map(|p| p.name.as_str()));
         let fixed: Vec<usize> = (0..plan.len())
-            .filter(|&i| {
-                overrides.iter().any(|r| {
-                    q::Recipe { rules: vec![r.clone()] }
-                        .type_for(&plan[i].name, first_moe)
-                        .is_some()
-                })
-            })
+            .filter(|&i| overrides.iter().any(|r| r.matches(&plan[i].name, first_moe)))
             .collect();
         let bar = progress_bar(0, "measuring");
         let mut sens = budget::measure(&file, &plan, &fixed, imatrix.as_ref(), a.sample_rows, |d, t| {

@@ -135,43 +135,64 @@ fn merged_layout(src: &File, out: &Path) {
             _ => {}
         }
     }
+    rewrite(src, out, &metadata, |t| {
+        let name = &t.info.name;
+        if name.ends_with("attn_v_b.weight") {
+            return Some(Vec::new());
+        }
+        let prefix = name.strip_suffix("attn_k_b.weight")?;
+        let k_b = t.dequantize().unwrap();
+        let v_b = src
+            .tensor(&format!("{prefix}attn_v_b.weight"))
+            .unwrap()
+            .dequantize()
+            .unwrap();
+        let mut kv_b = Vec::new();
+        for h in 0..heads {
+            for d in 0..nope {
+                kv_b.extend((0..lora).map(|r| k_b[(h * lora + r) * nope + d]));
+            }
+            kv_b.extend_from_slice(&v_b[h * v * lora..(h + 1) * v * lora]);
+        }
+        let dims = vec![lora as u64, (heads * (nope + v)) as u64];
+        Some(vec![(format!("{prefix}attn_kv_b.weight"), dims, kv_b)])
+    });
+}
+
+/// Write `src` to `out` with `metadata`, each tensor replaced by what `edit` returns for
+/// it: `None` keeps it, `Some(list)` puts the listed F32 tensors (name, dims, values) in
+/// its place (an empty list drops it).
+fn rewrite(
+    src: &File,
+    out: &Path,
+    metadata: &[(String, Value)],
+    mut edit: impl FnMut(&TensorView) -> Option<Vec<(String, Vec<u64>, Vec<f32>)>>,
+) {
     let mut specs = Vec::new();
     let mut data: Vec<Vec<u8>> = Vec::new();
     for t in src.tensors() {
-        let name = &t.info.name;
-        if name.ends_with("attn_v_b.weight") {
-            continue;
-        }
-        if let Some(prefix) = name.strip_suffix("attn_k_b.weight") {
-            let k_b = t.dequantize().unwrap();
-            let v_b = src
-                .tensor(&format!("{prefix}attn_v_b.weight"))
-                .unwrap()
-                .dequantize()
-                .unwrap();
-            let mut kv_b = Vec::new();
-            for h in 0..heads {
-                for d in 0..nope {
-                    kv_b.extend((0..lora).map(|r| k_b[(h * lora + r) * nope + d]));
-                }
-                kv_b.extend_from_slice(&v_b[h * v * lora..(h + 1) * v * lora]);
+        match edit(&t) {
+            None => {
+                specs.push(TensorSpec {
+                    name: t.info.name.clone(),
+                    ty: t.info.ty,
+                    dims: t.info.dims.clone(),
+                });
+                data.push(t.bytes.to_vec());
             }
-            specs.push(TensorSpec {
-                name: format!("{prefix}attn_kv_b.weight"),
-                ty: BlockType::F32,
-                dims: vec![lora as u64, (heads * (nope + v)) as u64],
-            });
-            data.push(bytemuck::cast_slice(&kv_b).to_vec());
-            continue;
+            Some(replacements) => {
+                for (name, dims, values) in replacements {
+                    specs.push(TensorSpec {
+                        name,
+                        ty: BlockType::F32,
+                        dims,
+                    });
+                    data.push(bytemuck::cast_slice(&values).to_vec());
+                }
+            }
         }
-        specs.push(TensorSpec {
-            name: name.clone(),
-            ty: t.info.ty,
-            dims: t.info.dims.clone(),
-        });
-        data.push(t.bytes.to_vec());
     }
-    write(out, &metadata, &specs, SplitPolicy::Single, |i, w| {
+    write(out, metadata, &specs, SplitPolicy::Single, |i, w| {
         w.write_all(&data[i]).map_err(|e| lowbit::Error::io(out, e))
     })
     .unwrap();
@@ -377,36 +398,22 @@ fn uncompressed_queries_run_on_both_backends() {
         .filter(|(k, _)| k != "deepseek2.attention.q_lora_rank")
         .cloned()
         .collect();
-    let mut specs = Vec::new();
-    let mut data: Vec<Vec<u8>> = Vec::new();
-    for t in src.tensors() {
-        let name = &t.info.name;
-        if name.contains("attn_q_a") {
-            continue;
-        }
-        if let Some(prefix) = name.strip_suffix("attn_q_b.weight") {
-            let q = noise(256 * 192, specs.len() as u64, 0.05);
-            specs.push(TensorSpec {
-                name: format!("{prefix}attn_q.weight"),
-                ty: BlockType::F32,
-                dims: vec![256, 192],
-            });
-            data.push(bytemuck::cast_slice(&q).to_vec());
-            continue;
-        }
-        specs.push(TensorSpec {
-            name: name.clone(),
-            ty: t.info.ty,
-            dims: t.info.dims.clone(),
-        });
-        data.push(t.bytes.to_vec());
-    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lite.gguf");
-    write(&path, &metadata, &specs, SplitPolicy::Single, |i, w| {
-        w.write_all(&data[i]).map_err(|e| lowbit::Error::io(&path, e))
-    })
-    .unwrap();
+    let mut seed = 0;
+    rewrite(&src, &path, &metadata, |t| {
+        let name = &t.info.name;
+        if name.contains("attn_q_a") {
+            return Some(Vec::new());
+        }
+        let prefix = name.strip_suffix("attn_q_b.weight")?;
+        seed += 1;
+        Some(vec![(
+            format!("{prefix}attn_q.weight"),
+            vec![256, 192],
+            noise(256 * 192, seed, 0.05),
+        )])
+    });
     let lite = File::open(&path).unwrap();
     assert_eq!(lowbit::model::Deepseek2Config::from_gguf(&lite).unwrap().q_lora, None);
     let (tokens, _) = reference();

@@ -653,10 +653,7 @@ impl Backend for GpuBackend {
         pos0: usize,
     ) -> Result<GpuTensor> {
         let n = q.n;
-        let own_v = match v {
-            Values::Own(v) => Some(v),
-            Values::KeyPrefix => None,
-        };
+        let own_v = v.own();
         let (kw, vw) = (cache.k_width, cache.v_width);
         check_attention(
             (q.n, q.width),

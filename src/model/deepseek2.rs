@@ -73,6 +73,9 @@ pub struct Deepseek2<B: Backend> {
     output_norm: B::Matrix,
     output: B::Matrix,
     layers: Vec<Layer<B>>,
+    /// Rotation of the queries' `qk_rope` part in each head, and of the cached key part.
+    rope_q: Rope,
+    rope_k: Rope,
 }
 
 /// Loads tensors with their expected shapes checked, counting progress.
@@ -247,12 +250,23 @@ impl<B: Backend> Deepseek2<B> {
                 ffn,
             });
         }
+        let rope_q = Rope::new(
+            c.n_head,
+            c.qk_head(),
+            c.qk_nope,
+            c.qk_rope,
+            c.rope_theta,
+            c.rope_scaling,
+        )?;
+        let rope_k = Rope::new(1, c.cache_width(), c.kv_lora, c.qk_rope, c.rope_theta, c.rope_scaling)?;
         Ok(Deepseek2 {
             config: c,
             embed,
             output_norm,
             output,
             layers,
+            rope_q,
+            rope_k,
         })
     }
 
@@ -288,10 +302,8 @@ impl<B: Backend> Deepseek2<B> {
             Query::Direct(w) => b.matmul(w, h)?,
         };
         let mut kv = b.matmul(&a.kv_a, h)?;
-        let rope_q = Rope::new(heads, c.qk_head(), c.qk_nope, c.qk_rope, c.rope_theta, c.rope_scaling)?;
-        let rope_k = Rope::new(1, c.cache_width(), c.kv_lora, c.qk_rope, c.rope_theta, c.rope_scaling)?;
-        b.rope(&mut q, &rope_q, pos0)?;
-        b.rope(&mut kv, &rope_k, pos0)?;
+        b.rope(&mut q, &self.rope_q, pos0)?;
+        b.rope(&mut kv, &self.rope_k, pos0)?;
         let latent = b.rms_norm(&kv, &a.kv_a_norm, c.rms_eps)?;
         b.copy_columns(&latent, 0, &mut kv, 0, c.kv_lora)?;
         let q = b.reshape(q, n * heads, c.qk_head())?;

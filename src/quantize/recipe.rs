@@ -90,7 +90,8 @@ impl Rule {
         parse_line(s)?.ok_or_else(|| Error::Unsupported(format!("empty rule '{s}'")))
     }
 
-    fn matches(&self, name: &str, first_moe: Option<usize>) -> bool {
+    /// Whether the rule applies to tensor `name` (`first_moe`: the first MoE layer).
+    pub fn matches(&self, name: &str, first_moe: Option<usize>) -> bool {
         if !self.pattern.is_match(name) {
             return false;
         }
