@@ -84,7 +84,7 @@ pub fn write_trace(out: &mut impl Write, records: &[RouteRecord]) -> std::io::Re
 /// Any supported architecture, chosen by `general.architecture`.
 pub enum Model<B: Backend> {
     Llama(Llama<B>),
-    Deepseek2(Deepseek2<B>),
+    Deepseek2(Box<Deepseek2<B>>),
 }
 
 impl<B: Backend> Model<B> {
@@ -96,7 +96,7 @@ impl<B: Backend> Model<B> {
             .unwrap_or_default();
         match arch {
             "llama" => Ok(Model::Llama(Llama::load(file, backend, progress)?)),
-            "deepseek2" => Ok(Model::Deepseek2(Deepseek2::load(file, backend, progress)?)),
+            "deepseek2" => Ok(Model::Deepseek2(Box::new(Deepseek2::load(file, backend, progress)?))),
             other => Err(Error::Unsupported(format!(
                 "{}: architecture '{other}' (supported: llama, deepseek2)",
                 file.path().display()
