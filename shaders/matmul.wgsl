@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let col = col0 + e / 32u;
             var v = 0.0;
             if (col < ncols) {
-                v = f32(x[x_col(z, col) + 32u * u + e % 32u]);
+                v = x_at(x_col(z, col) + 32u * u + e % 32u);
             }
             xt[(e % 32u) * TN + e / 32u] = v;
         }

@@ -27,21 +27,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var acc: array<f32, OUTPUTS>;
     var wv: array<f32, 32>;
     if (ROW_PER_INVOCATION) {
-        let row = (wid.x + wid.y * nwg.x) * WG + lane.lid;
-        if (row < p.rows && live) {
+        // Every lane runs the loop (the last row stands in for rows past the end) so that
+        // the loads of x stay in uniform control flow, where they can be shared across
+        // lanes (activations_uniform.wgsl); only the store is guarded. x4_at needs the
+        // column starts to be multiples of 4 (checked on the host for the uniform binding).
+        let row_id = (wid.x + wid.y * nwg.x) * WG + lane.lid;
+        let row = min(row_id, p.rows - 1u);
+        if (live) {
             for (var u = 0u; u < p.k / 32u; u++) {
                 decode32((j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
                 for (var c = 0u; c < NCOLS; c++) {
                     let xb = x_col(z, c) + 32u * u;
                     var s = 0.0;
-                    for (var i = 0u; i < 32u; i++) {
-                        s += wv[i] * f32(x[xb + i]);
+                    for (var q = 0u; q < 8u; q++) {
+                        let wq = vec4<f32>(wv[4u * q], wv[4u * q + 1u], wv[4u * q + 2u], wv[4u * q + 3u]);
+                        s += dot(wq, x4_at(xb + 4u * q));
                     }
                     acc[c] += s;
                 }
             }
-            for (var c = 0u; c < NCOLS; c++) {
-                emit(y_at(z, c, row), out_scale(z, c) * acc[c]);
+            if (row_id < p.rows) {
+                for (var c = 0u; c < NCOLS; c++) {
+                    emit(y_at(z, c, row), out_scale(z, c) * acc[c]);
+                }
             }
         }
         return;
@@ -57,7 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     let xb = x_col(z, c) + 32u * u;
                     var s = 0.0;
                     for (var i = 0u; i < 32u; i++) {
-                        s += wv[i] * f32(x[xb + i]);
+                        s += wv[i] * x_at(xb + i);
                     }
                     acc[r * NCOLS + c] += s;
                 }

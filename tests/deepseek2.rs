@@ -60,13 +60,15 @@ fn assert_close(a: &[f32], b: &[f32], width: usize, rel: f32, what: &str) {
     eprintln!("{what}: max |Δ| {max_diff} (max |logit| {max_ref})");
 }
 
-/// A GPU backend with shader-f16 and subgroups used when present (or forced off), and
+/// A GPU backend with shader-f16, subgroups and the uniform activation binding used when
+/// present (or all forced off), and
 /// optionally weights split into bindings of at most `binding` bytes.
 fn gpu(features: bool, binding: Option<u64>) -> GpuBackend {
     GpuBackend::new(GpuOptions {
         f16: features,
         subgroups: features,
         max_binding_bytes: binding,
+        uniform_activations: features,
     })
     .unwrap()
 }

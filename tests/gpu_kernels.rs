@@ -28,12 +28,16 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 
 /// One context per (f16, subgroups) choice, created once: the variants share a device.
 fn context(f16: bool, subgroups: bool, max_binding_bytes: Option<u64>) -> GpuContext {
-    GpuContext::new(GpuOptions {
+    context_with(GpuOptions {
         f16,
         subgroups,
         max_binding_bytes,
+        uniform_activations: true,
     })
-    .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
+}
+
+fn context_with(options: GpuOptions) -> GpuContext {
+    GpuContext::new(options).expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
 fn device_features() -> &'static (bool, bool) {
@@ -67,7 +71,9 @@ fn weights(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Activations as uploaded: f32, or f16 when `f16_act` (the reference then uses the
-/// same f16-rounded values).
+/// same f16-rounded values), in a buffer the decode matvec may also bind as a uniform
+/// (whole pages, `UNIFORM` usage), as the GPU backend allocates them; whether it does is
+/// the context's choice (`GpuOptions::uniform_activations`).
 fn activations(ctx: &GpuContext, n: usize, seed: u64, f16_act: bool) -> (Vec<f32>, lowbit::gpu::Tracked) {
     let mut x = random(n, seed);
     if f16_act {
@@ -78,7 +84,11 @@ fn activations(ctx: &GpuContext, n: usize, seed: u64, f16_act: bool) -> (Vec<f32
     } else {
         bytemuck::cast_slice(&x).to_vec()
     };
-    let buffer = ctx.upload("x", &bytes, wgpu::BufferUsages::STORAGE).unwrap();
+    let mut bytes = bytes;
+    bytes.resize(bytes.len().div_ceil(4096) * 4096, 0);
+    let buffer = ctx
+        .upload("x", &bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM)
+        .unwrap();
     (x, buffer)
 }
 
@@ -107,6 +117,14 @@ fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], what: &str) {
     }
 }
 
+/// The decode matvec takes its activations through the uniform binding exactly when the
+/// context allows it and rows are short (one invocation per row), so the tests below
+/// exercise the binding they mean to.
+fn assert_binding_choice(ctx: &GpuContext, act: &Activations, k: usize) {
+    let expected = ctx.max_uniform_x_bytes > 0 && k < 2048;
+    assert_eq!(act.uniform_pages(ctx, k) > 0, expected, "k {k}, {} columns", act.cols);
+}
+
 /// Run matvec (cols <= 8 and `tiled` false) or matmul on the GPU and compare with the CPU reference.
 fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usize, cols: usize, f16_act: bool) {
     let packed = weights(ty, rows, k, 7 + rows as u64 + ty.id() as u64);
@@ -121,6 +139,9 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
         stride: k,
         f16: f16_act,
     };
+    if !tiled {
+        assert_binding_choice(ctx, &act, k);
+    }
     if tiled {
         gw.matmul(ctx, &mut enc, &act, &Output::store(&y.buffer, rows)).unwrap();
     } else {
@@ -176,6 +197,9 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
         stride: k,
         f16: f16_act,
     };
+    if !grouped {
+        assert_binding_choice(ctx, &act, k);
+    }
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     if grouped {
         let (order, segments) = group_by_expert(&ids, &slot_of).unwrap();
@@ -236,9 +260,15 @@ fn k_for(ty: BlockType) -> usize {
     if ty.block_size() == 256 { 512 } else { 96 }
 }
 
-/// The reducing kernels (matvec, matvec_id) with the given reduction.
-fn run_all_formats(f16: bool, subgroups: bool) {
-    let ctx = context(f16, subgroups, None);
+/// The reducing kernels (matvec, matvec_id) with the given reduction and activation
+/// binding for short rows.
+fn run_all_formats(f16: bool, subgroups: bool, uniform_activations: bool) {
+    let ctx = context_with(GpuOptions {
+        f16,
+        subgroups,
+        max_binding_bytes: None,
+        uniform_activations,
+    });
     assert_eq!(ctx.features.subgroups, subgroups && device_features().1);
     for &ty in GPU_FORMATS {
         let k = k_for(ty);
@@ -300,7 +330,51 @@ fn expert_pools_split_across_bindings() {
 
 #[test]
 fn matvec_all_formats_shared_memory_reduction() {
-    run_all_formats(true, false);
+    run_all_formats(true, false, true);
+}
+
+#[test]
+fn matvec_all_formats_storage_activations() {
+    run_all_formats(true, true, false);
+}
+
+#[test]
+fn uniform_activation_binding_needs_a_fitting_buffer() {
+    let ctx = context(true, true, None);
+    if ctx.max_uniform_x_bytes == 0 {
+        return;
+    }
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM;
+    let page = ctx.alloc("page", 4096, usage).unwrap();
+    let storage_only = ctx.alloc("storage", 4096, wgpu::BufferUsages::STORAGE).unwrap();
+    let act = |buffer, cols, stride, f16| Activations {
+        buffer,
+        cols,
+        stride,
+        f16,
+    };
+    assert_eq!(act(&page.buffer, 1, 576, false).uniform_pages(&ctx, 576), 1);
+    assert_eq!(act(&page.buffer, 3, 576, true).uniform_pages(&ctx, 576), 1);
+    assert_eq!(
+        act(&page.buffer, 2, 576, false).uniform_pages(&ctx, 576),
+        0,
+        "4608 bytes need 2 pages"
+    );
+    assert_eq!(
+        act(&storage_only.buffer, 1, 576, false).uniform_pages(&ctx, 576),
+        0,
+        "no UNIFORM usage"
+    );
+    assert_eq!(
+        act(&page.buffer, 2, 98, false).uniform_pages(&ctx, 96),
+        0,
+        "columns not 4-aligned"
+    );
+    assert_eq!(
+        act(&page.buffer, 1, 2048, false).uniform_pages(&ctx, 2048),
+        0,
+        "long rows are reduced"
+    );
 }
 
 #[test]
@@ -310,7 +384,7 @@ fn matvec_all_formats_subgroup_reduction() {
         has_subgroups,
         "the test device must offer subgroups so that path is exercised"
     );
-    run_all_formats(true, true);
+    run_all_formats(true, true, true);
 }
 
 #[test]

@@ -9,8 +9,10 @@ fn every_shader_variant_validates() {
     let mut checked = 0;
     let mut expected = 0;
     for kernel in Kernel::ALL {
+        // Reducing kernels: 2 reductions x (storage activations, or a 2-page uniform binding
+        // for one row per invocation).
         expected +=
-            GPU_FORMATS.len() * if kernel.reduces() { 2 } else { 1 } * if kernel.takes_activations() { 2 } else { 1 };
+            GPU_FORMATS.len() * if kernel.reduces() { 4 } else { 1 } * if kernel.takes_activations() { 2 } else { 1 };
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {
@@ -24,19 +26,22 @@ fn every_shader_variant_validates() {
                             f16_activations: false,
                             cols: 0,
                             row_per_invocation: false,
+                            uniform_x_pages: 0,
                         })
                         .is_err()
                     );
                     continue;
                 }
-                for f16_activations in [false, true] {
+                let pages: &[u8] = if kernel.reduces() { &[0, 2] } else { &[0] };
+                for (&uniform_x_pages, f16_activations) in pages.iter().flat_map(|p| [(p, false), (p, true)]) {
                     let key = PipelineKey {
                         kernel,
                         format,
                         subgroups,
                         f16_activations,
                         cols: 1,
-                        row_per_invocation: false,
+                        row_per_invocation: uniform_x_pages > 0,
+                        uniform_x_pages,
                     };
                     let src = shader_source(&key).unwrap();
                     let module = naga::front::wgsl::parse_str(&src)
@@ -61,6 +66,19 @@ fn every_shader_variant_validates() {
         }
     }
     assert_eq!(checked, expected);
+    let reduced_rows = PipelineKey {
+        kernel: Kernel::Matvec,
+        format: GPU_FORMATS[0],
+        subgroups: false,
+        f16_activations: false,
+        cols: 1,
+        row_per_invocation: false,
+        uniform_x_pages: 1,
+    };
+    assert!(
+        shader_source(&reduced_rows).is_err(),
+        "the uniform binding is only for one row per invocation"
+    );
 }
 
 /// The kernels that do not read packed weights, validated without a GPU.

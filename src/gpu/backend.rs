@@ -10,7 +10,7 @@ use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Output};
 use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
-use super::pipelines::{Kernel, PipelineKey};
+use super::pipelines::{Kernel, PipelineKey, UNIFORM_X_PAGE};
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
     check_pair_sums,
@@ -68,6 +68,14 @@ pub struct GpuBackend {
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
+
+/// Activation tensors may also be bound as uniforms by the decode matvec
+/// ([`Activations::uniform_pages`]), so they are allocated in whole pages.
+const ACTIVATIONS: wgpu::BufferUsages = USAGE.union(wgpu::BufferUsages::UNIFORM);
+
+fn activation_bytes(values: usize) -> u64 {
+    (values as u64 * 4).div_ceil(UNIFORM_X_PAGE).max(1) * UNIFORM_X_PAGE
+}
 
 fn shape_err(op: &str, detail: String) -> Error {
     Error::Shape(format!("{op}: {detail}"))
@@ -188,7 +196,9 @@ impl GpuBackend {
 
     fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
         Ok(GpuTensor {
-            buffer: self.ctx.alloc("activations", (n * width * 4) as u64, USAGE)?,
+            buffer: self
+                .ctx
+                .alloc("activations", activation_bytes(n * width), ACTIVATIONS)?,
             n,
             width,
         })
@@ -341,8 +351,10 @@ impl Backend for GpuBackend {
         if data.len() != n * width {
             return Err(shape_err("upload", format!("{} values for [{n}][{width}]", data.len())));
         }
+        let mut padded = bytemuck::cast_slice::<f32, u8>(data).to_vec();
+        padded.resize(activation_bytes(data.len()) as usize, 0);
         Ok(GpuTensor {
-            buffer: self.ctx.upload("activations", bytemuck::cast_slice(data), USAGE)?,
+            buffer: self.ctx.upload("activations", &padded, ACTIVATIONS)?,
             n,
             width,
         })
@@ -384,6 +396,7 @@ impl Backend for GpuBackend {
             f16_activations: false,
             cols: 0,
             row_per_invocation: false,
+            uniform_x_pages: 0,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {

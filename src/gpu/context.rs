@@ -3,7 +3,8 @@
 //! A handed-in device is used as it is: lowbit reads its features and limits and never
 //! requests more. `shader-f16` and `subgroups` are used when present, each with a
 //! fallback that can also be forced (for tests) through [`GpuOptions`] or the
-//! environment variables `LOWBIT_NO_F16=1` and `LOWBIT_NO_SUBGROUPS=1`.
+//! environment variables `LOWBIT_NO_F16=1` and `LOWBIT_NO_SUBGROUPS=1`; the uniform
+//! activation binding of the decode kernels likewise through `LOWBIT_NO_UNIFORM_X=1`.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -20,6 +21,10 @@ pub struct GpuOptions {
     /// Split weight tensors into bindings of at most this many bytes, below the
     /// device's `max_storage_buffer_binding_size` (tests force small chunks with it).
     pub max_binding_bytes: Option<u64>,
+    /// Let the one-row-per-invocation matvec kernels read activations through a uniform
+    /// binding (within the device's `max_uniform_buffer_binding_size`) when the
+    /// activation buffer allows it.
+    pub uniform_activations: bool,
 }
 
 impl Default for GpuOptions {
@@ -28,18 +33,21 @@ impl Default for GpuOptions {
             f16: true,
             subgroups: true,
             max_binding_bytes: None,
+            uniform_activations: true,
         }
     }
 }
 
 impl GpuOptions {
-    /// Defaults, with `LOWBIT_NO_F16=1` / `LOWBIT_NO_SUBGROUPS=1` forcing the fallbacks.
+    /// Defaults, with `LOWBIT_NO_F16=1` / `LOWBIT_NO_SUBGROUPS=1` /
+    /// `LOWBIT_NO_UNIFORM_X=1` forcing the fallbacks.
     pub fn from_env() -> Self {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
         GpuOptions {
             f16: !off("LOWBIT_NO_F16"),
             subgroups: !off("LOWBIT_NO_SUBGROUPS"),
             max_binding_bytes: None,
+            uniform_activations: !off("LOWBIT_NO_UNIFORM_X"),
         }
     }
 }
@@ -62,6 +70,9 @@ pub struct GpuContext {
     pub max_binding_bytes: u64,
     /// Most workgroups per dispatch dimension (read once, not per dispatch).
     pub max_workgroups_per_dim: u32,
+    /// The largest uniform activation binding the decode kernels may use, in bytes (the
+    /// device's `max_uniform_buffer_binding_size`, 0 when turned off).
+    pub max_uniform_x_bytes: u64,
     allocated: Arc<AtomicU64>,
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) pipelines: Mutex<HashMap<super::pipelines::PipelineKey, Arc<wgpu::ComputePipeline>>>,
@@ -148,6 +159,11 @@ impl GpuContext {
             },
             max_binding_bytes,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            max_uniform_x_bytes: if options.uniform_activations {
+                limits.max_uniform_buffer_binding_size
+            } else {
+                0
+            },
             adapter_name: "host device".into(),
             device,
             queue,

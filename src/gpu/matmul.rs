@@ -33,6 +33,7 @@ impl GpuWeights {
             f16_activations: x.f16,
             cols: 0,
             row_per_invocation: false,
+            uniform_x_pages: 0,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
         let max = ctx.max_workgroups_per_dim;

@@ -4,7 +4,7 @@
 
 use super::buffers::GpuWeights;
 use super::context::GpuContext;
-use super::pipelines::{Kernel, PipelineKey};
+use super::pipelines::{Kernel, PipelineKey, UNIFORM_X_PAGE};
 use crate::error::{Error, Result};
 
 /// Rows per workgroup (`ROWS` in matvec.wgsl).
@@ -33,6 +33,22 @@ pub struct Activations<'a> {
 }
 
 impl Activations<'_> {
+    /// Pages of the uniform binding the one-row-per-invocation matvec of row length `k`
+    /// may read these activations through, or 0 for a storage binding: the buffer must
+    /// have `UNIFORM` usage and hold whole pages covering the columns, the pages must fit
+    /// the device's uniform binding limit, and columns must start at multiples of 4.
+    pub fn uniform_pages(&self, ctx: &GpuContext, k: usize) -> u8 {
+        let elem = if self.f16 { 2 } else { 4 };
+        let bytes = ((self.cols.max(1) - 1) * self.stride + k) as u64 * elem;
+        let pages = bytes.div_ceil(UNIFORM_X_PAGE);
+        let fits = self.buffer.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && self.buffer.size() >= pages * UNIFORM_X_PAGE
+            && pages * UNIFORM_X_PAGE <= ctx.max_uniform_x_bytes
+            && self.stride.is_multiple_of(4)
+            && matvec_shape(k, 1).0;
+        if fits { u8::try_from(pages).unwrap_or(0) } else { 0 }
+    }
+
     /// Check that the buffer holds `cols` columns of `k` values.
     pub(crate) fn check(&self, k: usize) -> Result<()> {
         let bytes = ((self.cols.max(1) - 1) * self.stride + k) as u64 * if self.f16 { 2 } else { 4 };
@@ -111,6 +127,7 @@ impl GpuWeights {
             f16_activations: x.f16,
             cols: x.cols as u8,
             row_per_invocation: matvec_shape(self.k, 1).0,
+            uniform_x_pages: x.uniform_pages(ctx, self.k),
         };
         self.dispatch_chunks(ctx, encoder, key, x, y, |chunk| {
             let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, chunk.rows).1);

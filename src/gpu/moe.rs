@@ -188,6 +188,7 @@ impl GpuExperts {
             f16_activations: x.f16,
             cols: 1,
             row_per_invocation: matvec_shape(self.k, 1).0,
+            uniform_x_pages: x.uniform_pages(ctx, self.k),
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
@@ -236,6 +237,7 @@ impl GpuExperts {
             f16_activations: x.f16,
             cols: 0,
             row_per_invocation: false,
+            uniform_x_pages: 0,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {

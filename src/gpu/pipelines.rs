@@ -3,8 +3,9 @@
 //! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the `enable`
 //! directives its features need, `common.wgsl` (byte access to packed blocks), one
 //! format's `decode32` (`formats/<type>.wgsl`), one reduction (`reduce_subgroup.wgsl`
-//! or `reduce_shared.wgsl`) and the kernel body. Pipelines are cached under one typed
-//! key per (kernel, format, features).
+//! or `reduce_shared.wgsl`), the activation binding (`activations_storage.wgsl` or
+//! `activations_uniform.wgsl`) and the kernel body. Pipelines are cached under one typed
+//! key per (kernel, format, features, activation binding).
 
 use super::context::{GpuContext, ShaderFeatures};
 use crate::error::{Error, Result};
@@ -97,7 +98,14 @@ pub struct PipelineKey {
     pub cols: u8,
     /// matvec kernels: one invocation per row (`ROW_PER_INVOCATION`), for short rows.
     pub row_per_invocation: bool,
+    /// Activations through a uniform binding of this many [`UNIFORM_X_PAGE`]s
+    /// (one-row-per-invocation matvec kernels only); 0: a storage binding.
+    pub uniform_x_pages: u8,
 }
+
+/// Granularity of the uniform activation binding, in bytes: activation buffers meant for
+/// it are allocated in multiples of this, and a pipeline exists per page count.
+pub const UNIFORM_X_PAGE: u64 = 4096;
 
 impl PipelineKey {
     /// The features this variant needs from the device.
@@ -176,7 +184,11 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         src.push_str("alias ACT = f32;\n");
     }
     // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
-    if (key.subgroups && !key.kernel.reduces()) || (key.f16_activations && !key.kernel.takes_activations()) {
+    let uniform_x = key.uniform_x_pages > 0;
+    if (key.subgroups && !key.kernel.reduces())
+        || (key.f16_activations && !key.kernel.takes_activations())
+        || (uniform_x && !(key.kernel.reduces() && key.row_per_invocation))
+    {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
     src.push_str(include_str!("../../shaders/common.wgsl"));
@@ -184,6 +196,16 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     src.push_str(format);
     for part in key.kernel.preamble() {
         src.push_str(part);
+    }
+    if uniform_x {
+        let vec4s = key.uniform_x_pages as u64 * UNIFORM_X_PAGE / 16;
+        src.push_str(&format!(
+            "const X_VEC4S: u32 = {vec4s}u;\nconst ACT_F16: bool = {};\n",
+            key.f16_activations
+        ));
+        src.push_str(include_str!("../../shaders/activations_uniform.wgsl"));
+    } else if key.kernel.takes_activations() {
+        src.push_str(include_str!("../../shaders/activations_storage.wgsl"));
     }
     if key.kernel.reduces() {
         src.push_str(if key.subgroups {
@@ -214,7 +236,7 @@ impl GpuContext {
     /// parameters, 1 weights, 2 activations, 3 output, 4 IQ lattice tables, and for the
     /// expert kernels 5..=7 (ids or order, slot table or segments, routing weights).
     /// Explicit, so that formats whose decoder ignores the lattice take the same bindings.
-    fn weights_kernel_layout(&self, kernel: Kernel) -> wgpu::BindGroupLayout {
+    fn weights_kernel_layout(&self, key: &PipelineKey) -> wgpu::BindGroupLayout {
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -231,13 +253,20 @@ impl GpuContext {
             entries: &[
                 entry(0, wgpu::BufferBindingType::Uniform),
                 entry(1, read),
-                entry(2, read),
+                entry(
+                    2,
+                    if key.uniform_x_pages > 0 {
+                        wgpu::BufferBindingType::Uniform
+                    } else {
+                        read
+                    },
+                ),
                 entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
                 entry(4, read),
                 entry(5, read),
                 entry(6, read),
                 entry(7, read),
-            ][..if kernel.routed() { 8 } else { 5 }],
+            ][..if key.kernel.routed() { 8 } else { 5 }],
         })
     }
 
@@ -276,7 +305,7 @@ impl GpuContext {
         let pipeline = self.scoped(&format!("compiling {label}"), || {
             let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(&label),
-                bind_group_layouts: &[Some(&self.weights_kernel_layout(key.kernel))],
+                bind_group_layouts: &[Some(&self.weights_kernel_layout(&key))],
                 immediate_size: 0,
             });
             let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -308,7 +337,8 @@ impl GpuContext {
     /// Record one dispatch of a packed-weights kernel (`params` the bytes of its uniform
     /// parameters): `buffers` are bindings 1.. in order
     /// (weights, activations, output, then the expert bindings); the lattice table is bound
-    /// at 4 automatically.
+    /// at 4 automatically. With `key.uniform_x_pages`, the activations are bound from
+    /// offset 0 for that many pages (see [`super::matvec::Activations::uniform_pages`]).
     pub(crate) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -335,7 +365,15 @@ impl GpuContext {
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {
                     binding: i as u32,
-                    resource: b.as_entire_binding(),
+                    resource: if i == 2 && key.uniform_x_pages > 0 {
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: b,
+                            offset: 0,
+                            size: std::num::NonZeroU64::new(key.uniform_x_pages as u64 * UNIFORM_X_PAGE),
+                        })
+                    } else {
+                        b.as_entire_binding()
+                    },
                 })
                 .collect();
             let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
