@@ -4,6 +4,8 @@
 // Each workgroup computes ROWS rows of job z = workgroup_id.z. Its WG invocations split k
 // into 32-element units, decode each unit once in registers (`decode32` of the format
 // part) and reuse it for every column. Sums are f32; the reduction part combines them.
+// Short rows take one invocation per row; with one column, each unit goes through the
+// format's `dot32`, which applies block scales once per block instead of per element.
 
 const WG: u32 = 64u;
 const ROWS: u32 = 4u;
@@ -25,7 +27,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc: array<f32, OUTPUTS>;
-    var wv: array<f32, 32>;
     if (ROW_PER_INVOCATION) {
         // Every lane runs the loop (the last row stands in for rows past the end) so that
         // the loads of x stay in uniform control flow, where they can be shared across
@@ -35,15 +36,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let row = min(row_id, p.rows - 1u);
         if (live) {
             for (var u = 0u; u < p.k / 32u; u++) {
-                decode32((j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
-                for (var c = 0u; c < NCOLS; c++) {
-                    let xb = x_col(z, c) + 32u * u;
-                    var s = 0.0;
-                    for (var q = 0u; q < 8u; q++) {
-                        let wq = vec4<f32>(wv[4u * q], wv[4u * q + 1u], wv[4u * q + 2u], wv[4u * q + 3u]);
-                        s += dot(wq, x4_at(xb + 4u * q));
+                let b = (j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES;
+                if (NCOLS == 1u) {
+                    acc[0] += dot32(b, u % subs, x_col(z, 0u) + 32u * u);
+                } else {
+                    var wv: array<f32, 32>;
+                    decode32(b, u % subs, &wv);
+                    for (var c = 0u; c < NCOLS; c++) {
+                        let xb = x_col(z, c) + 32u * u;
+                        var s = 0.0;
+                        for (var q = 0u; q < 8u; q++) {
+                            let wq = vec4<f32>(wv[4u * q], wv[4u * q + 1u], wv[4u * q + 2u], wv[4u * q + 3u]);
+                            s += dot(wq, x4_at(xb + 4u * q));
+                        }
+                        acc[c] += s;
                     }
-                    acc[c] += s;
                 }
             }
             if (row_id < p.rows) {
@@ -60,6 +67,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var r = 0u; r < ROWS; r++) {
             let row = row0 + r;
             if (row < p.rows && live) {
+                var wv: array<f32, 32>;
                 decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
                 for (var c = 0u; c < NCOLS; c++) {
                     let xb = x_col(z, c) + 32u * u;

@@ -2,7 +2,8 @@
 //!
 //! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the `enable`
 //! directives its features need, `common.wgsl` (byte access to packed blocks), one
-//! format's `decode32` (`formats/<type>.wgsl`), one reduction (`reduce_subgroup.wgsl`
+//! format's `decode32` (`formats/<type>.wgsl`), for the matvec kernels its `dot32`
+//! (`formats/<type>_dot.wgsl` or the generic `dot_decoded.wgsl`), one reduction (`reduce_subgroup.wgsl`
 //! or `reduce_shared.wgsl`), the activation binding (`activations_storage.wgsl` or
 //! `activations_uniform.wgsl`) and the kernel body. Pipelines are cached under one typed
 //! key per (kernel, format, features, activation binding).
@@ -149,6 +150,18 @@ fn format_helpers(ty: BlockType) -> &'static str {
     }
 }
 
+/// The `dot32` part of a format for the one-row-per-invocation matvec: the format's own
+/// (the scale applied once per block rather than per element) or the generic one over
+/// `decode32`.
+fn dot_part(ty: BlockType) -> &'static str {
+    match ty {
+        BlockType::Q8_0 => include_str!("../../shaders/formats/q8_0_dot.wgsl"),
+        BlockType::Q4_0 => include_str!("../../shaders/formats/q4_0_dot.wgsl"),
+        BlockType::Q4_1 => include_str!("../../shaders/formats/q4_1_dot.wgsl"),
+        _ => include_str!("../../shaders/dot_decoded.wgsl"),
+    }
+}
+
 /// The `decode32` part of a format, or None when the GPU kernels do not support it.
 pub fn format_part(ty: BlockType) -> Option<&'static str> {
     Some(match ty {
@@ -208,6 +221,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         src.push_str(include_str!("../../shaders/activations_storage.wgsl"));
     }
     if key.kernel.reduces() {
+        src.push_str(dot_part(key.format));
         src.push_str(if key.subgroups {
             include_str!("../../shaders/reduce_subgroup.wgsl")
         } else {
