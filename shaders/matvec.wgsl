@@ -18,6 +18,16 @@ override NCOLS: u32 = 1u;
 // workgroup, with no cross-invocation reduction.
 override ROW_PER_INVOCATION: bool = false;
 
+// Σ_{i<32} wv[i] · x[xb + i] for a decoded unit (x4_at: xb a multiple of 4 when x is
+// the uniform binding).
+fn dot_decoded(wv: ptr<function, array<f32, 32>>, xb: u32) -> f32 {
+    var s = 0.0;
+    for (var q = 0u; q < 8u; q++) {
+        s += dot(vec4<f32>((*wv)[4u * q], (*wv)[4u * q + 1u], (*wv)[4u * q + 2u], (*wv)[4u * q + 3u]), x4_at(xb + 4u * q));
+    }
+    return s;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
     let z = wid.z;
@@ -43,13 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     var wv: array<f32, 32>;
                     decode32(b, u % subs, &wv);
                     for (var c = 0u; c < NCOLS; c++) {
-                        let xb = x_col(z, c) + 32u * u;
-                        var s = 0.0;
-                        for (var q = 0u; q < 8u; q++) {
-                            let wq = vec4<f32>(wv[4u * q], wv[4u * q + 1u], wv[4u * q + 2u], wv[4u * q + 3u]);
-                            s += dot(wq, x4_at(xb + 4u * q));
-                        }
-                        acc[c] += s;
+                        acc[c] += dot_decoded(&wv, x_col(z, c) + 32u * u);
                     }
                 }
             }
@@ -70,12 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 var wv: array<f32, 32>;
                 decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
                 for (var c = 0u; c < NCOLS; c++) {
-                    let xb = x_col(z, c) + 32u * u;
-                    var s = 0.0;
-                    for (var i = 0u; i < 32u; i++) {
-                        s += wv[i] * x_at(xb + i);
-                    }
-                    acc[r * NCOLS + c] += s;
+                    acc[r * NCOLS + c] += dot_decoded(&wv, x_col(z, c) + 32u * u);
                 }
             }
         }

@@ -175,11 +175,7 @@ fn rewrite(
     for t in src.tensors() {
         match edit(&t) {
             None => {
-                specs.push(TensorSpec {
-                    name: t.info.name.clone(),
-                    ty: t.info.ty,
-                    dims: t.info.dims.clone(),
-                });
+                specs.push(TensorSpec::from(t.info));
                 data.push(t.bytes.to_vec());
             }
             Some(replacements) => {

@@ -14,14 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Copy `src` to `dst` through the writer, one tensor at a time.
 fn rewrite(src: &File, dst: &Path, policy: SplitPolicy) -> Vec<PathBuf> {
-    let specs: Vec<TensorSpec> = src
-        .tensors()
-        .map(|t| TensorSpec {
-            name: t.info.name.clone(),
-            ty: t.info.ty,
-            dims: t.info.dims.clone(),
-        })
-        .collect();
+    let specs: Vec<TensorSpec> = src.tensors().map(|t| TensorSpec::from(t.info)).collect();
     let views: Vec<_> = src.tensors().collect();
     gguf::write(dst, src.metadata_entries(), &specs, policy, |i, out| {
         out.write_all(views[i].bytes).map_err(|e| Error::io(dst, e))

@@ -6,7 +6,7 @@
 //! `gguf-split`) puts all metadata in the first shard and `split.no`, `split.count`
 //! and `split.tensors.count` in every shard.
 
-use super::reader::{DEFAULT_ALIGNMENT, GGUF_MAGIC, shard_path};
+use super::reader::{DEFAULT_ALIGNMENT, GGUF_MAGIC, TensorInfo, shard_path};
 use super::value::Value;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
@@ -19,6 +19,17 @@ pub struct TensorSpec {
     pub name: String,
     pub ty: BlockType,
     pub dims: Vec<u64>,
+}
+
+impl From<&TensorInfo> for TensorSpec {
+    /// The spec of a tensor as a file holds it.
+    fn from(info: &TensorInfo) -> Self {
+        TensorSpec {
+            name: info.name.clone(),
+            ty: info.ty,
+            dims: info.dims.clone(),
+        }
+    }
 }
 
 impl TensorSpec {

@@ -10,7 +10,7 @@ use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Output};
 use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
-use super::pipelines::{Kernel, PipelineKey, UNIFORM_X_PAGE};
+use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
     check_pair_sums,
@@ -74,7 +74,7 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 const ACTIVATIONS: wgpu::BufferUsages = USAGE.union(wgpu::BufferUsages::UNIFORM);
 
 fn activation_bytes(values: usize) -> u64 {
-    (values as u64 * 4).div_ceil(UNIFORM_X_PAGE).max(1) * UNIFORM_X_PAGE
+    whole_pages(values as u64 * 4)
 }
 
 fn shape_err(op: &str, detail: String) -> Error {

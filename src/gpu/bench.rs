@@ -9,7 +9,7 @@
 use super::buffers::{GpuWeights, Tracked};
 use super::context::GpuContext;
 use super::matvec::{Activations, Output};
-use super::pipelines::UNIFORM_X_PAGE;
+use super::pipelines::whole_pages;
 use crate::error::Result;
 use crate::quant::BlockType;
 use std::time::Instant;
@@ -90,7 +90,7 @@ fn random_weights(ty: BlockType, rows: usize, k: usize) -> Result<Vec<u8>> {
 /// `n` f32 activations in whole pages with `UNIFORM` usage, as the GPU backend allocates
 /// them, so the decode matvec takes the binding it takes in inference.
 fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
-    let padded = (n * 4).div_ceil(UNIFORM_X_PAGE as usize) * UNIFORM_X_PAGE as usize / 4;
+    let padded = whole_pages(n as u64 * 4) as usize / 4;
     let x: Vec<f32> = (0..padded).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM;
     ctx.upload("bench x", bytemuck::cast_slice(&x), usage)

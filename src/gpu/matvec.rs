@@ -1,5 +1,6 @@
 //! `matvec`: y = W·x for 1..=8 activation columns, reading W's packed blocks directly
-//! (`shaders/matvec.wgsl` + `address_dense.wgsl` + the format's `decode32`). The decode
+//! (`shaders/matvec.wgsl` + `address_dense.wgsl` + the format's `decode32` and `dot32`,
+//! activations through a storage or, for short rows, a uniform binding). The decode
 //! path of inference.
 
 use super::buffers::GpuWeights;

@@ -108,6 +108,12 @@ pub struct PipelineKey {
 /// it are allocated in multiples of this, and a pipeline exists per page count.
 pub const UNIFORM_X_PAGE: u64 = 4096;
 
+/// `bytes` rounded up to whole [`UNIFORM_X_PAGE`]s (at least one): the size of an
+/// activation buffer that may be bound as a uniform.
+pub fn whole_pages(bytes: u64) -> u64 {
+    bytes.div_ceil(UNIFORM_X_PAGE).max(1) * UNIFORM_X_PAGE
+}
+
 impl PipelineKey {
     /// The features this variant needs from the device.
     pub fn needs(&self) -> ShaderFeatures {

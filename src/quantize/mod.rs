@@ -84,14 +84,7 @@ pub fn first_moe_layer<'a>(names: impl Iterator<Item = &'a str>) -> Option<usize
 /// Apply `recipe` to every tensor of `file` (unmatched and unquantizable tensors keep
 /// their type).
 pub fn plan(file: &File, recipe: &Recipe) -> Vec<Planned> {
-    let specs: Vec<TensorSpec> = file
-        .tensors()
-        .map(|t| TensorSpec {
-            name: t.info.name.clone(),
-            ty: t.info.ty,
-            dims: t.info.dims.clone(),
-        })
-        .collect();
+    let specs: Vec<TensorSpec> = file.tensors().map(|t| TensorSpec::from(t.info)).collect();
     plan_specs(&specs, recipe)
 }
 
