@@ -28,6 +28,9 @@ pub struct Llama<B: Backend> {
     /// None when tied to `embed`.
     output: Option<B::Matrix>,
     layers: Vec<Layer<B>>,
+    /// Rotations of the query and key heads, built once at load.
+    rope_q: Rope,
+    rope_k: Rope,
 }
 
 impl<B: Backend> Llama<B> {
@@ -64,12 +67,27 @@ impl<B: Backend> Llama<B> {
                 down: t("ffn_down")?,
             });
         }
+        let c = &config;
+        let rope_q = Rope::new(
+            c.n_head,
+            c.head_dim,
+            0,
+            c.rope_dim,
+            c.rope_theta,
+            RopeScaling::Linear(c.rope_linear_factor),
+        )?;
+        let rope_k = Rope {
+            heads: c.n_head_kv,
+            ..rope_q.clone()
+        };
         Ok(Llama {
             config,
             embed,
             output_norm,
             output,
             layers,
+            rope_q,
+            rope_k,
         })
     }
 
@@ -93,12 +111,6 @@ impl<B: Backend> Llama<B> {
         let c = &self.config;
         session.check(tokens)?;
         let pos0 = session.pos;
-        let scaling = RopeScaling::Linear(c.rope_linear_factor);
-        let rope_q = Rope::new(c.n_head, c.head_dim, 0, c.rope_dim, c.rope_theta, scaling)?;
-        let rope_k = Rope {
-            heads: c.n_head_kv,
-            ..rope_q.clone()
-        };
         let heads = Heads {
             heads: c.n_head,
             kv_heads: c.n_head_kv,
@@ -112,8 +124,8 @@ impl<B: Backend> Llama<B> {
             let mut q = backend.matmul(&layer.wq, &h)?;
             let mut k = backend.matmul(&layer.wk, &h)?;
             let v = backend.matmul(&layer.wv, &h)?;
-            backend.rope(&mut q, &rope_q, pos0)?;
-            backend.rope(&mut k, &rope_k, pos0)?;
+            backend.rope(&mut q, &self.rope_q, pos0)?;
+            backend.rope(&mut k, &self.rope_k, pos0)?;
             let a = backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?;
             backend.matmul_add(&layer.wo, &a, &mut x)?;
             let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;

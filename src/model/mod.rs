@@ -83,7 +83,7 @@ pub fn write_trace(out: &mut impl Write, records: &[RouteRecord]) -> std::io::Re
 
 /// Any supported architecture, chosen by `general.architecture`.
 pub enum Model<B: Backend> {
-    Llama(Llama<B>),
+    Llama(Box<Llama<B>>),
     Deepseek2(Box<Deepseek2<B>>),
 }
 
@@ -95,7 +95,7 @@ impl<B: Backend> Model<B> {
             .and_then(Value::as_str)
             .unwrap_or_default();
         match arch {
-            "llama" => Ok(Model::Llama(Llama::load(file, backend, progress)?)),
+            "llama" => Ok(Model::Llama(Box::new(Llama::load(file, backend, progress)?))),
             "deepseek2" => Ok(Model::Deepseek2(Box::new(Deepseek2::load(file, backend, progress)?))),
             other => Err(Error::Unsupported(format!(
                 "{}: architecture '{other}' (supported: llama, deepseek2)",
