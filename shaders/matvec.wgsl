@@ -4,8 +4,9 @@
 // Each workgroup computes ROWS rows of job z = workgroup_id.z. Its WG invocations split k
 // into 32-element units, decode each unit once in registers (`decode32` of the format
 // part) and reuse it for every column. Sums are f32; the reduction part combines them.
-// Short rows take one invocation per row; with one column, each unit goes through the
-// format's `dot32`, which applies block scales once per block instead of per element.
+// Short rows take ROWS_PER_LANE rows per invocation and no reduction; with one column,
+// each unit of x is loaded once for those rows and goes through the format's `dot32`,
+// which applies block scales once per block instead of per element.
 
 const WG: u32 = 64u;
 const ROWS: u32 = 4u;
@@ -14,16 +15,28 @@ const OUTPUTS: u32 = ROWS * MAX_COLS;
 // Columns of this pipeline (1..=MAX_COLS), a pipeline-creation constant so that every
 // loop over columns has a constant bound and the accumulators stay in registers.
 override NCOLS: u32 = 1u;
-// Short rows (few 32-element units): each invocation computes a whole row, WG rows per
-// workgroup, with no cross-invocation reduction.
-override ROW_PER_INVOCATION: bool = false;
+// Short rows (few 32-element units), when > 0: each invocation computes this many whole
+// rows, WG apart, with no cross-invocation reduction (ROWS_PER_LANE · NCOLS <= OUTPUTS).
+// With one column, every load of the activations serves all of them.
+override ROWS_PER_LANE: u32 = 0u;
 
-// Σ_{i<32} wv[i] · x[xb + i] for a decoded unit (x4_at: xb a multiple of 4 when x is
-// the uniform binding).
-fn dot_decoded(wv: ptr<function, array<f32, 32>>, xb: u32) -> f32 {
+// 32 consecutive activations (one unit of one column), as 8 vec4.
+alias Unit = array<vec4<f32>, 8>;
+
+// The unit of activations starting at element xb (a multiple of 4, for x4_at).
+fn load_unit(xb: u32) -> Unit {
+    var xv: Unit;
+    for (var q = 0u; q < 8u; q++) {
+        xv[q] = x4_at(xb + 4u * q);
+    }
+    return xv;
+}
+
+// Σ_{i<32} wv[i] · xv[i] for a decoded unit.
+fn dot_decoded(wv: ptr<function, array<f32, 32>>, xv: ptr<function, Unit>) -> f32 {
     var s = 0.0;
     for (var q = 0u; q < 8u; q++) {
-        s += dot(vec4<f32>((*wv)[4u * q], (*wv)[4u * q + 1u], (*wv)[4u * q + 2u], (*wv)[4u * q + 3u]), x4_at(xb + 4u * q));
+        s += dot(vec4<f32>((*wv)[4u * q], (*wv)[4u * q + 1u], (*wv)[4u * q + 2u], (*wv)[4u * q + 3u]), (*xv)[q]);
     }
     return s;
 }
@@ -37,29 +50,44 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc: array<f32, OUTPUTS>;
-    if (ROW_PER_INVOCATION) {
-        // Every lane runs the loop (the last row stands in for rows past the end) so that
-        // the loads of x stay in uniform control flow, where they can be shared across
-        // lanes (activations_uniform.wgsl); only the store is guarded. x4_at needs the
-        // column starts to be multiples of 4 (checked on the host for the uniform binding).
-        let row_id = (wid.x + wid.y * nwg.x) * WG + lane.lid;
-        let row = min(row_id, p.rows - 1u);
+    if (ROWS_PER_LANE > 0u) {
+        // Every lane runs the loop over units and loads x (rows past the end are skipped
+        // only around the weights) so that the loads of x stay in uniform control flow,
+        // where they can be shared across lanes (activations_uniform.wgsl). x4_at needs
+        // the column starts to be multiples of 4 (checked on the host for the uniform
+        // binding).
+        let first = (wid.x + wid.y * nwg.x) * WG * ROWS_PER_LANE + lane.lid;
         if (live) {
             for (var u = 0u; u < p.k / 32u; u++) {
-                let b = (j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES;
+                let block = (u / subs) * BLOCK_BYTES;
                 if (NCOLS == 1u) {
-                    acc[0] += dot32(b, u % subs, x_col(z, 0u) + 32u * u);
+                    var xv = load_unit(x_col(z, 0u) + 32u * u);
+                    for (var r = 0u; r < ROWS_PER_LANE; r++) {
+                        let row = first + r * WG;
+                        if (row < p.rows) {
+                            acc[r] += dot32((j.w_row0 + row) * row_bytes + block, u % subs, &xv);
+                        }
+                    }
                 } else {
-                    var wv: array<f32, 32>;
-                    decode32(b, u % subs, &wv);
-                    for (var c = 0u; c < NCOLS; c++) {
-                        acc[c] += dot_decoded(&wv, x_col(z, c) + 32u * u);
+                    for (var r = 0u; r < ROWS_PER_LANE; r++) {
+                        let row = first + r * WG;
+                        var wv: array<f32, 32>;
+                        if (row < p.rows) {
+                            decode32((j.w_row0 + row) * row_bytes + block, u % subs, &wv);
+                        }
+                        for (var c = 0u; c < NCOLS; c++) {
+                            var xv = load_unit(x_col(z, c) + 32u * u);
+                            acc[r * NCOLS + c] += dot_decoded(&wv, &xv);
+                        }
                     }
                 }
             }
-            if (row_id < p.rows) {
-                for (var c = 0u; c < NCOLS; c++) {
-                    emit(y_at(z, c, row), out_scale(z, c) * acc[c]);
+            for (var r = 0u; r < ROWS_PER_LANE; r++) {
+                let row = first + r * WG;
+                if (row < p.rows) {
+                    for (var c = 0u; c < NCOLS; c++) {
+                        emit(y_at(z, c, row), out_scale(z, c) * acc[r * NCOLS + c]);
+                    }
                 }
             }
         }
@@ -74,7 +102,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 var wv: array<f32, 32>;
                 decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
                 for (var c = 0u; c < NCOLS; c++) {
-                    acc[r * NCOLS + c] += dot_decoded(&wv, x_col(z, c) + 32u * u);
+                    var xv = load_unit(x_col(z, c) + 32u * u);
+                    acc[r * NCOLS + c] += dot_decoded(&wv, &xv);
                 }
             }
         }

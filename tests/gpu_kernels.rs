@@ -276,6 +276,10 @@ fn run_all_formats(f16: bool, subgroups: bool, uniform_activations: bool) {
             check(&ctx, ty, 13, k, cols, false);
         }
         check_experts(&ctx, false, ty, 13, k, 3, false);
+        // One column takes 8 rows per invocation, 64 apart: 600 rows fill every row slot of
+        // a first workgroup and part of a second; 150 rows per expert reach the third slot.
+        check(&ctx, ty, 600, k, 1, false);
+        check_experts(&ctx, false, ty, 150, k, 1, false);
         // Rows of 2048 are split over a whole workgroup and reduced (shorter rows take
         // one invocation per row).
         check(&ctx, ty, 6, 2048, 1, false);

@@ -25,7 +25,7 @@ fn every_shader_variant_validates() {
                             subgroups,
                             f16_activations: false,
                             cols: 0,
-                            row_per_invocation: false,
+                            rows_per_lane: 0,
                             uniform_x_pages: 0,
                         })
                         .is_err()
@@ -40,7 +40,7 @@ fn every_shader_variant_validates() {
                         subgroups,
                         f16_activations,
                         cols: 1,
-                        row_per_invocation: uniform_x_pages > 0,
+                        rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
                         uniform_x_pages,
                     };
                     let src = shader_source(&key).unwrap();
@@ -72,7 +72,7 @@ fn every_shader_variant_validates() {
         subgroups: false,
         f16_activations: false,
         cols: 1,
-        row_per_invocation: false,
+        rows_per_lane: 0,
         uniform_x_pages: 1,
     };
     assert!(

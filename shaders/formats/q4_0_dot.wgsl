@@ -1,13 +1,13 @@
 // dot32 for block_q4_0 (layout in q4_0.wgsl): Σ d·(q - 8)·x = d·(Σ q·x - 8·Σ x), the
 // scale applied once per block (dequantize_row_q4_0 folded into the dot product).
 
-fn dot32(b: u32, sub: u32, xb: u32) -> f32 {
+fn dot32(b: u32, sub: u32, xv: ptr<function, Unit>) -> f32 {
     var s = 0.0;
     var sx = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         let word = w_u32(b + 2u + 4u * i);
-        let lo = x4_at(xb + 4u * i);
-        let hi = x4_at(xb + 16u + 4u * i);
+        let lo = (*xv)[i];
+        let hi = (*xv)[i + 4u];
         s += dot(vec4<f32>(unpack4xU8(word & 0x0f0f0f0fu)), lo) + dot(vec4<f32>(unpack4xU8((word >> 4u) & 0x0f0f0f0fu)), hi);
         sx += lo + hi;
     }

@@ -395,7 +395,7 @@ impl Backend for GpuBackend {
             subgroups: false,
             f16_activations: false,
             cols: 0,
-            row_per_invocation: false,
+            rows_per_lane: 0,
             uniform_x_pages: 0,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);

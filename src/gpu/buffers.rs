@@ -112,20 +112,21 @@ pub struct GpuWeights {
 }
 
 impl GpuWeights {
-    /// Record one dispatch of `key` per chunk (dense products): `groups(chunk)` sizes it.
+    /// Record one dispatch per chunk (dense products): `layout(chunk)` gives its pipeline
+    /// and workgroup counts.
     pub(crate) fn dispatch_chunks(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
-        key: super::pipelines::PipelineKey,
         x: &super::matvec::Activations,
         y: &super::matvec::Output,
-        groups: impl Fn(&Chunk) -> (u32, u32, u32),
+        layout: impl Fn(&Chunk) -> (super::pipelines::PipelineKey, (u32, u32, u32)),
     ) -> Result<()> {
         for chunk in &self.chunks {
             let params = self.chunk_params(chunk, x, y);
             let buffers = [&chunk.buffer.buffer, x.buffer, y.buffer];
-            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups(chunk))?;
+            let (key, groups) = layout(chunk);
+            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups)?;
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ impl GpuWeights {
             subgroups: false,
             f16_activations: x.f16,
             cols: 0,
-            row_per_invocation: false,
+            rows_per_lane: 0,
             uniform_x_pages: 0,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
@@ -43,8 +43,8 @@ impl GpuWeights {
                 x.cols, max
             )));
         }
-        self.dispatch_chunks(ctx, encoder, key, x, y, |chunk| {
-            ((chunk.rows as u32).div_ceil(TILE_ROWS), col_tiles, 1)
+        self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
+            (key, ((chunk.rows as u32).div_ceil(TILE_ROWS), col_tiles, 1))
         })
     }
 }

@@ -13,14 +13,34 @@ pub(crate) const ROWS_PER_WORKGROUP: u32 = 4;
 /// Invocations per workgroup (`WG` in matvec.wgsl).
 const WORKGROUP: u32 = 64;
 
-/// Rows shorter than one 32-element unit per invocation of a workgroup are computed one
-/// row per invocation (no reduction); longer rows by the whole workgroup, ROWS at a time.
-/// Returns (one row per invocation, workgroups for `rows`).
-pub(crate) fn matvec_shape(k: usize, rows: usize) -> (bool, u32) {
-    let per_row = k / 32 < WORKGROUP as usize;
-    let per_group = if per_row { WORKGROUP } else { ROWS_PER_WORKGROUP };
-    (per_row, (rows as u32).div_ceil(per_group))
+/// Workgroups a one-row-per-invocation dispatch keeps at least, where it has the rows.
+const MIN_WORKGROUPS: usize = 3;
+
+/// How a matvec over `jobs` matrices of `rows` rows of length `k`, for `cols` columns,
+/// is laid out: (rows per invocation, workgroups per job). Rows shorter than one
+/// 32-element unit per invocation of a workgroup are computed whole by single
+/// invocations: with one column, up to 8 rows each, 64 apart, so that each load of the
+/// activations serves 8 rows, but as many fewer as keep MIN_WORKGROUPS workgroups busy
+/// (measured on llvmpipe, `bench kernels --formats Q4_1`: 576 x 1536 and the 576 x 49152
+/// head 25-45% faster than one row each, 16 rows no faster than 8, 576 x 192 twice as
+/// slow in a single workgroup); with more columns, one row each, as the decoded unit is
+/// already shared by the columns. Longer rows (0 rows per invocation) are split over a
+/// whole workgroup and reduced, ROWS_PER_WORKGROUP at a time.
+pub(crate) fn matvec_shape(k: usize, rows: usize, cols: u8, jobs: usize) -> (u8, u32) {
+    if k / 32 >= WORKGROUP as usize {
+        return (0, (rows as u32).div_ceil(ROWS_PER_WORKGROUP));
+    }
+    let per_lane = if cols == 1 {
+        [8u8, 4, 2]
+            .into_iter()
+            .find(|&r| jobs * rows >= MIN_WORKGROUPS * WORKGROUP as usize * r as usize)
+            .unwrap_or(1)
+    } else {
+        1
+    };
+    (per_lane, (rows as u32).div_ceil(WORKGROUP * per_lane as u32))
 }
+
 /// Columns per call (`MAX_COLS` in matvec.wgsl).
 pub const MAX_COLS: usize = 8;
 
@@ -46,7 +66,7 @@ impl Activations<'_> {
             && self.buffer.size() >= pages * UNIFORM_X_PAGE
             && pages * UNIFORM_X_PAGE <= ctx.max_uniform_x_bytes
             && self.stride.is_multiple_of(4)
-            && matvec_shape(k, 1).0;
+            && matvec_shape(k, 1, 1, 1).0 > 0;
         if fits { u8::try_from(pages).unwrap_or(0) } else { 0 }
     }
 
@@ -127,12 +147,13 @@ impl GpuWeights {
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
             cols: x.cols as u8,
-            row_per_invocation: matvec_shape(self.k, 1).0,
+            rows_per_lane: 0,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
         };
-        self.dispatch_chunks(ctx, encoder, key, x, y, |chunk| {
-            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, chunk.rows).1);
-            (gx, gy, 1)
+        self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
+            let (rows_per_lane, groups) = matvec_shape(self.k, chunk.rows, key.cols, 1);
+            let (gx, gy) = ctx.workgroups_2d(groups);
+            (PipelineKey { rows_per_lane, ..key }, (gx, gy, 1))
         })
     }
 }

@@ -187,7 +187,7 @@ impl GpuExperts {
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
             cols: 1,
-            row_per_invocation: matvec_shape(self.k, 1).0,
+            rows_per_lane: matvec_shape(self.k, self.rows, 1, pairs).0,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
         };
         let max = ctx.max_workgroups_per_dim as usize;
@@ -198,7 +198,7 @@ impl GpuExperts {
         }
         for chunk in &self.chunks {
             let params = self.params(chunk, x, y_stride, routing.n_used, pairs, routing.weighted);
-            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows).1);
+            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows, key.cols, pairs).1);
             let buffers = [
                 &chunk.buffer.buffer,
                 x.buffer,
@@ -236,7 +236,7 @@ impl GpuExperts {
             subgroups: false,
             f16_activations: x.f16,
             cols: 0,
-            row_per_invocation: false,
+            rows_per_lane: 0,
             uniform_x_pages: 0,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);

@@ -97,8 +97,9 @@ pub struct PipelineKey {
     /// Activation columns the matvec kernels are specialized for (`NCOLS`, 1..=8);
     /// 0 for the other kernels.
     pub cols: u8,
-    /// matvec kernels: one invocation per row (`ROW_PER_INVOCATION`), for short rows.
-    pub row_per_invocation: bool,
+    /// matvec kernels: whole rows computed by single invocations, this many each
+    /// (`ROWS_PER_LANE`, 1..=8, short rows); 0: each row split over a workgroup.
+    pub rows_per_lane: u8,
     /// Activations through a uniform binding of this many [`UNIFORM_X_PAGE`]s
     /// (one-row-per-invocation matvec kernels only); 0: a storage binding.
     pub uniform_x_pages: u8,
@@ -206,7 +207,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     let uniform_x = key.uniform_x_pages > 0;
     if (key.subgroups && !key.kernel.reduces())
         || (key.f16_activations && !key.kernel.takes_activations())
-        || (uniform_x && !(key.kernel.reduces() && key.row_per_invocation))
+        || (uniform_x && !(key.kernel.reduces() && key.rows_per_lane > 0))
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
@@ -309,16 +310,15 @@ impl GpuContext {
         let src = shader_source(&key)?;
         let label = format!("{:?}/{}", key.kernel, key.format);
         let constants: Vec<(&str, f64)> = if key.kernel.reduces() {
-            if !(1..=super::matvec::MAX_COLS as u8).contains(&key.cols) {
-                return Err(Error::Shape(format!(
-                    "{key:?}: matvec columns must be 1..={}",
-                    super::matvec::MAX_COLS
-                )));
+            use super::matvec::{MAX_COLS, ROWS_PER_WORKGROUP};
+            if !(1..=MAX_COLS as u8).contains(&key.cols) {
+                return Err(Error::Shape(format!("{key:?}: matvec columns must be 1..={MAX_COLS}")));
             }
-            vec![
-                ("NCOLS", key.cols as f64),
-                ("ROW_PER_INVOCATION", key.row_per_invocation as u8 as f64),
-            ]
+            // Both layouts keep their sums in one array of ROWS · MAX_COLS (OUTPUTS).
+            if key.rows_per_lane as usize * key.cols as usize > ROWS_PER_WORKGROUP as usize * MAX_COLS {
+                return Err(Error::Shape(format!("{key:?}: too many sums per invocation")));
+            }
+            vec![("NCOLS", key.cols as f64), ("ROWS_PER_LANE", key.rows_per_lane as f64)]
         } else {
             Vec::new()
         };
