@@ -1,6 +1,7 @@
 // Rotary embedding in place, llama.cpp's "normal" mode (ggml_rope_ext, ggml/src/ggml-cpu/ops.cpp):
-// in each of `heads` heads of `head_dim` values, the pairs (offset + 2i, offset + 2i + 1)
-// for i < pairs rotate by (pos0 + row) * freq[i] and are multiplied by mscale. The host
+// in each of the first `heads` heads of `head_dim` values of each row of `stride` values,
+// the pairs (offset + 2i, offset + 2i + 1) for i < pairs rotate by (pos0 + row) * freq[i]
+// and are multiplied by mscale. The host
 // computes the frequencies (plain, linear or YaRN scaling: src/backend.rs `Rope::new`).
 
 struct RopeParams {
@@ -11,7 +12,7 @@ struct RopeParams {
     pairs: u32,
     pos0: u32,
     mscale: f32,
-    _pad: u32,
+    stride: u32,
     // freq[i] = freqs[i / 4][i % 4]; up to 128 pairs (MAX_ROPE_DIMS in src/backend.rs).
     freqs: array<vec4<f32>, 32>,
 }
@@ -31,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let angle = f32(p.pos0 + row) * p.freqs[pair / 4u][pair % 4u];
     let c = cos(angle);
     let s = sin(angle);
-    let o = row * p.heads * p.head_dim + head * p.head_dim + p.offset + 2u * pair;
+    let o = row * p.stride + head * p.head_dim + p.offset + 2u * pair;
     let a = x[o];
     let b = x[o + 1u];
     x[o] = (a * c - b * s) * p.mscale;

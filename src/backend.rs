@@ -143,6 +143,17 @@ pub trait Backend {
     fn name(&self) -> String;
     /// Memory held for the model and its caches, for `--stats`.
     fn memory_report(&self) -> String;
+    /// Time every operation from now on (`--profile`), each waited for on its own, which
+    /// slows the run. False where the backend cannot.
+    fn start_profile(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// Time per operation since `start_profile`, per forward pass over `passes`, as a
+    /// Markdown table.
+    fn profile_report(&self, passes: usize) -> Option<String> {
+        let _ = passes;
+        None
+    }
     fn matrix(&mut self, t: &TensorView) -> Result<Self::Matrix>;
     /// A 3-D tensor `[k, rows, count]` as `count` matrices.
     fn experts(&mut self, t: &TensorView) -> Result<Self::Experts>;
@@ -196,7 +207,18 @@ pub trait Backend {
         dst_offset: usize,
         width: usize,
     ) -> Result<()>;
-    /// Rotate `x` (`[n][heads * head_dim]`) in place; row i is at position `pos0 + i`.
+    /// One matrix `[Σ rows][k]` whose rows are those of `parts` in order, when this
+    /// backend gains from one product over several (fewer dispatches) and the parts share
+    /// format and row length; None otherwise, and by default.
+    fn stacked_matrix(&mut self, parts: &[TensorView]) -> Result<Option<Self::Matrix>> {
+        let _ = parts;
+        Ok(None)
+    }
+    /// The columns of `x` (`[n][Σ widths]`) as tensors `[n][widths[i]]`, in order.
+    fn split_columns(&mut self, x: &Self::Tensor, widths: &[usize]) -> Result<Vec<Self::Tensor>>;
+    /// Rotate the first `heads * head_dim` values of each row of `x` in place (rows may be
+    /// wider: the query and key heads of a stacked product rotate together); row i is at
+    /// position `pos0 + i`.
     fn rope(&mut self, x: &mut Self::Tensor, rope: &Rope, pos0: usize) -> Result<()>;
     /// Store keys `k` (and values) at positions `pos0..pos0+n` in `cache`, then causal
     /// attention of `q` (`[n][heads * k_dim]`) over positions `0..=pos0+i` for row i.
@@ -212,6 +234,9 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
     /// `silu(gate) * up`.
     fn swiglu(&mut self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `silu(gate) * up` for each row `[gate | up]` of `gate_up` (`[n][2f] -> [n][f]`): a
+    /// stacked gate and up product.
+    fn swiglu_stacked(&mut self, gate_up: &Self::Tensor) -> Result<Self::Tensor>;
     /// The last row only.
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Copy to the host (waits for the device).

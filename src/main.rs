@@ -65,6 +65,10 @@ enum Command {
         /// Print prefill and decode tok/s and memory use.
         #[arg(long)]
         stats: bool,
+        /// Time each operation of the decode steps and print the table (GPU backend;
+        /// every operation is waited for on its own, so decoding is slower).
+        #[arg(long)]
+        profile: bool,
     },
     /// Chat interactively, with the model's chat template.
     Chat {
@@ -364,8 +368,9 @@ fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// Generate up to `n` tokens after `prompt_ids`, printing text as it comes. Returns
-/// (prefill seconds, decode seconds, tokens generated).
+/// Generate up to `n` tokens after `prompt_ids`, printing text as it comes; with
+/// `profile`, the backend times every operation after the prefill. Returns (prefill
+/// seconds, decode seconds, tokens generated).
 #[allow(clippy::too_many_arguments)]
 fn generate<B: Backend>(
     model: &Model<B>,
@@ -376,10 +381,17 @@ fn generate<B: Backend>(
     prompt_ids: &[u32],
     n: usize,
     history: &mut Vec<u32>,
+    profile: bool,
 ) -> Result<(f64, f64, usize)> {
     let t0 = std::time::Instant::now();
     let mut logits = model.forward(backend, session, prompt_ids, false)?;
     let prefill = t0.elapsed().as_secs_f64();
+    if profile && !backend.start_profile()? {
+        return Err(Error::Unsupported(format!(
+            "--profile: {} cannot time its operations",
+            backend.name()
+        )));
+    }
     history.extend_from_slice(prompt_ids);
     let t1 = std::time::Instant::now();
     let mut out = Vec::new();
@@ -471,6 +483,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             n_predict,
             sampling,
             stats,
+            profile,
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run.model)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
@@ -488,6 +501,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 &ids,
                 n_predict,
                 &mut Vec::new(),
+                profile,
             )?;
             run.finish_trace(&mut session)?;
             if stats {
@@ -504,6 +518,9 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                     n as f64 / decode.max(1e-9)
                 );
                 eprintln!("memory: {}", backend.memory_report());
+            }
+            if let Some(table) = backend.profile_report(n) {
+                eprintln!("decode profile, per token:\n{table}");
             }
             Ok(())
         }
@@ -543,6 +560,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                     &fresh,
                     n_predict,
                     &mut history,
+                    false,
                 )?;
                 let reply = tokenizer.decode(&history[ids.len()..])?;
                 turns.push(("assistant".into(), reply));

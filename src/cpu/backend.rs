@@ -364,7 +364,8 @@ impl Backend for CpuBackend {
     }
 
     fn rope(&mut self, x: &mut CpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
-        if x.width != rope.heads * rope.head_dim || rope.offset + rope.dims() > rope.head_dim {
+        let width = rope.heads * rope.head_dim;
+        if x.width < width || rope.offset + rope.dims() > rope.head_dim {
             return Err(shape_err(
                 "rope",
                 format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
@@ -372,7 +373,7 @@ impl Backend for CpuBackend {
         }
         x.data.par_chunks_mut(x.width).enumerate().for_each(|(i, row)| {
             let pos = (pos0 + i) as f32;
-            for head in row.chunks_mut(rope.head_dim) {
+            for head in row[..width].chunks_mut(rope.head_dim) {
                 let head = &mut head[rope.offset..];
                 for (p, f) in rope.freqs.iter().enumerate() {
                     let (sin, cos) = (pos * f).sin_cos();
@@ -458,6 +459,53 @@ impl Backend for CpuBackend {
             n: gate.n,
             width: gate.width,
         })
+    }
+
+    fn swiglu_stacked(&mut self, gate_up: &CpuTensor) -> Result<CpuTensor> {
+        if !gate_up.width.is_multiple_of(2) {
+            return Err(shape_err(
+                "swiglu_stacked",
+                format!("rows of odd width {}", gate_up.width),
+            ));
+        }
+        let f = gate_up.width / 2;
+        let mut data = vec![0.0; gate_up.n * f];
+        data.par_chunks_mut(f.max(1))
+            .zip(gate_up.data.par_chunks(gate_up.width.max(1)))
+            .for_each(|(out, row)| {
+                let (gate, up) = row.split_at(f);
+                for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
+                    *o = g / (1.0 + (-g).exp()) * u;
+                }
+            });
+        Ok(CpuTensor {
+            data,
+            n: gate_up.n,
+            width: f,
+        })
+    }
+
+    fn split_columns(&mut self, x: &CpuTensor, widths: &[usize]) -> Result<Vec<CpuTensor>> {
+        if widths.iter().sum::<usize>() != x.width {
+            return Err(shape_err(
+                "split_columns",
+                format!("widths {widths:?} for rows of {}", x.width),
+            ));
+        }
+        let mut offset = 0;
+        Ok(widths
+            .iter()
+            .map(|&width| {
+                let data = x
+                    .data
+                    .chunks(x.width.max(1))
+                    .flat_map(|row| &row[offset..offset + width])
+                    .copied()
+                    .collect();
+                offset += width;
+                CpuTensor { data, n: x.n, width }
+            })
+            .collect())
     }
 
     fn last_row(&mut self, x: &CpuTensor) -> Result<CpuTensor> {

@@ -11,6 +11,7 @@ use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Output};
 use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
+use super::profile::OpProfile;
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
     check_pair_sums,
@@ -18,6 +19,7 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use std::cell::OnceCell;
+use std::time::Instant;
 
 /// Activations `[n][width]` in a device buffer (f32).
 pub struct GpuTensor {
@@ -63,6 +65,8 @@ pub struct GpuRoutes {
 pub struct GpuBackend {
     pub ctx: GpuContext,
     encoder: Option<wgpu::CommandEncoder>,
+    /// Time per operation, when profiling.
+    profile: Option<OpProfile>,
 }
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -105,6 +109,17 @@ struct NormParams {
     x_stride: u32,
 }
 
+/// elementwise.wgsl's parameters.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EwParams {
+    width: u32,
+    n: u32,
+    a_stride: u32,
+    b_stride: u32,
+    b_offset: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct RopeParams {
@@ -115,7 +130,7 @@ struct RopeParams {
     pairs: u32,
     pos0: u32,
     mscale: f32,
-    _pad: u32,
+    stride: u32,
     freqs: [f32; MAX_ROPE_DIMS / 2],
 }
 
@@ -172,26 +187,48 @@ const MAX_HEAD_DIM: usize = 128;
 impl GpuBackend {
     /// A backend on a device of lowbit's own.
     pub fn new(options: GpuOptions) -> Result<Self> {
-        Ok(GpuBackend {
-            ctx: GpuContext::new(options)?,
-            encoder: None,
-        })
+        Ok(Self::with_context(GpuContext::new(options)?))
     }
 
     /// A backend on a context built from the host application's device.
     pub fn with_context(ctx: GpuContext) -> Self {
-        GpuBackend { ctx, encoder: None }
+        GpuBackend {
+            ctx,
+            encoder: None,
+            profile: None,
+        }
     }
 
-    /// Record into this step's command encoder (created on first use).
-    fn record<T>(&mut self, f: impl FnOnce(&GpuContext, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
-        let GpuBackend { ctx, encoder } = self;
+    /// Record operation `op` into this step's command encoder (created on first use);
+    /// while profiling, into one of its own, submitted and waited for.
+    fn record<T>(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&GpuContext, &mut wgpu::CommandEncoder) -> Result<T>,
+    ) -> Result<T> {
+        let start = match self.profile {
+            Some(_) => {
+                self.flush();
+                self.ctx.wait()?;
+                Some(Instant::now())
+            }
+            None => None,
+        };
+        let GpuBackend { ctx, encoder, .. } = self;
         let enc = encoder.get_or_insert_with(|| {
             ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lowbit step"),
             })
         });
-        f(ctx, enc)
+        let out = f(ctx, enc)?;
+        if let Some(start) = start {
+            self.flush();
+            self.ctx.wait()?;
+            if let Some(p) = &mut self.profile {
+                p.add(op, start.elapsed());
+            }
+        }
+        Ok(out)
     }
 
     fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
@@ -214,7 +251,23 @@ impl GpuBackend {
         grid: (u32, u32, u32),
     ) -> Result<()> {
         let pipeline = self.ctx.simple_pipeline(name, source, entry)?;
-        self.record(|ctx, enc| ctx.dispatch_simple(enc, &pipeline, params, buffers, grid))
+        let op = if entry == "main" { name } else { entry };
+        self.record(op, |ctx, enc| {
+            ctx.dispatch_simple(enc, &pipeline, params, buffers, grid)
+        })
+    }
+
+    /// `out = silu(a) * b` over `params`' rows (elementwise.wgsl).
+    fn swiglu_kernel(&mut self, params: EwParams, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &GpuTensor) -> Result<()> {
+        let grid = groups(&self.ctx, (params.n * params.width) as usize, 256);
+        self.simple(
+            "elementwise",
+            include_str!("../../shaders/elementwise.wgsl"),
+            "swiglu",
+            bytemuck::bytes_of(&params),
+            &[a, b, &out.buffer.buffer],
+            grid,
+        )
     }
 
     /// The routes' pairs grouped by matrix (built on first use, reading the ids back
@@ -265,7 +318,8 @@ impl GpuBackend {
             stride: x.width,
             f16: false,
         };
-        self.record(|ctx, enc| {
+        let op = if x.n <= MAX_COLS { "matvec" } else { "matmul" };
+        self.record(op, |ctx, enc| {
             if x.n <= MAX_COLS {
                 w.matvec(ctx, enc, &act, y)
             } else {
@@ -296,6 +350,24 @@ impl Backend for GpuBackend {
         )
     }
 
+    fn start_profile(&mut self) -> Result<bool> {
+        const SAMPLES: u32 = 20;
+        self.flush();
+        self.ctx.wait()?;
+        let start = Instant::now();
+        for _ in 0..SAMPLES {
+            let enc = self.ctx.device.create_command_encoder(&Default::default());
+            self.ctx.queue.submit([enc.finish()]);
+            self.ctx.wait()?;
+        }
+        self.profile = Some(OpProfile::new(start.elapsed() / SAMPLES));
+        Ok(true)
+    }
+
+    fn profile_report(&self, passes: usize) -> Option<String> {
+        self.profile.as_ref().map(|p| p.report(passes))
+    }
+
     fn matrix(&mut self, t: &TensorView) -> Result<GpuWeights> {
         GpuWeights::upload(&self.ctx, &t.info.name, t.info.ty, t.info.row_len() as usize, t.bytes).map_err(|e| {
             Error::Tensor {
@@ -304,6 +376,31 @@ impl Backend for GpuBackend {
                 reason: e.to_string(),
             }
         })
+    }
+
+    /// One upload of the parts' rows, back to back (rows of a ggml matrix are independent
+    /// runs of blocks, so the result is the ggml layout of the stacked matrix).
+    fn stacked_matrix(&mut self, parts: &[TensorView]) -> Result<Option<GpuWeights>> {
+        let Some(first) = parts.first() else {
+            return Ok(None);
+        };
+        let (ty, k) = (first.info.ty, first.info.row_len());
+        if parts
+            .iter()
+            .any(|t| t.info.ty != ty || t.info.row_len() != k || t.info.dims.len() != 2)
+        {
+            return Ok(None);
+        }
+        let names: Vec<&str> = parts.iter().map(|t| t.info.name.as_str()).collect();
+        let name = names.join("+");
+        let bytes: Vec<u8> = parts.iter().flat_map(|t| t.bytes.iter().copied()).collect();
+        GpuWeights::upload(&self.ctx, &name, ty, k as usize, &bytes)
+            .map(Some)
+            .map_err(|e| Error::Tensor {
+                path: first.path.to_path_buf(),
+                tensor: name.clone(),
+                reason: e.to_string(),
+            })
     }
 
     fn experts(&mut self, t: &TensorView) -> Result<GpuExpertStack> {
@@ -406,7 +503,7 @@ impl Backend for GpuBackend {
                 rows: chunk.rows as u32,
                 first_row: chunk.first_row as u32,
             };
-            self.record(|ctx, enc| {
+            self.record("get_rows", |ctx, enc| {
                 ctx.dispatch(
                     enc,
                     key,
@@ -563,7 +660,9 @@ impl Backend for GpuBackend {
                 n_used: routes.n_used,
                 weighted,
             };
-            return self.record(|ctx, enc| e.matvec_id(ctx, enc, &act, &routing, &y.buffer.buffer, y.width));
+            return self.record("matvec_id", |ctx, enc| {
+                e.matvec_id(ctx, enc, &act, &routing, &y.buffer.buffer, y.width)
+            });
         }
         let g = self.grouped(routes, e.slots)?;
         let grouped = Grouped {
@@ -576,7 +675,9 @@ impl Backend for GpuBackend {
             n_used: routes.n_used,
             weighted,
         };
-        self.record(|ctx, enc| e.matmul_id(ctx, enc, &act, &grouped, &y.buffer.buffer, y.width))
+        self.record("matmul_id", |ctx, enc| {
+            e.matmul_id(ctx, enc, &act, &grouped, &y.buffer.buffer, y.width)
+        })
     }
 
     fn add_pair_sums(&mut self, y: &GpuTensor, n_used: usize, acc: &mut GpuTensor) -> Result<()> {
@@ -625,8 +726,35 @@ impl Backend for GpuBackend {
         )
     }
 
+    /// One row: a buffer copy per part (no dispatch); more rows: copy_columns per part.
+    fn split_columns(&mut self, x: &GpuTensor, widths: &[usize]) -> Result<Vec<GpuTensor>> {
+        if widths.iter().sum::<usize>() != x.width {
+            return Err(shape_err(
+                "split_columns",
+                format!("widths {widths:?} for rows of {}", x.width),
+            ));
+        }
+        let mut parts = Vec::with_capacity(widths.len());
+        let mut offset = 0;
+        for &width in widths {
+            let mut part = self.tensor(x.n, width)?;
+            if x.n == 1 {
+                self.record("split copy", |_, enc| {
+                    let bytes = (width * 4) as u64;
+                    enc.copy_buffer_to_buffer(&x.buffer.buffer, (offset * 4) as u64, &part.buffer.buffer, 0, bytes);
+                    Ok(())
+                })?;
+            } else {
+                self.copy_columns(x, offset, &mut part, 0, width)?;
+            }
+            offset += width;
+            parts.push(part);
+        }
+        Ok(parts)
+    }
+
     fn rope(&mut self, x: &mut GpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
-        if x.width != rope.heads * rope.head_dim || rope.offset + rope.dims() > rope.head_dim {
+        if x.width < rope.heads * rope.head_dim || rope.offset + rope.dims() > rope.head_dim {
             return Err(shape_err(
                 "rope",
                 format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
@@ -642,7 +770,7 @@ impl Backend for GpuBackend {
             pairs: rope.freqs.len() as u32,
             pos0: pos0 as u32,
             mscale: rope.mscale,
-            _pad: 0,
+            stride: x.width as u32,
             freqs,
         };
         let grid = groups(&self.ctx, x.n * rope.heads * rope.freqs.len(), 64);
@@ -679,7 +807,7 @@ impl Backend for GpuBackend {
         if own_v.is_some() != cache.v.is_some() {
             return Err(shape_err("attention", "values unlike the cache's".into()));
         }
-        self.record(|_, enc| {
+        self.record("cache copy", |_, enc| {
             enc.copy_buffer_to_buffer(
                 &k.buffer.buffer,
                 0,
@@ -732,22 +860,42 @@ impl Backend for GpuBackend {
             return Err(shape_err("swiglu", "gate and up differ in size".into()));
         }
         let out = self.tensor(gate.n, gate.width)?;
-        let grid = groups(&self.ctx, n, 256);
-        self.simple(
-            "elementwise",
-            include_str!("../../shaders/elementwise.wgsl"),
-            "swiglu",
-            bytemuck::bytes_of(&(n as u32)),
-            &[&gate.buffer.buffer, &up.buffer.buffer, &out.buffer.buffer],
-            grid,
-        )?;
+        let params = EwParams {
+            width: n as u32,
+            n: 1,
+            a_stride: 0,
+            b_stride: 0,
+            b_offset: 0,
+        };
+        self.swiglu_kernel(params, &gate.buffer.buffer, &up.buffer.buffer, &out)?;
+        Ok(out)
+    }
+
+    fn swiglu_stacked(&mut self, gate_up: &GpuTensor) -> Result<GpuTensor> {
+        if !gate_up.width.is_multiple_of(2) {
+            return Err(shape_err(
+                "swiglu_stacked",
+                format!("rows of odd width {}", gate_up.width),
+            ));
+        }
+        let f = gate_up.width / 2;
+        let out = self.tensor(gate_up.n, f)?;
+        let params = EwParams {
+            width: f as u32,
+            n: gate_up.n as u32,
+            a_stride: gate_up.width as u32,
+            b_stride: gate_up.width as u32,
+            b_offset: f as u32,
+        };
+        let b = &gate_up.buffer.buffer;
+        self.swiglu_kernel(params, b, b, &out)?;
         Ok(out)
     }
 
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
         let out = self.tensor(1, x.width)?;
         let bytes = (x.width * 4) as u64;
-        self.record(|_, enc| {
+        self.record("last row copy", |_, enc| {
             enc.copy_buffer_to_buffer(&x.buffer.buffer, (x.n as u64 - 1) * bytes, &out.buffer.buffer, 0, bytes);
             Ok(())
         })?;

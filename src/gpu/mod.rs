@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod matvec;
 pub mod moe;
 pub mod pipelines;
+pub mod profile;
 
 pub use backend::{GpuBackend, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};

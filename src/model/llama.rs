@@ -4,19 +4,19 @@
 
 use super::Session;
 use super::config::LlamaConfig;
+use super::projections::{Product, Projections};
 use crate::backend::{Backend, Heads, Rope, RopeScaling, Values};
 use crate::error::Result;
 use crate::gguf::File;
 
 struct Layer<B: Backend> {
     attn_norm: B::Matrix,
-    wq: B::Matrix,
-    wk: B::Matrix,
-    wv: B::Matrix,
+    /// Query, key and value.
+    qkv: Projections<B>,
     wo: B::Matrix,
     ffn_norm: B::Matrix,
-    gate: B::Matrix,
-    up: B::Matrix,
+    /// Gate and up.
+    gate_up: Projections<B>,
     down: B::Matrix,
 }
 
@@ -28,44 +28,45 @@ pub struct Llama<B: Backend> {
     /// None when tied to `embed`.
     output: Option<B::Matrix>,
     layers: Vec<Layer<B>>,
-    /// Rotations of the query and key heads, built once at load.
+    /// Rotations of the query heads, the key heads, and both (the leading heads of a
+    /// stacked query, key and value product), built once at load.
     rope_q: Rope,
     rope_k: Rope,
+    rope_qk: Rope,
 }
 
 impl<B: Backend> Llama<B> {
-    /// Load every weight onto `backend`; `progress(done, total)` is called per tensor.
+    /// Load every weight onto `backend`; `progress(done, total)` counts tensors, called
+    /// after the leading ones and after each layer.
     pub fn load(file: &File, backend: &mut B, mut progress: impl FnMut(usize, usize)) -> Result<Self> {
         let config = LlamaConfig::from_gguf(file)?;
         let total = 3 + 9 * config.n_layer;
         let mut done = 0;
-        let mut load = |backend: &mut B, name: &str| -> Result<B::Matrix> {
-            let m = backend.matrix(&file.tensor(name)?)?;
-            done += 1;
+        let mut tick = |n: usize| {
+            done += n;
             progress(done, total);
-            Ok(m)
         };
-        let embed = load(backend, "token_embd.weight")?;
-        let output_norm = load(backend, "output_norm.weight")?;
+        let matrix = |backend: &mut B, name: &str| backend.matrix(&file.tensor(name)?);
+        let embed = matrix(backend, "token_embd.weight")?;
+        let output_norm = matrix(backend, "output_norm.weight")?;
         let output = if config.tied_output {
             None
         } else {
-            Some(load(backend, "output.weight")?)
+            Some(matrix(backend, "output.weight")?)
         };
+        tick(3);
         let mut layers = Vec::with_capacity(config.n_layer);
         for l in 0..config.n_layer {
-            let mut t = |s: &str| load(backend, &format!("blk.{l}.{s}.weight"));
+            let name = |s: &str| format!("blk.{l}.{s}.weight");
             layers.push(Layer {
-                attn_norm: t("attn_norm")?,
-                wq: t("attn_q")?,
-                wk: t("attn_k")?,
-                wv: t("attn_v")?,
-                wo: t("attn_output")?,
-                ffn_norm: t("ffn_norm")?,
-                gate: t("ffn_gate")?,
-                up: t("ffn_up")?,
-                down: t("ffn_down")?,
+                attn_norm: matrix(backend, &name("attn_norm"))?,
+                qkv: Projections::load(file, backend, &[name("attn_q"), name("attn_k"), name("attn_v")])?,
+                wo: matrix(backend, &name("attn_output"))?,
+                ffn_norm: matrix(backend, &name("ffn_norm"))?,
+                gate_up: Projections::load(file, backend, &[name("ffn_gate"), name("ffn_up")])?,
+                down: matrix(backend, &name("ffn_down"))?,
             });
+            tick(9);
         }
         let c = &config;
         let rope_q = Rope::new(
@@ -80,6 +81,10 @@ impl<B: Backend> Llama<B> {
             heads: c.n_head_kv,
             ..rope_q.clone()
         };
+        let rope_qk = Rope {
+            heads: c.n_head + c.n_head_kv,
+            ..rope_q.clone()
+        };
         Ok(Llama {
             config,
             embed,
@@ -88,6 +93,7 @@ impl<B: Backend> Llama<B> {
             layers,
             rope_q,
             rope_k,
+            rope_qk,
         })
     }
 
@@ -121,17 +127,29 @@ impl<B: Backend> Llama<B> {
         let mut x = backend.embed(&self.embed, tokens)?;
         for (layer, cache) in self.layers.iter().zip(session.caches.iter_mut()) {
             let h = backend.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            let mut q = backend.matmul(&layer.wq, &h)?;
-            let mut k = backend.matmul(&layer.wk, &h)?;
-            let v = backend.matmul(&layer.wv, &h)?;
-            backend.rope(&mut q, &self.rope_q, pos0)?;
-            backend.rope(&mut k, &self.rope_k, pos0)?;
+            let [q, k, v] = match layer.qkv.product(backend, &h)? {
+                Product::Stacked(mut qkv) => {
+                    // The query heads, then the key heads: one rotation for both.
+                    backend.rope(&mut qkv, &self.rope_qk, pos0)?;
+                    layer.qkv.parts(backend, Product::Stacked(qkv))?
+                }
+                separate => {
+                    let [mut q, mut k, v] = layer.qkv.parts(backend, separate)?;
+                    backend.rope(&mut q, &self.rope_q, pos0)?;
+                    backend.rope(&mut k, &self.rope_k, pos0)?;
+                    [q, k, v]
+                }
+            };
             let a = backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?;
             backend.matmul_add(&layer.wo, &a, &mut x)?;
             let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
-            let g = backend.matmul(&layer.gate, &h)?;
-            let u = backend.matmul(&layer.up, &h)?;
-            let s = backend.swiglu(&g, &u)?;
+            let s = match layer.gate_up.product(backend, &h)? {
+                Product::Stacked(gate_up) => backend.swiglu_stacked(&gate_up)?,
+                separate => {
+                    let [g, u] = layer.gate_up.parts(backend, separate)?;
+                    backend.swiglu(&g, &u)?
+                }
+            };
             backend.matmul_add(&layer.down, &s, &mut x)?;
         }
         session.pos += tokens.len();

@@ -4,6 +4,7 @@ pub mod config;
 pub mod deepseek2;
 pub mod deepseek2_config;
 pub mod llama;
+mod projections;
 pub mod r1;
 
 pub use config::LlamaConfig;

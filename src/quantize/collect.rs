@@ -208,6 +208,9 @@ impl<B: Backend> Backend for Collect<B> {
     ) -> Result<()> {
         self.inner.copy_columns(src, src_offset, dst, dst_offset, width)
     }
+    fn split_columns(&mut self, x: &Self::Tensor, widths: &[usize]) -> Result<Vec<Self::Tensor>> {
+        self.inner.split_columns(x, widths)
+    }
     fn rope(&mut self, x: &mut Self::Tensor, rope: &Rope, pos0: usize) -> Result<()> {
         self.inner.rope(x, rope, pos0)
     }
@@ -224,6 +227,9 @@ impl<B: Backend> Backend for Collect<B> {
     }
     fn swiglu(&mut self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor> {
         self.inner.swiglu(gate, up)
+    }
+    fn swiglu_stacked(&mut self, gate_up: &Self::Tensor) -> Result<Self::Tensor> {
+        self.inner.swiglu_stacked(gate_up)
     }
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor> {
         self.inner.last_row(x)

@@ -1,0 +1,72 @@
+//! Wall time per operation of the GPU backend (`generate --profile`): while profiling,
+//! every operation is recorded into its own command buffer, submitted and waited for,
+//! so its time is its host-side encoding, its submission and its execution. The cost of
+//! submitting and waiting for an empty command buffer is measured too, as the part of
+//! each operation's time that profiling itself adds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+#[derive(Default)]
+struct OpTime {
+    calls: u64,
+    time: Duration,
+}
+
+pub struct OpProfile {
+    ops: BTreeMap<&'static str, OpTime>,
+    /// Submitting and waiting for an empty command buffer.
+    pub empty_submit: Duration,
+}
+
+impl OpProfile {
+    pub fn new(empty_submit: Duration) -> Self {
+        OpProfile {
+            ops: BTreeMap::new(),
+            empty_submit,
+        }
+    }
+
+    pub fn add(&mut self, op: &'static str, time: Duration) {
+        let t = self.ops.entry(op).or_default();
+        t.calls += 1;
+        t.time += time;
+    }
+
+    /// A Markdown table of the operations, most time first, per forward pass over
+    /// `steps` passes: calls, µs per call, ms per pass, and µs per call net of the empty
+    /// submission.
+    pub fn report(&self, steps: usize) -> String {
+        let steps = steps.max(1) as f64;
+        let empty_us = self.empty_submit.as_secs_f64() * 1e6;
+        let mut rows: Vec<_> = self.ops.iter().collect();
+        rows.sort_by_key(|(_, t)| std::cmp::Reverse(t.time));
+        let total: Duration = rows.iter().map(|(_, t)| t.time).sum();
+        let calls: u64 = rows.iter().map(|(_, t)| t.calls).sum();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "empty submit + wait: {empty_us:.1} µs (included in every call below)\n\n\
+             | op | calls/pass | µs/call | net µs/call | ms/pass | share |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for (op, t) in rows {
+            let us = t.time.as_secs_f64() * 1e6 / t.calls as f64;
+            let _ = writeln!(
+                out,
+                "| {op} | {:.1} | {us:.1} | {:.1} | {:.2} | {:.0}% |",
+                t.calls as f64 / steps,
+                (us - empty_us).max(0.0),
+                t.time.as_secs_f64() * 1e3 / steps,
+                100.0 * t.time.as_secs_f64() / total.as_secs_f64().max(1e-12),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| all | {:.1} | | | {:.2} | 100% |",
+            calls as f64 / steps,
+            total.as_secs_f64() * 1e3 / steps
+        );
+        out
+    }
+}

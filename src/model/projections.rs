@@ -1,0 +1,65 @@
+//! Products of one input with several matrices of the same row length: a layer's query,
+//! key and value projections, or its gate and up projections. Where the backend stacks
+//! them ([`Backend::stacked_matrix`]) they are one product, `[n][Σ rows]`, which the
+//! model may use whole (a rotation of the query and key heads together, a SwiGLU over
+//! both halves) or split into its parts; otherwise one product each.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gguf::File;
+
+pub(crate) enum Projections<B: Backend> {
+    /// `[Σ rows][k]`, and the rows of each part.
+    Stacked {
+        matrix: B::Matrix,
+        widths: Vec<usize>,
+    },
+    Separate(Vec<B::Matrix>),
+}
+
+/// The result of [`Projections::product`].
+pub(crate) enum Product<T> {
+    /// `[n][Σ rows]`: the parts side by side.
+    Stacked(T),
+    /// `[n][rows_i]` for each part.
+    Separate(Vec<T>),
+}
+
+impl<B: Backend> Projections<B> {
+    /// Load the 2-D tensors `names` of `file`, stacked when the backend stacks them.
+    pub fn load(file: &File, backend: &mut B, names: &[String]) -> Result<Self> {
+        let views = names.iter().map(|n| file.tensor(n)).collect::<Result<Vec<_>>>()?;
+        if let Some(matrix) = backend.stacked_matrix(&views)? {
+            let widths = views.iter().map(|v| v.info.n_rows() as usize).collect();
+            return Ok(Projections::Stacked { matrix, widths });
+        }
+        Ok(Projections::Separate(
+            views.iter().map(|v| backend.matrix(v)).collect::<Result<_>>()?,
+        ))
+    }
+
+    /// `x · Wᵢᵀ` for every matrix i: `[n][k] -> [n][rows_i]`, stacked or one by one.
+    pub fn product(&self, backend: &mut B, x: &B::Tensor) -> Result<Product<B::Tensor>> {
+        Ok(match self {
+            Projections::Stacked { matrix, .. } => Product::Stacked(backend.matmul(matrix, x)?),
+            Projections::Separate(matrices) => {
+                Product::Separate(matrices.iter().map(|m| backend.matmul(m, x)).collect::<Result<_>>()?)
+            }
+        })
+    }
+
+    /// The N parts of a product of these projections, in order.
+    pub fn parts<const N: usize>(&self, backend: &mut B, product: Product<B::Tensor>) -> Result<[B::Tensor; N]> {
+        let parts = match (self, product) {
+            (Projections::Stacked { widths, .. }, Product::Stacked(all)) => backend.split_columns(&all, widths)?,
+            (_, Product::Separate(parts)) => parts,
+            (Projections::Separate(_), Product::Stacked(_)) => {
+                return Err(Error::Shape("a stacked product of separate projections".into()));
+            }
+        };
+        let got = parts.len();
+        parts
+            .try_into()
+            .map_err(|_| Error::Shape(format!("{got} projections where {N} are used")))
+    }
+}

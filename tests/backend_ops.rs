@@ -1,0 +1,176 @@
+//! The operations behind stacked projections (one product for a layer's query, key and
+//! value, or its gate and up): the GPU backend against the CPU backend, on lavapipe in CI.
+
+mod common;
+
+use common::noise;
+use lowbit::backend::{Backend, Rope, RopeScaling};
+use lowbit::cpu::CpuBackend;
+use lowbit::gguf::{TensorInfo, TensorView};
+use lowbit::gpu::{GpuBackend, GpuOptions};
+use lowbit::quant::BlockType;
+use std::path::Path;
+
+fn gpu() -> GpuBackend {
+    GpuBackend::new(GpuOptions::default()).expect("a Vulkan adapter (lavapipe in CI)")
+}
+
+fn assert_close(cpu: &[f32], gpu: &[f32], what: &str) {
+    assert_eq!(cpu.len(), gpu.len(), "{what}: lengths");
+    let max = cpu.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let diff = cpu.iter().zip(gpu).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-5 * max, "{what}: max |Δ| {diff} (max {max})");
+}
+
+fn info(name: &str, ty: BlockType, k: usize, rows: usize) -> TensorInfo {
+    TensorInfo {
+        name: name.into(),
+        ty,
+        dims: vec![k as u64, rows as u64],
+        file_offset: 0,
+        size: 0,
+    }
+}
+
+/// The parts of `x`'s columns, read back.
+fn split<B: Backend>(b: &mut B, x: &B::Tensor, widths: &[usize]) -> Vec<Vec<f32>> {
+    let parts = b.split_columns(x, widths).unwrap();
+    parts.iter().map(|p| b.to_host(p).unwrap()).collect()
+}
+
+#[test]
+fn split_columns_matches_the_cpu_for_one_row_and_several() {
+    let mut g = gpu();
+    for n in [1, 3] {
+        let data = noise(n * 20, n as u64, 1.0);
+        let widths = [8, 4, 8];
+        let x = CpuBackend.upload(&data, n, 20).unwrap();
+        let cpu = split(&mut CpuBackend, &x, &widths);
+        // Independent of both backends: the columns cut out by hand.
+        let mut offset = 0;
+        for (part, w) in cpu.iter().zip(widths) {
+            let expected: Vec<f32> = data.chunks(20).flat_map(|r| r[offset..offset + w].to_vec()).collect();
+            assert_eq!(part, &expected);
+            offset += w;
+        }
+        let xg = g.upload(&data, n, 20).unwrap();
+        assert_eq!(split(&mut g, &xg, &widths), cpu, "{n} rows");
+        assert!(g.split_columns(&xg, &[8, 8]).is_err());
+        assert!(CpuBackend.split_columns(&x, &[8, 16]).is_err());
+    }
+}
+
+#[test]
+fn stacked_swiglu_is_swiglu_of_the_halves() {
+    let mut g = gpu();
+    let (n, f) = (3, 40);
+    let data = noise(n * 2 * f, 5, 3.0);
+    fn run<B: Backend>(b: &mut B, data: &[f32], n: usize, f: usize) -> (Vec<f32>, Vec<f32>) {
+        let x = b.upload(data, n, 2 * f).unwrap();
+        let stacked = b.swiglu_stacked(&x).unwrap();
+        let [gate, up]: [B::Tensor; 2] = b.split_columns(&x, &[f, f]).unwrap().try_into().ok().unwrap();
+        let plain = b.swiglu(&gate, &up).unwrap();
+        (b.to_host(&stacked).unwrap(), b.to_host(&plain).unwrap())
+    }
+    let (cpu_stacked, cpu_plain) = run(&mut CpuBackend, &data, n, f);
+    assert_eq!(cpu_stacked, cpu_plain);
+    let silu = |v: f32| v / (1.0 + (-v).exp());
+    assert!((cpu_stacked[f + 1] - silu(data[2 * f + 1]) * data[3 * f + 1]).abs() < 1e-6);
+    let (gpu_stacked, gpu_plain) = run(&mut g, &data, n, f);
+    assert_close(&cpu_stacked, &gpu_stacked, "stacked");
+    assert_close(&cpu_plain, &gpu_plain, "plain");
+    let odd = g.upload(&data[..n * 5], n, 5).unwrap();
+    assert!(g.swiglu_stacked(&odd).is_err());
+}
+
+/// Rotating the leading heads of wider rows leaves the rest alone and equals rotating
+/// those heads on their own.
+#[test]
+fn rope_rotates_the_leading_heads_of_wider_rows() {
+    let mut g = gpu();
+    let (n, heads, head_dim, extra) = (2, 3, 8, 5);
+    let width = heads * head_dim + extra;
+    let rope = Rope::new(heads, head_dim, 0, head_dim, 10000.0, RopeScaling::None).unwrap();
+    let data = noise(n * width, 9, 1.0);
+    fn run<B: Backend>(b: &mut B, rope: &Rope, data: &[f32], n: usize, width: usize) -> (Vec<f32>, Vec<f32>) {
+        let lead = rope.heads * rope.head_dim;
+        let mut wide = b.upload(data, n, width).unwrap();
+        b.rope(&mut wide, rope, 4).unwrap();
+        let again = b.upload(data, n, width).unwrap();
+        let mut alone = b.split_columns(&again, &[lead, width - lead]).unwrap().remove(0);
+        b.rope(&mut alone, rope, 4).unwrap();
+        (b.to_host(&wide).unwrap(), b.to_host(&alone).unwrap())
+    }
+    let (cpu_wide, cpu_alone) = run(&mut CpuBackend, &rope, &data, n, width);
+    let lead = heads * head_dim;
+    for (r, row) in cpu_wide.chunks(width).enumerate() {
+        assert_eq!(&row[..lead], &cpu_alone[r * lead..(r + 1) * lead]);
+        assert_eq!(&row[lead..], &data[r * width + lead..(r + 1) * width]);
+    }
+    let (gpu_wide, gpu_alone) = run(&mut g, &rope, &data, n, width);
+    assert_close(&cpu_wide, &gpu_wide, "wide rows");
+    assert_close(&cpu_alone, &gpu_alone, "heads alone");
+    let mut narrow = g.upload(&data[..n * 10], n, 10).unwrap();
+    assert!(g.rope(&mut narrow, &rope, 0).is_err());
+}
+
+/// A stacked matrix's product is the parts' products side by side; parts that differ in
+/// format or row length are not stacked.
+#[test]
+fn stacked_matrix_product_is_the_parts_side_by_side() {
+    let mut g = gpu();
+    let k = 64;
+    let rows = [16, 8, 8];
+    let weights: Vec<Vec<f32>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| noise(r * k, 20 + i as u64, 1.0))
+        .collect();
+    let bytes: Vec<&[u8]> = weights.iter().map(|w| bytemuck::cast_slice(w.as_slice())).collect();
+    let infos: Vec<TensorInfo> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| info(&format!("w{i}"), BlockType::F32, k, r))
+        .collect();
+    let path = Path::new("stacked");
+    let views: Vec<TensorView> = infos
+        .iter()
+        .zip(&bytes)
+        .map(|(info, bytes)| TensorView { info, bytes, path })
+        .collect();
+    let x = noise(2 * k, 30, 1.0);
+    let stacked = g
+        .stacked_matrix(&views)
+        .unwrap()
+        .expect("same format and row length stack");
+    let xg = g.upload(&x, 2, k).unwrap();
+    let y = g.matmul(&stacked, &xg).unwrap();
+    let got = split(&mut g, &y, &rows);
+    let xc = CpuBackend.upload(&x, 2, k).unwrap();
+    for (view, got) in views.iter().zip(&got) {
+        let m = CpuBackend.matrix(view).unwrap();
+        let y = CpuBackend.matmul(&m, &xc).unwrap();
+        assert_close(&CpuBackend.to_host(&y).unwrap(), got, &view.info.name);
+    }
+    assert!(
+        CpuBackend.stacked_matrix(&views).unwrap().is_none(),
+        "the CPU gains nothing from stacking"
+    );
+    let other_k = info("short", BlockType::F32, 32, 32);
+    let q8 = info("w0", BlockType::Q8_0, k, rows[0]);
+    for odd in [&other_k, &q8] {
+        let pair = [
+            TensorView {
+                info: &infos[0],
+                bytes: bytes[0],
+                path,
+            },
+            TensorView {
+                info: odd,
+                bytes: bytes[0],
+                path,
+            },
+        ];
+        assert!(g.stacked_matrix(&pair).unwrap().is_none(), "{}", odd.name);
+    }
+}
