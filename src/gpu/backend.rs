@@ -18,6 +18,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::time::Instant;
 
@@ -203,7 +204,7 @@ impl GpuBackend {
     /// while profiling, into one of its own, submitted and waited for.
     fn record<T>(
         &mut self,
-        op: &'static str,
+        op: impl Into<Cow<'static, str>>,
         f: impl FnOnce(&GpuContext, &mut wgpu::CommandEncoder) -> Result<T>,
     ) -> Result<T> {
         let start = match self.profile {
@@ -225,7 +226,7 @@ impl GpuBackend {
             self.flush();
             self.ctx.wait()?;
             if let Some(p) = &mut self.profile {
-                p.add(op, start.elapsed());
+                p.add(op.into(), start.elapsed());
             }
         }
         Ok(out)
@@ -319,6 +320,11 @@ impl GpuBackend {
             f16: false,
         };
         let op = if x.n <= MAX_COLS { "matvec" } else { "matmul" };
+        // Profiles tell the products apart by format and shape (ggml's ne0 x ne1).
+        let op: Cow<str> = match self.profile {
+            Some(_) => format!("{op} {} {}x{}", w.ty, w.k, w.rows).into(),
+            None => op.into(),
+        };
         self.record(op, |ctx, enc| {
             if x.n <= MAX_COLS {
                 w.matvec(ctx, enc, &act, y)

@@ -4,6 +4,7 @@
 //! submitting and waiting for an empty command buffer is measured too, as the part of
 //! each operation's time that profiling itself adds.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
@@ -15,7 +16,7 @@ struct OpTime {
 }
 
 pub struct OpProfile {
-    ops: BTreeMap<&'static str, OpTime>,
+    ops: BTreeMap<Cow<'static, str>, OpTime>,
     /// Submitting and waiting for an empty command buffer.
     pub empty_submit: Duration,
 }
@@ -28,7 +29,7 @@ impl OpProfile {
         }
     }
 
-    pub fn add(&mut self, op: &'static str, time: Duration) {
+    pub fn add(&mut self, op: Cow<'static, str>, time: Duration) {
         let t = self.ops.entry(op).or_default();
         t.calls += 1;
         t.time += time;
