@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
             cols: 1,
             stride: K,
             f16: false,
+            norm: None,
         };
         group.throughput(Throughput::Bytes(packed.len() as u64));
         group.bench_function(format!("matvec {ty} {K}x{ROWS}"), |b| {

@@ -23,13 +23,28 @@ override ROWS_PER_LANE: u32 = 0u;
 // 32 consecutive activations (one unit of one column), as 8 vec4.
 alias Unit = array<vec4<f32>, 8>;
 
-// The unit of activations starting at element xb (a multiple of 4, for x4_at).
-fn load_unit(xb: u32) -> Unit {
+// Unit u of column c of job z: x[x_col + 32u ..][..32], times `scale` · the norm's
+// weight when an RMSNorm is fused in (NORMED). Column starts are multiples of 4 (x4_at).
+fn load_unit(z: u32, c: u32, u: u32, scale: f32) -> Unit {
+    let xb = x_col(z, c) + 32u * u;
     var xv: Unit;
     for (var q = 0u; q < 8u; q++) {
         xv[q] = x4_at(xb + 4u * q);
+        if (NORMED) {
+            xv[q] *= scale * norm4(32u * u + 4u * q);
+        }
     }
     return xv;
+}
+
+// 1 / sqrt(mean(x²) + eps) over column c of job z (the fused RMSNorm's scale).
+fn rms_scale(z: u32, c: u32) -> f32 {
+    var ss = vec4<f32>(0.0);
+    for (var i = 0u; i < p.k; i += 4u) {
+        let v = x4_at(x_col(z, c) + i);
+        ss += v * v;
+    }
+    return inverseSqrt(dot(ss, vec4<f32>(1.0)) / f32(p.k) + p.eps);
 }
 
 // Σ_{i<32} wv[i] · xv[i] for a decoded unit.
@@ -50,6 +65,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let subs = BLOCK_ELEMS / 32u;
     let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc: array<f32, OUTPUTS>;
+    // Per column: the fused RMSNorm's scale, or 1. Every lane computes it, in uniform
+    // control flow, from the same loads of x.
+    var scale: array<f32, MAX_COLS>;
+    for (var c = 0u; c < NCOLS; c++) {
+        scale[c] = 1.0;
+        if (NORMED) {
+            scale[c] = rms_scale(z, c);
+        }
+    }
     if (ROWS_PER_LANE > 0u) {
         // Every lane runs the loop over units and loads x (rows past the end are skipped
         // only around the weights) so that the loads of x stay in uniform control flow,
@@ -61,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var u = 0u; u < p.k / 32u; u++) {
                 let block = (u / subs) * BLOCK_BYTES;
                 if (NCOLS == 1u) {
-                    var xv = load_unit(x_col(z, 0u) + 32u * u);
+                    var xv = load_unit(z, 0u, u, scale[0]);
                     for (var r = 0u; r < ROWS_PER_LANE; r++) {
                         let row = first + r * WG;
                         if (row < p.rows) {
@@ -76,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                             decode32((j.w_row0 + row) * row_bytes + block, u % subs, &wv);
                         }
                         for (var c = 0u; c < NCOLS; c++) {
-                            var xv = load_unit(x_col(z, c) + 32u * u);
+                            var xv = load_unit(z, c, u, scale[c]);
                             acc[r * NCOLS + c] += dot_decoded(&wv, &xv);
                         }
                     }
@@ -102,7 +126,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 var wv: array<f32, 32>;
                 decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
                 for (var c = 0u; c < NCOLS; c++) {
-                    var xv = load_unit(x_col(z, c) + 32u * u);
+                    var xv = load_unit(z, c, u, scale[c]);
                     acc[r * NCOLS + c] += dot_decoded(&wv, &xv);
                 }
             }

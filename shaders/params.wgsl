@@ -25,6 +25,8 @@ struct Params {
     // input, 1 when each pair has its own), and 1 to scale results by the route weight.
     x_group: u32,
     weighted: u32,
+    // RMSNorm epsilon, when a norm is fused in (norm_uniform.wgsl).
+    eps: f32,
 }
 
 // One unit of work of a product kernel (workgroup_id.z), as the addressing part defines it.

@@ -174,6 +174,18 @@ pub trait Backend {
     fn rms_norm(&mut self, x: &Self::Tensor, w: &Self::Matrix, eps: f32) -> Result<Self::Tensor>;
     /// `x · Wᵀ`: `[n][k] -> [n][rows]`.
     fn matmul(&mut self, w: &Self::Matrix, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `rms_norm(x, norm, eps) · Wᵀ`: `[n][k] -> [n][rows]`, the norm fused into the
+    /// product where the backend can.
+    fn norm_matmul(
+        &mut self,
+        w: &Self::Matrix,
+        x: &Self::Tensor,
+        norm: &Self::Matrix,
+        eps: f32,
+    ) -> Result<Self::Tensor> {
+        let h = self.rms_norm(x, norm, eps)?;
+        self.matmul(w, &h)
+    }
     /// `acc += x · Wᵀ` (a product and a residual add in one step).
     fn matmul_add(&mut self, w: &Self::Matrix, x: &Self::Tensor, acc: &mut Self::Tensor) -> Result<()>;
     /// Routes that send every token to the matrices `ids` in order (pair `t * ids.len()

@@ -174,3 +174,51 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
         assert!(g.stacked_matrix(&pair).unwrap().is_none(), "{}", odd.name);
     }
 }
+
+/// An RMSNorm fused into the product (one to eight rows of a short row length, with the
+/// uniform activation binding) and the unfused path (otherwise) both equal the CPU's norm
+/// then product; the profile shows which path ran.
+#[test]
+fn norm_matmul_matches_the_cpu_fused_or_not() {
+    for uniform_activations in [true, false] {
+        let mut g = GpuBackend::new(GpuOptions {
+            uniform_activations,
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        for (k, rows) in [(64, 40), (2048, 6)] {
+            let weights = noise(rows * k, 50, 1.0);
+            let norm_weights = noise(k, 51, 2.0);
+            let w_info = info("w", BlockType::F32, k, rows);
+            let n_info = TensorInfo {
+                dims: vec![k as u64],
+                ..info("norm", BlockType::F32, k, 1)
+            };
+            let path = Path::new("norm_matmul");
+            let w_view = TensorView {
+                info: &w_info,
+                bytes: bytemuck::cast_slice(&weights),
+                path,
+            };
+            let n_view = TensorView {
+                info: &n_info,
+                bytes: bytemuck::cast_slice(&norm_weights),
+                path,
+            };
+            fn run<B: Backend>(b: &mut B, w: &TensorView, norm: &TensorView, n: usize, k: usize) -> Vec<f32> {
+                let (w, norm) = (b.matrix(w).unwrap(), b.matrix(norm).unwrap());
+                let x = b.upload(&noise(n * k, 52 + n as u64, 3.0), n, k).unwrap();
+                let y = b.norm_matmul(&w, &x, &norm, 1e-5).unwrap();
+                b.to_host(&y).unwrap()
+            }
+            for n in [1, 3, 9] {
+                let cpu = run(&mut CpuBackend, &w_view, &n_view, n, k);
+                assert!(g.start_profile().unwrap());
+                let got = run(&mut g, &w_view, &n_view, n, k);
+                let fused = g.profile_report(1).unwrap().contains("matvec+norm");
+                assert_eq!(fused, uniform_activations && k < 2048 && n <= 8, "k {k}, {n} rows");
+                assert_close(&cpu, &got, &format!("k {k}, {n} rows, fused {fused}"));
+            }
+        }
+    }
+}

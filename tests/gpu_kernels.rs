@@ -138,6 +138,7 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
         cols,
         stride: k,
         f16: f16_act,
+        norm: None,
     };
     if !tiled {
         assert_binding_choice(ctx, &act, k);
@@ -196,6 +197,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
         cols: tokens,
         stride: k,
         f16: f16_act,
+        norm: None,
     };
     if !grouped {
         assert_binding_choice(ctx, &act, k);
@@ -356,6 +358,7 @@ fn uniform_activation_binding_needs_a_fitting_buffer() {
         cols,
         stride,
         f16,
+        norm: None,
     };
     assert_eq!(act(&page.buffer, 1, 576, false).uniform_pages(&ctx, 576), 1);
     assert_eq!(act(&page.buffer, 3, 576, true).uniform_pages(&ctx, 576), 1);
@@ -441,6 +444,7 @@ fn bad_shapes_are_errors() {
         cols: 9,
         stride: 64,
         f16: false,
+        norm: None,
     };
     assert!(gw.matvec(&ctx, &mut enc, &nine, &Output::store(&y.buffer, 2)).is_err());
     let two = Activations {
@@ -448,6 +452,7 @@ fn bad_shapes_are_errors() {
         cols: 2,
         stride: 64,
         f16: false,
+        norm: None,
     };
     assert!(
         gw.matvec(&ctx, &mut enc, &two, &Output::store(&y.buffer, 2)).is_err(),
@@ -510,6 +515,7 @@ fn lost_device_is_an_error() {
         cols: 1,
         stride: 64,
         f16: false,
+        norm: None,
     };
     assert!(gw.matvec(&ctx, &mut enc, &act, &Output::store(&x, 2)).is_err());
 }
@@ -537,6 +543,7 @@ fn accumulating_output_adds_to_the_buffer() {
             cols,
             stride: k,
             f16: false,
+            norm: None,
         };
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         if tiled {

@@ -10,9 +10,14 @@ fn every_shader_variant_validates() {
     let mut expected = 0;
     for kernel in Kernel::ALL {
         // Reducing kernels: 2 reductions x (storage activations, or a 2-page uniform binding
-        // for one row per invocation).
-        expected +=
-            GPU_FORMATS.len() * if kernel.reduces() { 4 } else { 1 } * if kernel.takes_activations() { 2 } else { 1 };
+        // for one row per invocation, which the dense matvec also takes with a fused norm).
+        let bindings = match kernel {
+            Kernel::Matvec => 3,
+            k if k.reduces() => 2,
+            _ => 1,
+        };
+        let reductions = if kernel.reduces() { 2 } else { 1 };
+        expected += GPU_FORMATS.len() * reductions * bindings * if kernel.takes_activations() { 2 } else { 1 };
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {
@@ -27,13 +32,20 @@ fn every_shader_variant_validates() {
                             cols: 0,
                             rows_per_lane: 0,
                             uniform_x_pages: 0,
+                            norm_pages: 0,
                         })
                         .is_err()
                     );
                     continue;
                 }
-                let pages: &[u8] = if kernel.reduces() { &[0, 2] } else { &[0] };
-                for (&uniform_x_pages, f16_activations) in pages.iter().flat_map(|p| [(p, false), (p, true)]) {
+                let pages: &[(u8, u8)] = match kernel {
+                    Kernel::Matvec => &[(0, 0), (2, 0), (2, 1)],
+                    k if k.reduces() => &[(0, 0), (2, 0)],
+                    _ => &[(0, 0)],
+                };
+                for (&(uniform_x_pages, norm_pages), f16_activations) in
+                    pages.iter().flat_map(|p| [(p, false), (p, true)])
+                {
                     let key = PipelineKey {
                         kernel,
                         format,
@@ -42,6 +54,7 @@ fn every_shader_variant_validates() {
                         cols: 1,
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
                         uniform_x_pages,
+                        norm_pages,
                     };
                     let src = shader_source(&key).unwrap();
                     let module = naga::front::wgsl::parse_str(&src)
@@ -74,11 +87,30 @@ fn every_shader_variant_validates() {
         cols: 1,
         rows_per_lane: 0,
         uniform_x_pages: 1,
+        norm_pages: 0,
     };
     assert!(
         shader_source(&reduced_rows).is_err(),
         "the uniform binding is only for one row per invocation"
     );
+    let storage_norm = PipelineKey {
+        uniform_x_pages: 0,
+        rows_per_lane: 8,
+        norm_pages: 1,
+        ..reduced_rows
+    };
+    assert!(
+        shader_source(&storage_norm).is_err(),
+        "a fused norm needs uniform activations"
+    );
+    let routed_norm = PipelineKey {
+        kernel: Kernel::MatvecId,
+        uniform_x_pages: 1,
+        rows_per_lane: 8,
+        norm_pages: 1,
+        ..reduced_rows
+    };
+    assert!(shader_source(&routed_norm).is_err(), "no fused norm in expert products");
 }
 
 /// The kernels that do not read packed weights, validated without a GPU.

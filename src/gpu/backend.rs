@@ -3,12 +3,17 @@
 //!
 //! Kernels besides the packed-weight products, one WGSL file each: `get_rows.wgsl`
 //! (embedding lookup), `rms_norm.wgsl`, `rope.wgsl`, `attention.wgsl` and
-//! `elementwise.wgsl` (SwiGLU); residual adds are fused into the products (`Output::add`). Keys and values are appended to the cache
-//! with buffer copies. Matrix products use `matvec` for up to 8 tokens, `matmul` above.
+//! `elementwise.wgsl` (SwiGLU); residual adds are fused into the products
+//! (`Output::add`), and so is an RMSNorm before a product of up to 8 tokens where the
+//! activations take the uniform binding (`norm_matmul`). Keys and values are appended to
+//! the cache with buffer copies. Matrix products use `matvec` for up to 8 tokens,
+//! `matmul` above. Stacked matrices (`stacked_matrix`) let a layer's Q/K/V and gate/up
+//! be one product each. While profiling (`start_profile`), every operation is submitted
+//! and waited for on its own and timed (`profile.rs`).
 
 use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
-use super::matvec::{Activations, MAX_COLS, Output};
+use super::matvec::{Activations, MAX_COLS, Norm, Output};
 use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
@@ -318,18 +323,32 @@ impl GpuBackend {
             cols: x.n,
             stride: x.width,
             f16: false,
+            norm: None,
         };
-        let op = if x.n <= MAX_COLS { "matvec" } else { "matmul" };
+        self.product_of(w, &act, y)
+    }
+
+    /// `y (+)= W · x` for activations on the device: matvec up to MAX_COLS columns,
+    /// the tiled matmul above.
+    fn product_of(&mut self, w: &GpuWeights, x: &Activations, y: &Output) -> Result<()> {
+        let op = if x.cols <= MAX_COLS { "matvec" } else { "matmul" };
         // Profiles tell the products apart by format and shape (ggml's ne0 x ne1).
         let op: Cow<str> = match self.profile {
-            Some(_) => format!("{op} {} {}x{}", w.ty, w.k, w.rows).into(),
+            Some(_) => format!(
+                "{op}{} {} {}x{}",
+                if x.norm.is_some() { "+norm" } else { "" },
+                w.ty,
+                w.k,
+                w.rows
+            )
+            .into(),
             None => op.into(),
         };
         self.record(op, |ctx, enc| {
-            if x.n <= MAX_COLS {
-                w.matvec(ctx, enc, &act, y)
+            if x.cols <= MAX_COLS {
+                w.matvec(ctx, enc, x, y)
             } else {
-                w.matmul(ctx, enc, &act, y)
+                w.matmul(ctx, enc, x, y)
             }
         })
     }
@@ -500,6 +519,7 @@ impl Backend for GpuBackend {
             cols: 0,
             rows_per_lane: 0,
             uniform_x_pages: 0,
+            norm_pages: 0,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {
@@ -552,6 +572,34 @@ impl Backend for GpuBackend {
     fn matmul(&mut self, w: &GpuWeights, x: &GpuTensor) -> Result<GpuTensor> {
         let out = self.tensor(x.n, w.rows)?;
         self.product(w, x, &Output::store(&out.buffer.buffer, w.rows))?;
+        Ok(out)
+    }
+
+    /// One matvec reading the norm's weight and x through uniform bindings (matvec.wgsl
+    /// with norm_uniform.wgsl) when x has at most MAX_COLS rows of exactly the matrix's
+    /// row length and takes the uniform binding; otherwise the norm, then the product.
+    fn norm_matmul(&mut self, w: &GpuWeights, x: &GpuTensor, norm: &GpuWeights, eps: f32) -> Result<GpuTensor> {
+        let weight = &norm.chunks[0].buffer.buffer;
+        let act = Activations {
+            buffer: &x.buffer.buffer,
+            cols: x.n,
+            stride: x.width,
+            f16: false,
+            norm: Some(Norm { weight, eps }),
+        };
+        let fusable = x.n <= MAX_COLS
+            && x.width == w.k
+            && norm.ty == crate::quant::BlockType::F32
+            && norm.rows == 1
+            && norm.k == w.k
+            && weight.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && act.uniform_pages(&self.ctx, w.k) > 0;
+        if !fusable {
+            let h = self.rms_norm(x, norm, eps)?;
+            return self.matmul(w, &h);
+        }
+        let out = self.tensor(x.n, w.rows)?;
+        self.product_of(w, &act, &Output::store(&out.buffer.buffer, w.rows))?;
         Ok(out)
     }
 
@@ -656,6 +704,7 @@ impl Backend for GpuBackend {
             cols: x.n,
             stride: x.width,
             f16: false,
+            norm: None,
         };
         if routes.n_tokens <= MAX_COLS {
             let routing = Routing {

@@ -115,6 +115,7 @@ pub fn bench_format(
         cols: 1,
         stride: k,
         f16: false,
+        norm: None,
     };
     let matvec_s = time_best(ctx, iters, 10, |enc| {
         w.matvec(ctx, enc, &one, &Output::store(&y.buffer, rows))
@@ -125,6 +126,7 @@ pub fn bench_format(
             cols: matmul_cols,
             stride: k,
             f16: false,
+            norm: None,
         };
         Some(time_best(ctx, iters.min(3), 1, |enc| {
             w.matmul(ctx, enc, &many, &Output::store(&y.buffer, rows))

@@ -124,7 +124,8 @@ impl GpuWeights {
     ) -> Result<()> {
         for chunk in &self.chunks {
             let params = self.chunk_params(chunk, x, y);
-            let buffers = [&chunk.buffer.buffer, x.buffer, y.buffer];
+            let mut buffers = vec![&chunk.buffer.buffer, x.buffer, y.buffer];
+            buffers.extend(x.norm.as_ref().map(|n| n.weight));
             let (key, groups) = layout(chunk);
             ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups)?;
         }
@@ -139,6 +140,7 @@ impl GpuWeights {
         y: &super::matvec::Output,
     ) -> super::pipelines::Params {
         super::pipelines::Params {
+            eps: x.norm.as_ref().map_or(0.0, |n| n.eps),
             rows: chunk.rows as u32,
             k: self.k as u32,
             ncols: x.cols as u32,
@@ -169,10 +171,19 @@ impl GpuWeights {
             )));
         }
         let mut chunks = Vec::new();
+        // A vector of f32 (an RMSNorm's weight) also goes in whole uniform pages, so that
+        // a product with the norm fused in can read it through a uniform binding.
+        let vector = ty == BlockType::F32 && rows == 1;
         for first_row in (0..rows).step_by(rows_per_chunk) {
             let n = rows_per_chunk.min(rows - first_row);
             let data = &bytes[first_row * row_bytes..(first_row + n) * row_bytes];
-            let buffer = ctx.upload(name, data, wgpu::BufferUsages::STORAGE)?;
+            let buffer = if vector {
+                let mut padded = data.to_vec();
+                padded.resize(super::pipelines::whole_pages(data.len() as u64) as usize, 0);
+                ctx.upload(name, &padded, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM)?
+            } else {
+                ctx.upload(name, data, wgpu::BufferUsages::STORAGE)?
+            };
             chunks.push(Chunk {
                 buffer,
                 first_row,

@@ -24,6 +24,7 @@ impl GpuWeights {
         if x.cols == 0 {
             return Err(Error::Shape("matmul of zero columns".into()));
         }
+        x.check_plain("matmul")?;
         x.check(self.k)?;
         check_output(y.buffer, x.cols, self.rows, y.stride)?;
         let key = PipelineKey {
@@ -34,6 +35,7 @@ impl GpuWeights {
             cols: 0,
             rows_per_lane: 0,
             uniform_x_pages: 0,
+            norm_pages: 0,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
         let max = ctx.max_workgroups_per_dim;

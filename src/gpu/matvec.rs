@@ -51,6 +51,17 @@ pub struct Activations<'a> {
     pub stride: usize,
     /// Stored as f16 (needs `shader-f16`) rather than f32.
     pub f16: bool,
+    /// An RMSNorm to apply to each column first, fused into the product.
+    pub norm: Option<Norm<'a>>,
+}
+
+/// An RMSNorm fused into a matvec (`norm_uniform.wgsl`): its weight, `k` f32 values in
+/// a buffer of whole [`UNIFORM_X_PAGE`]s with `UNIFORM` usage (the GPU backend uploads
+/// 1-row F32 tensors so), and its epsilon. The activations must take the uniform
+/// binding ([`Activations::uniform_pages`]).
+pub struct Norm<'a> {
+    pub weight: &'a wgpu::Buffer,
+    pub eps: f32,
 }
 
 impl Activations<'_> {
@@ -68,6 +79,14 @@ impl Activations<'_> {
             && self.stride.is_multiple_of(4)
             && matvec_shape(k, 1, 1, 1).0 > 0;
         if fits { u8::try_from(pages).unwrap_or(0) } else { 0 }
+    }
+
+    /// An error unless these are plain activations (no fused norm), for `what`.
+    pub(crate) fn check_plain(&self, what: &str) -> Result<()> {
+        if self.norm.is_some() {
+            return Err(Error::Unsupported(format!("{what} with a fused RMSNorm")));
+        }
+        Ok(())
     }
 
     /// Check that the buffer holds `cols` columns of `k` values.
@@ -123,9 +142,25 @@ pub(crate) fn check_output(y: &wgpu::Buffer, cols: usize, rows: usize, stride: u
     Ok(())
 }
 
+/// Pages of a fused norm's weight binding, after checking that it can be fused.
+fn norm_pages(norm: &Norm, k: usize, uniform_x_pages: u8) -> Result<u8> {
+    let size = norm.weight.size();
+    let usable = norm.weight.usage().contains(wgpu::BufferUsages::UNIFORM)
+        && size.is_multiple_of(UNIFORM_X_PAGE)
+        && size >= k as u64 * 4;
+    if !usable || uniform_x_pages == 0 {
+        return Err(Error::Unsupported(format!(
+            "a fused RMSNorm needs its {k} weights in whole uniform pages (got {size} bytes) and \
+             the activations in a uniform binding"
+        )));
+    }
+    u8::try_from(size / UNIFORM_X_PAGE).map_err(|_| Error::Shape(format!("a norm weight of {size} bytes")))
+}
+
 impl GpuWeights {
     /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for every row and each of
-    /// the 1..=8 columns into `encoder`, one dispatch per weight chunk.
+    /// the 1..=8 columns into `encoder`, one dispatch per weight chunk (x normalized first
+    /// when it carries a [`Norm`]).
     pub fn matvec(
         &self,
         ctx: &GpuContext,
@@ -141,6 +176,7 @@ impl GpuWeights {
         }
         x.check(self.k)?;
         check_output(y.buffer, x.cols, self.rows, y.stride)?;
+        let uniform_x_pages = x.uniform_pages(ctx, self.k);
         let key = PipelineKey {
             kernel: Kernel::Matvec,
             format: self.ty,
@@ -148,7 +184,11 @@ impl GpuWeights {
             f16_activations: x.f16,
             cols: x.cols as u8,
             rows_per_lane: 0,
-            uniform_x_pages: x.uniform_pages(ctx, self.k),
+            uniform_x_pages,
+            norm_pages: match &x.norm {
+                Some(norm) => norm_pages(norm, self.k, uniform_x_pages)?,
+                None => 0,
+            },
         };
         self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
             let (rows_per_lane, groups) = matvec_shape(self.k, chunk.rows, key.cols, 1);

@@ -15,6 +15,6 @@ pub mod profile;
 pub use backend::{GpuBackend, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};
 pub use context::{GpuContext, GpuOptions, ShaderFeatures};
-pub use matvec::{Activations, Output};
+pub use matvec::{Activations, Norm, Output};
 pub use moe::{GpuExperts, Grouped, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};

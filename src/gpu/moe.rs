@@ -161,6 +161,7 @@ impl GpuExperts {
                 x.cols
             )));
         }
+        x.check_plain("an expert product")?;
         x.check(self.k)?;
         super::matvec::check_output(y, pairs, self.rows, y_stride)?;
         Ok(pairs)
@@ -189,6 +190,7 @@ impl GpuExperts {
             cols: 1,
             rows_per_lane: matvec_shape(self.k, self.rows, 1, pairs).0,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
+            norm_pages: 0,
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
@@ -238,6 +240,7 @@ impl GpuExperts {
             cols: 0,
             rows_per_lane: 0,
             uniform_x_pages: 0,
+            norm_pages: 0,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {

@@ -83,6 +83,7 @@ pub struct Params {
     pub accumulate: u32,
     pub x_group: u32,
     pub weighted: u32,
+    pub eps: f32,
 }
 
 /// Everything that selects a distinct pipeline.
@@ -103,6 +104,9 @@ pub struct PipelineKey {
     /// Activations through a uniform binding of this many [`UNIFORM_X_PAGE`]s
     /// (one-row-per-invocation matvec kernels only); 0: a storage binding.
     pub uniform_x_pages: u8,
+    /// An RMSNorm fused in, its weight a uniform binding of this many pages
+    /// (`norm_uniform.wgsl`; dense matvec with uniform activations only); 0: none.
+    pub norm_pages: u8,
 }
 
 /// Granularity of the uniform activation binding, in bytes: activation buffers meant for
@@ -208,6 +212,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     if (key.subgroups && !key.kernel.reduces())
         || (key.f16_activations && !key.kernel.takes_activations())
         || (uniform_x && !(key.kernel.reduces() && key.rows_per_lane > 0))
+        || (key.norm_pages > 0 && !(key.kernel == Kernel::Matvec && uniform_x))
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
@@ -228,6 +233,13 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         src.push_str(include_str!("../../shaders/activations_storage.wgsl"));
     }
     if key.kernel.reduces() {
+        if key.norm_pages > 0 {
+            let vec4s = key.norm_pages as u64 * UNIFORM_X_PAGE / 16;
+            src.push_str(&format!("const NORM_VEC4S: u32 = {vec4s}u;\n"));
+            src.push_str(include_str!("../../shaders/norm_uniform.wgsl"));
+        } else {
+            src.push_str(include_str!("../../shaders/norm_none.wgsl"));
+        }
         src.push_str(dot_part(key.format));
         src.push_str(if key.subgroups {
             include_str!("../../shaders/reduce_subgroup.wgsl")
@@ -255,7 +267,8 @@ pub fn grid_words() -> Vec<u32> {
 impl GpuContext {
     /// The bind group layout of the kernels that read packed weights: 0 uniform
     /// parameters, 1 weights, 2 activations, 3 output, 4 IQ lattice tables, and for the
-    /// expert kernels 5..=7 (ids or order, slot table or segments, routing weights).
+    /// expert kernels 5..=7 (ids or order, slot table or segments, routing weights), for
+    /// a dense matvec with a fused norm 5 (the norm's weight, uniform).
     /// Explicit, so that formats whose decoder ignores the lattice take the same bindings.
     fn weights_kernel_layout(&self, key: &PipelineKey) -> wgpu::BindGroupLayout {
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
@@ -269,25 +282,28 @@ impl GpuContext {
             count: None,
         };
         let read = wgpu::BufferBindingType::Storage { read_only: true };
+        let mut entries = vec![
+            entry(0, wgpu::BufferBindingType::Uniform),
+            entry(1, read),
+            entry(
+                2,
+                if key.uniform_x_pages > 0 {
+                    wgpu::BufferBindingType::Uniform
+                } else {
+                    read
+                },
+            ),
+            entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
+            entry(4, read),
+        ];
+        if key.kernel.routed() {
+            entries.extend([entry(5, read), entry(6, read), entry(7, read)]);
+        } else if key.norm_pages > 0 {
+            entries.push(entry(5, wgpu::BufferBindingType::Uniform));
+        }
         self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("packed weights kernel"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, read),
-                entry(
-                    2,
-                    if key.uniform_x_pages > 0 {
-                        wgpu::BufferBindingType::Uniform
-                    } else {
-                        read
-                    },
-                ),
-                entry(3, wgpu::BufferBindingType::Storage { read_only: false }),
-                entry(4, read),
-                entry(5, read),
-                entry(6, read),
-                entry(7, read),
-            ][..if key.kernel.routed() { 8 } else { 5 }],
+            entries: &entries,
         })
     }
 

@@ -126,8 +126,7 @@ impl<B: Backend> Llama<B> {
         };
         let mut x = backend.embed(&self.embed, tokens)?;
         for (layer, cache) in self.layers.iter().zip(session.caches.iter_mut()) {
-            let h = backend.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            let [q, k, v] = match layer.qkv.product(backend, &h)? {
+            let [q, k, v] = match layer.qkv.product(backend, &x, &layer.attn_norm, c.rms_eps)? {
                 Product::Stacked(mut qkv) => {
                     // The query heads, then the key heads: one rotation for both.
                     backend.rope(&mut qkv, &self.rope_qk, pos0)?;
@@ -142,8 +141,7 @@ impl<B: Backend> Llama<B> {
             };
             let a = backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?;
             backend.matmul_add(&layer.wo, &a, &mut x)?;
-            let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
-            let s = match layer.gate_up.product(backend, &h)? {
+            let s = match layer.gate_up.product(backend, &x, &layer.ffn_norm, c.rms_eps)? {
                 Product::Stacked(gate_up) => backend.swiglu_stacked(&gate_up)?,
                 separate => {
                     let [g, u] = layer.gate_up.parts(backend, separate)?;
@@ -154,8 +152,8 @@ impl<B: Backend> Llama<B> {
         }
         session.pos += tokens.len();
         let x = if all_logits { x } else { backend.last_row(&x)? };
-        let h = backend.rms_norm(&x, &self.output_norm, c.rms_eps)?;
-        let logits = backend.matmul(self.output.as_ref().unwrap_or(&self.embed), &h)?;
+        let output = self.output.as_ref().unwrap_or(&self.embed);
+        let logits = backend.norm_matmul(output, &x, &self.output_norm, c.rms_eps)?;
         backend.to_host(&logits)
     }
 }

@@ -1,7 +1,7 @@
 //! Products of one input with several matrices of the same row length: a layer's query,
 //! key and value projections, or its gate and up projections. Where the backend stacks
-//! them ([`Backend::stacked_matrix`]) they are one product, `[n][Σ rows]`, which the
-//! model may use whole (a rotation of the query and key heads together, a SwiGLU over
+//! them ([`Backend::stacked_matrix`]) they are one product, `[n][Σ rows]`, with the
+//! RMSNorm before them fused in where the backend can, which the model may use whole (a rotation of the query and key heads together, a SwiGLU over
 //! both halves) or split into its parts; otherwise one product each.
 
 use crate::backend::Backend;
@@ -38,12 +38,14 @@ impl<B: Backend> Projections<B> {
         ))
     }
 
-    /// `x · Wᵢᵀ` for every matrix i: `[n][k] -> [n][rows_i]`, stacked or one by one.
-    pub fn product(&self, backend: &mut B, x: &B::Tensor) -> Result<Product<B::Tensor>> {
+    /// `rms_norm(x, norm, eps) · Wᵢᵀ` for every matrix i: `[n][k] -> [n][rows_i]`, stacked
+    /// (the norm fused in where the backend can) or one by one.
+    pub fn product(&self, backend: &mut B, x: &B::Tensor, norm: &B::Matrix, eps: f32) -> Result<Product<B::Tensor>> {
         Ok(match self {
-            Projections::Stacked { matrix, .. } => Product::Stacked(backend.matmul(matrix, x)?),
+            Projections::Stacked { matrix, .. } => Product::Stacked(backend.norm_matmul(matrix, x, norm, eps)?),
             Projections::Separate(matrices) => {
-                Product::Separate(matrices.iter().map(|m| backend.matmul(m, x)).collect::<Result<_>>()?)
+                let h = backend.rms_norm(x, norm, eps)?;
+                Product::Separate(matrices.iter().map(|m| backend.matmul(m, &h)).collect::<Result<_>>()?)
             }
         })
     }
