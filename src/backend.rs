@@ -429,6 +429,25 @@ pub(crate) fn check_copy_columns(
 }
 
 /// [`Backend::add_pair_sums`]'s shape rules.
+/// `split_columns` of rows of `width` into `widths`.
+pub(crate) fn check_split(width: usize, widths: &[usize]) -> Result<()> {
+    if widths.iter().sum::<usize>() != width {
+        return Err(shape_err(
+            "split_columns",
+            format!("widths {widths:?} for rows of {width}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `swiglu_stacked` of rows of `width`: returns the width of each half.
+pub(crate) fn check_swiglu_stacked(width: usize) -> Result<usize> {
+    if !width.is_multiple_of(2) {
+        return Err(shape_err("swiglu_stacked", format!("rows of odd width {width}")));
+    }
+    Ok(width / 2)
+}
+
 pub(crate) fn check_pair_sums(y: Dims, n_used: usize, acc: Dims) -> Result<()> {
     if y.0 != acc.0 * n_used || y.1 != acc.1 {
         return Err(shape_err(

@@ -4,6 +4,7 @@
 
 use crate::backend::{
     Backend, Heads, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id, check_pair_sums,
+    check_split, check_swiglu_stacked,
 };
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
@@ -462,13 +463,7 @@ impl Backend for CpuBackend {
     }
 
     fn swiglu_stacked(&mut self, gate_up: &CpuTensor) -> Result<CpuTensor> {
-        if !gate_up.width.is_multiple_of(2) {
-            return Err(shape_err(
-                "swiglu_stacked",
-                format!("rows of odd width {}", gate_up.width),
-            ));
-        }
-        let f = gate_up.width / 2;
+        let f = check_swiglu_stacked(gate_up.width)?;
         let mut data = vec![0.0; gate_up.n * f];
         data.par_chunks_mut(f.max(1))
             .zip(gate_up.data.par_chunks(gate_up.width.max(1)))
@@ -486,12 +481,7 @@ impl Backend for CpuBackend {
     }
 
     fn split_columns(&mut self, x: &CpuTensor, widths: &[usize]) -> Result<Vec<CpuTensor>> {
-        if widths.iter().sum::<usize>() != x.width {
-            return Err(shape_err(
-                "split_columns",
-                format!("widths {widths:?} for rows of {}", x.width),
-            ));
-        }
+        check_split(x.width, widths)?;
         let mut offset = 0;
         Ok(widths
             .iter()

@@ -19,7 +19,7 @@ use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
-    check_pair_sums,
+    check_pair_sums, check_split, check_swiglu_stacked,
 };
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
@@ -783,12 +783,7 @@ impl Backend for GpuBackend {
 
     /// One row: a buffer copy per part (no dispatch); more rows: copy_columns per part.
     fn split_columns(&mut self, x: &GpuTensor, widths: &[usize]) -> Result<Vec<GpuTensor>> {
-        if widths.iter().sum::<usize>() != x.width {
-            return Err(shape_err(
-                "split_columns",
-                format!("widths {widths:?} for rows of {}", x.width),
-            ));
-        }
+        check_split(x.width, widths)?;
         let mut parts = Vec::with_capacity(widths.len());
         let mut offset = 0;
         for &width in widths {
@@ -927,13 +922,7 @@ impl Backend for GpuBackend {
     }
 
     fn swiglu_stacked(&mut self, gate_up: &GpuTensor) -> Result<GpuTensor> {
-        if !gate_up.width.is_multiple_of(2) {
-            return Err(shape_err(
-                "swiglu_stacked",
-                format!("rows of odd width {}", gate_up.width),
-            ));
-        }
-        let f = gate_up.width / 2;
+        let f = check_swiglu_stacked(gate_up.width)?;
         let out = self.tensor(gate_up.n, f)?;
         let params = EwParams {
             width: f as u32,
