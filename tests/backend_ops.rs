@@ -158,7 +158,11 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
     );
     let other_k = info("short", BlockType::F32, 32, 32);
     let q8 = info("w0", BlockType::Q8_0, k, rows[0]);
-    for odd in [&other_k, &q8] {
+    let vector = TensorInfo {
+        dims: vec![k as u64],
+        ..info("v", BlockType::F32, k, 1)
+    };
+    for odd in [&other_k, &q8, &vector] {
         let pair = [
             TensorView {
                 info: &infos[0],

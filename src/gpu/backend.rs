@@ -409,11 +409,11 @@ impl Backend for GpuBackend {
         let Some(first) = parts.first() else {
             return Ok(None);
         };
+        if parts.iter().any(|t| t.info.dims.len() != 2) {
+            return Ok(None);
+        }
         let (ty, k) = (first.info.ty, first.info.row_len());
-        if parts
-            .iter()
-            .any(|t| t.info.ty != ty || t.info.row_len() != k || t.info.dims.len() != 2)
-        {
+        if parts.iter().any(|t| t.info.ty != ty || t.info.row_len() != k) {
             return Ok(None);
         }
         let names: Vec<&str> = parts.iter().map(|t| t.info.name.as_str()).collect();
@@ -557,7 +557,12 @@ impl Backend for GpuBackend {
             eps,
             x_stride: x.width as u32,
         };
-        let g = &w.chunks[0].buffer.buffer;
+        let g = &w
+            .chunks
+            .first()
+            .ok_or_else(|| shape_err("rms_norm", "an empty weight".into()))?
+            .buffer
+            .buffer;
         self.simple(
             "rms_norm",
             include_str!("../../shaders/rms_norm.wgsl"),
@@ -579,7 +584,11 @@ impl Backend for GpuBackend {
     /// with norm_uniform.wgsl) when x has at most MAX_COLS rows of exactly the matrix's
     /// row length and takes the uniform binding; otherwise the norm, then the product.
     fn norm_matmul(&mut self, w: &GpuWeights, x: &GpuTensor, norm: &GpuWeights, eps: f32) -> Result<GpuTensor> {
-        let weight = &norm.chunks[0].buffer.buffer;
+        let Some(chunk) = norm.chunks.first() else {
+            let h = self.rms_norm(x, norm, eps)?;
+            return self.matmul(w, &h);
+        };
+        let weight = &chunk.buffer.buffer;
         let act = Activations {
             buffer: &x.buffer.buffer,
             cols: x.n,
