@@ -244,6 +244,18 @@ pub trait Backend {
         heads: &Heads,
         pos0: usize,
     ) -> Result<Self::Tensor>;
+    /// [`Backend::attention`] of the query, key and value parts of a stacked product
+    /// `[n][q | k | v]` of those `widths`.
+    fn attention_stacked(
+        &mut self,
+        qkv: &Self::Tensor,
+        widths: [usize; 3],
+        cache: &mut Self::Cache,
+        heads: &Heads,
+        pos0: usize,
+    ) -> Result<Self::Tensor> {
+        attention_of_parts(self, qkv, widths, cache, heads, pos0)
+    }
     /// `silu(gate) * up`.
     fn swiglu(&mut self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
     /// `silu(gate) * up` for each row `[gate | up]` of `gate_up` (`[n][2f] -> [n][f]`): a
@@ -429,6 +441,22 @@ pub(crate) fn check_copy_columns(
 }
 
 /// [`Backend::add_pair_sums`]'s shape rules.
+/// [`Backend::attention_stacked`] by splitting the stacked product into its parts.
+pub(crate) fn attention_of_parts<B: Backend + ?Sized>(
+    b: &mut B,
+    qkv: &B::Tensor,
+    widths: [usize; 3],
+    cache: &mut B::Cache,
+    heads: &Heads,
+    pos0: usize,
+) -> Result<B::Tensor> {
+    let parts = b.split_columns(qkv, &widths)?;
+    let [q, k, v]: [B::Tensor; 3] = parts
+        .try_into()
+        .map_err(|_| Error::Shape("split_columns returned other than 3 parts".into()))?;
+    b.attention(&q, &k, Values::Own(&v), cache, heads, pos0)
+}
+
 /// `split_columns` of rows of `width` into `widths`.
 pub(crate) fn check_split(width: usize, widths: &[usize]) -> Result<()> {
     if widths.iter().sum::<usize>() != width {

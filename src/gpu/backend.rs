@@ -18,8 +18,8 @@ use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
 use crate::backend::{
-    Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
-    check_pair_sums, check_split, check_swiglu_stacked,
+    Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, attention_of_parts, check_attention,
+    check_copy_columns, check_matmul_id, check_pair_sums, check_split, check_swiglu_stacked,
 };
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
@@ -187,6 +187,14 @@ struct RouteParams {
     scale: f32,
 }
 
+/// `n` contiguous rows of a cache's width, at byte `offset` of `buffer`: keys or values
+/// to append to a cache.
+#[derive(Clone, Copy)]
+struct CacheRows<'a> {
+    buffer: &'a wgpu::Buffer,
+    offset: u64,
+}
+
 /// `MAX_HEAD_DIM` in attention.wgsl: value dimensions per workgroup.
 const MAX_HEAD_DIM: usize = 128;
 
@@ -274,6 +282,71 @@ impl GpuBackend {
             &[a, b, &out.buffer.buffer],
             grid,
         )
+    }
+
+    /// Append `n` tokens' keys (and values, when the cache has its own) to `cache` at
+    /// `pos0`, then run attention.wgsl for queries `[n][heads * k_dim]` at the start of
+    /// `q` (shapes checked by the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &mut self,
+        q: &wgpu::Buffer,
+        n: usize,
+        k: CacheRows,
+        v: Option<CacheRows>,
+        cache: &mut GpuCache,
+        h: &Heads,
+        pos0: usize,
+    ) -> Result<GpuTensor> {
+        let (kw, vw) = (cache.k_width, cache.v_width);
+        if v.is_some() != cache.v.is_some() {
+            return Err(shape_err("attention", "values unlike the cache's".into()));
+        }
+        self.record("cache copy", |_, enc| {
+            enc.copy_buffer_to_buffer(
+                k.buffer,
+                k.offset,
+                &cache.k.buffer,
+                (pos0 * kw * 4) as u64,
+                (n * kw * 4) as u64,
+            );
+            if let (Some(v), Some(vc)) = (v, &cache.v) {
+                enc.copy_buffer_to_buffer(
+                    v.buffer,
+                    v.offset,
+                    &vc.buffer,
+                    (pos0 * vw * 4) as u64,
+                    (n * vw * 4) as u64,
+                );
+            }
+            Ok(())
+        })?;
+        let out = self.tensor(n, h.heads * h.v_dim)?;
+        let (v_buffer, v_row, v_head) = match &cache.v {
+            Some(vc) => (&vc.buffer, vw, h.v_dim),
+            None => (&cache.k.buffer, kw, h.k_dim),
+        };
+        let params = AttnParams {
+            n: n as u32,
+            heads: h.heads as u32,
+            kv_heads: h.kv_heads as u32,
+            k_dim: h.k_dim as u32,
+            v_dim: h.v_dim as u32,
+            pos0: pos0 as u32,
+            scale: h.scale,
+            v_row: v_row as u32,
+            v_head: v_head as u32,
+        };
+        let buffers = [q, &cache.k.buffer, v_buffer, &out.buffer.buffer];
+        self.simple(
+            "attention",
+            include_str!("../../shaders/attention.wgsl"),
+            "main",
+            bytemuck::bytes_of(&params),
+            &buffers,
+            ((n * h.heads) as u32, h.v_dim.div_ceil(MAX_HEAD_DIM) as u32, 1),
+        )?;
+        Ok(out)
     }
 
     /// The routes' pairs grouped by matrix (built on first use, reading the ids back
@@ -852,65 +925,59 @@ impl Backend for GpuBackend {
         h: &Heads,
         pos0: usize,
     ) -> Result<GpuTensor> {
-        let n = q.n;
         let own_v = v.own();
-        let (kw, vw) = (cache.k_width, cache.v_width);
         check_attention(
             (q.n, q.width),
             (k.n, k.width),
             own_v.map(|v| (v.n, v.width)),
-            (kw, vw, cache.n_ctx),
+            (cache.k_width, cache.v_width, cache.n_ctx),
             h,
             pos0,
         )?;
-        if own_v.is_some() != cache.v.is_some() {
-            return Err(shape_err("attention", "values unlike the cache's".into()));
+        let k_rows = CacheRows {
+            buffer: &k.buffer.buffer,
+            offset: 0,
+        };
+        let v_rows = own_v.map(|v| CacheRows {
+            buffer: &v.buffer.buffer,
+            offset: 0,
+        });
+        self.attend(&q.buffer.buffer, q.n, k_rows, v_rows, cache, h, pos0)
+    }
+
+    /// One token: keys and values go to the cache straight from the stacked row, and the
+    /// kernel reads the query from its start (no split). More tokens: split, then attend.
+    fn attention_stacked(
+        &mut self,
+        qkv: &GpuTensor,
+        widths: [usize; 3],
+        cache: &mut GpuCache,
+        h: &Heads,
+        pos0: usize,
+    ) -> Result<GpuTensor> {
+        if qkv.n != 1 {
+            return attention_of_parts(self, qkv, widths, cache, h, pos0);
         }
-        self.record("cache copy", |_, enc| {
-            enc.copy_buffer_to_buffer(
-                &k.buffer.buffer,
-                0,
-                &cache.k.buffer,
-                (pos0 * kw * 4) as u64,
-                (n * kw * 4) as u64,
-            );
-            if let (Some(v), Some(vc)) = (own_v, &cache.v) {
-                enc.copy_buffer_to_buffer(
-                    &v.buffer.buffer,
-                    0,
-                    &vc.buffer,
-                    (pos0 * vw * 4) as u64,
-                    (n * vw * 4) as u64,
-                );
-            }
-            Ok(())
-        })?;
-        let out = self.tensor(n, h.heads * h.v_dim)?;
-        let (v_buffer, v_row, v_head) = match &cache.v {
-            Some(vc) => (&vc.buffer, vw, h.v_dim),
-            None => (&cache.k.buffer, kw, h.k_dim),
-        };
-        let params = AttnParams {
-            n: n as u32,
-            heads: h.heads as u32,
-            kv_heads: h.kv_heads as u32,
-            k_dim: h.k_dim as u32,
-            v_dim: h.v_dim as u32,
-            pos0: pos0 as u32,
-            scale: h.scale,
-            v_row: v_row as u32,
-            v_head: v_head as u32,
-        };
-        let buffers = [&q.buffer.buffer, &cache.k.buffer, v_buffer, &out.buffer.buffer];
-        self.simple(
-            "attention",
-            include_str!("../../shaders/attention.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &buffers,
-            ((n * h.heads) as u32, h.v_dim.div_ceil(MAX_HEAD_DIM) as u32, 1),
+        check_split(qkv.width, &widths)?;
+        let [qw, kw, vw] = widths;
+        check_attention(
+            (1, qw),
+            (1, kw),
+            Some((1, vw)),
+            (cache.k_width, cache.v_width, cache.n_ctx),
+            h,
+            pos0,
         )?;
-        Ok(out)
+        let buffer = &qkv.buffer.buffer;
+        let k_rows = CacheRows {
+            buffer,
+            offset: (qw * 4) as u64,
+        };
+        let v_rows = CacheRows {
+            buffer,
+            offset: ((qw + kw) * 4) as u64,
+        };
+        self.attend(buffer, 1, k_rows, Some(v_rows), cache, h, pos0)
     }
 
     fn swiglu(&mut self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {

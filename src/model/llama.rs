@@ -6,7 +6,7 @@ use super::Session;
 use super::config::LlamaConfig;
 use super::projections::{Product, Projections};
 use crate::backend::{Backend, Heads, Rope, RopeScaling, Values};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gguf::File;
 
 struct Layer<B: Backend> {
@@ -126,25 +126,27 @@ impl<B: Backend> Llama<B> {
         };
         let mut x = backend.embed(&self.embed, tokens)?;
         for (layer, cache) in self.layers.iter().zip(session.caches.iter_mut()) {
-            let [q, k, v] = match layer.qkv.product(backend, &x, &layer.attn_norm, c.rms_eps)? {
-                Product::Stacked(mut qkv) => {
+            let a = match layer.qkv.product(backend, &x, &layer.attn_norm, c.rms_eps)? {
+                Product::Stacked(mut qkv, widths) => {
                     // The query heads, then the key heads: one rotation for both.
                     backend.rope(&mut qkv, &self.rope_qk, pos0)?;
-                    layer.qkv.parts(backend, Product::Stacked(qkv))?
+                    let widths = widths
+                        .try_into()
+                        .map_err(|_| Error::Shape(format!("{} stacked attention projections", widths.len())))?;
+                    backend.attention_stacked(&qkv, widths, cache, &heads, pos0)?
                 }
                 separate => {
-                    let [mut q, mut k, v] = layer.qkv.parts(backend, separate)?;
+                    let [mut q, mut k, v] = separate.separate()?;
                     backend.rope(&mut q, &self.rope_q, pos0)?;
                     backend.rope(&mut k, &self.rope_k, pos0)?;
-                    [q, k, v]
+                    backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?
                 }
             };
-            let a = backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?;
             backend.matmul_add(&layer.wo, &a, &mut x)?;
             let s = match layer.gate_up.product(backend, &x, &layer.ffn_norm, c.rms_eps)? {
-                Product::Stacked(gate_up) => backend.swiglu_stacked(&gate_up)?,
+                Product::Stacked(gate_up, _) => backend.swiglu_stacked(&gate_up)?,
                 separate => {
-                    let [g, u] = layer.gate_up.parts(backend, separate)?;
+                    let [g, u] = separate.separate()?;
                     backend.swiglu(&g, &u)?
                 }
             };

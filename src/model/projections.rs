@@ -18,11 +18,24 @@ pub(crate) enum Projections<B: Backend> {
 }
 
 /// The result of [`Projections::product`].
-pub(crate) enum Product<T> {
-    /// `[n][Σ rows]`: the parts side by side.
-    Stacked(T),
+pub(crate) enum Product<'p, T> {
+    /// `[n][Σ rows]`: the parts side by side, and the rows of each.
+    Stacked(T, &'p [usize]),
     /// `[n][rows_i]` for each part.
     Separate(Vec<T>),
+}
+
+impl<T> Product<'_, T> {
+    /// The N parts of a product made one by one.
+    pub fn separate<const N: usize>(self) -> Result<[T; N]> {
+        let Product::Separate(parts) = self else {
+            return Err(Error::Shape("a stacked product where separate parts are needed".into()));
+        };
+        let got = parts.len();
+        parts
+            .try_into()
+            .map_err(|_| Error::Shape(format!("{got} projections where {N} are used")))
+    }
 }
 
 impl<B: Backend> Projections<B> {
@@ -40,28 +53,21 @@ impl<B: Backend> Projections<B> {
 
     /// `rms_norm(x, norm, eps) · Wᵢᵀ` for every matrix i: `[n][k] -> [n][rows_i]`, stacked
     /// (the norm fused in where the backend can) or one by one.
-    pub fn product(&self, backend: &mut B, x: &B::Tensor, norm: &B::Matrix, eps: f32) -> Result<Product<B::Tensor>> {
+    pub fn product(
+        &self,
+        backend: &mut B,
+        x: &B::Tensor,
+        norm: &B::Matrix,
+        eps: f32,
+    ) -> Result<Product<'_, B::Tensor>> {
         Ok(match self {
-            Projections::Stacked { matrix, .. } => Product::Stacked(backend.norm_matmul(matrix, x, norm, eps)?),
+            Projections::Stacked { matrix, widths } => {
+                Product::Stacked(backend.norm_matmul(matrix, x, norm, eps)?, widths)
+            }
             Projections::Separate(matrices) => {
                 let h = backend.rms_norm(x, norm, eps)?;
                 Product::Separate(matrices.iter().map(|m| backend.matmul(m, &h)).collect::<Result<_>>()?)
             }
         })
-    }
-
-    /// The N parts of a product of these projections, in order.
-    pub fn parts<const N: usize>(&self, backend: &mut B, product: Product<B::Tensor>) -> Result<[B::Tensor; N]> {
-        let parts = match (self, product) {
-            (Projections::Stacked { widths, .. }, Product::Stacked(all)) => backend.split_columns(&all, widths)?,
-            (_, Product::Separate(parts)) => parts,
-            (Projections::Separate(_), Product::Stacked(_)) => {
-                return Err(Error::Shape("a stacked product of separate projections".into()));
-            }
-        };
-        let got = parts.len();
-        parts
-            .try_into()
-            .map_err(|_| Error::Shape(format!("{got} projections where {N} are used")))
     }
 }
