@@ -1,8 +1,9 @@
 //! Products of one input with several matrices of the same row length: a layer's query,
-//! key and value projections, or its gate and up projections. Where the backend stacks
-//! them ([`Backend::stacked_matrix`]) they are one product, `[n][Σ rows]`, with the
-//! RMSNorm before them fused in where the backend can, which the model may use whole (a rotation of the query and key heads together, a SwiGLU over
-//! both halves) or split into its parts; otherwise one product each.
+//! key and value projections, or its gate and up projections, each after an RMSNorm of
+//! the input. Where the backend stacks them ([`Backend::stacked_matrix`]) they are one
+//! product, `[n][Σ rows]`, with the norm fused in where the backend can; the model then
+//! uses the stacked rows whole (one rotation of the query and key heads, attention over
+//! the stacked row, SwiGLU over both halves). Otherwise: the norm, then one product each.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
