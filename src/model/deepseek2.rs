@@ -10,6 +10,7 @@
 //!   through the indexed products, and the shared expert is added.
 
 use super::deepseek2_config::{Deepseek2Config, KvLayout};
+use super::projections::Projections;
 use super::{RouteRecord, Session};
 use crate::backend::{Backend, Heads, Rope, Values};
 use crate::error::{Error, Result};
@@ -40,8 +41,8 @@ struct Attention<B: Backend> {
 }
 
 struct Mlp<B: Backend> {
-    gate: B::Matrix,
-    up: B::Matrix,
+    /// Gate and up.
+    gate_up: Projections<B>,
     down: B::Matrix,
 }
 
@@ -108,6 +109,19 @@ impl<P: FnMut(usize, usize)> Loader<'_, P> {
         let m = b.matrix(&self.view(name, dims)?)?;
         self.tick();
         Ok(m)
+    }
+
+    /// 2-D matrices of the same row length, stacked where the backend stacks them.
+    fn projections<B: Backend>(&mut self, b: &mut B, parts: &[(String, [usize; 2])]) -> Result<Projections<B>> {
+        let views = parts
+            .iter()
+            .map(|(name, dims)| self.view(name, dims))
+            .collect::<Result<Vec<_>>>()?;
+        let p = Projections::from_views(b, &views)?;
+        for _ in parts {
+            self.tick();
+        }
+        Ok(p)
     }
 
     fn experts<B: Backend>(&mut self, b: &mut B, name: &str, dims: &[usize]) -> Result<B::Experts> {
@@ -214,9 +228,9 @@ impl<B: Backend> Deepseek2<B> {
             let attn_norm = ld.matrix(backend, &n("attn_norm"), &[c.n_embd])?;
             let ffn_norm = ld.matrix(backend, &n("ffn_norm"), &[c.n_embd])?;
             let mut mlp = |ld: &mut Loader<_>, suffix: &str, ff: usize| -> Result<Mlp<B>> {
+                let part = |name: &str| (n(&format!("{name}{suffix}")), [c.n_embd, ff]);
                 Ok(Mlp {
-                    gate: ld.matrix(backend, &n(&format!("ffn_gate{suffix}")), &[c.n_embd, ff])?,
-                    up: ld.matrix(backend, &n(&format!("ffn_up{suffix}")), &[c.n_embd, ff])?,
+                    gate_up: ld.projections(backend, &[part("ffn_gate"), part("ffn_up")])?,
                     down: ld.matrix(backend, &n(&format!("ffn_down{suffix}")), &[ff, c.n_embd])?,
                 })
             };
@@ -326,10 +340,9 @@ impl<B: Backend> Deepseek2<B> {
         b.matmul_add(&a.output, &o, x)
     }
 
-    fn mlp(b: &mut B, m: &Mlp<B>, h: &B::Tensor, x: &mut B::Tensor) -> Result<()> {
-        let g = b.matmul(&m.gate, h)?;
-        let u = b.matmul(&m.up, h)?;
-        let s = b.swiglu(&g, &u)?;
+    /// The shared expert: `x += down(silu(gate(h)) · up(h))`.
+    fn shared_expert(b: &mut B, m: &Mlp<B>, h: &B::Tensor, x: &mut B::Tensor) -> Result<()> {
+        let s = m.gate_up.swiglu(b, h, None)?;
         b.matmul_add(&m.down, &s, x)
     }
 
@@ -360,7 +373,7 @@ impl<B: Backend> Deepseek2<B> {
         b.matmul_id(&m.down, &s, &routes, true, &mut d)?;
         b.add_pair_sums(&d, c.n_used, x)?;
         if let Some(shared) = &m.shared {
-            Self::mlp(b, shared, h, x)?;
+            Self::shared_expert(b, shared, h, x)?;
         }
         Ok(())
     }
@@ -377,10 +390,13 @@ impl<B: Backend> Deepseek2<B> {
         for (l, (layer, cache)) in self.layers.iter().zip(session.caches.iter_mut()).enumerate() {
             let h = b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
             self.attention(b, &layer.attn, &h, &per_head, cache, pos0, &mut x)?;
-            let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
             match &layer.ffn {
-                Ffn::Dense(m) => Self::mlp(b, m, &h, &mut x)?,
+                Ffn::Dense(m) => {
+                    let s = m.gate_up.swiglu(b, &x, Some((&layer.ffn_norm, c.rms_eps)))?;
+                    b.matmul_add(&m.down, &s, &mut x)?;
+                }
                 Ffn::Moe(m) => {
+                    let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
                     let trace = session.trace.as_mut().map(|r| (r, pos0, l));
                     self.moe(b, m, &h, &mut x, trace)?
                 }
@@ -388,8 +404,7 @@ impl<B: Backend> Deepseek2<B> {
         }
         session.pos += tokens.len();
         let x = if all_logits { x } else { b.last_row(&x)? };
-        let h = b.rms_norm(&x, &self.output_norm, c.rms_eps)?;
-        let logits = b.matmul(&self.output, &h)?;
+        let logits = b.norm_matmul(&self.output, &x, &self.output_norm, c.rms_eps)?;
         b.to_host(&logits)
     }
 }

@@ -126,7 +126,7 @@ impl<B: Backend> Llama<B> {
         };
         let mut x = backend.embed(&self.embed, tokens)?;
         for (layer, cache) in self.layers.iter().zip(session.caches.iter_mut()) {
-            let a = match layer.qkv.product(backend, &x, &layer.attn_norm, c.rms_eps)? {
+            let a = match layer.qkv.product(backend, &x, Some((&layer.attn_norm, c.rms_eps)))? {
                 Product::Stacked(mut qkv, widths) => {
                     // The query heads, then the key heads: one rotation for both.
                     backend.rope(&mut qkv, &self.rope_qk, pos0)?;
@@ -143,13 +143,7 @@ impl<B: Backend> Llama<B> {
                 }
             };
             backend.matmul_add(&layer.wo, &a, &mut x)?;
-            let s = match layer.gate_up.product(backend, &x, &layer.ffn_norm, c.rms_eps)? {
-                Product::Stacked(gate_up, _) => backend.swiglu_stacked(&gate_up)?,
-                separate => {
-                    let [g, u] = separate.separate()?;
-                    backend.swiglu(&g, &u)?
-                }
-            };
+            let s = layer.gate_up.swiglu(backend, &x, Some((&layer.ffn_norm, c.rms_eps)))?;
             backend.matmul_add(&layer.down, &s, &mut x)?;
         }
         session.pos += tokens.len();

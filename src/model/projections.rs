@@ -7,7 +7,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::gguf::File;
+use crate::gguf::{File, TensorView};
 
 pub(crate) enum Projections<B: Backend> {
     /// `[Σ rows][k]`, and the rows of each part.
@@ -43,7 +43,12 @@ impl<B: Backend> Projections<B> {
     /// Load the 2-D tensors `names` of `file`, stacked when the backend stacks them.
     pub fn load(file: &File, backend: &mut B, names: &[String]) -> Result<Self> {
         let views = names.iter().map(|n| file.tensor(n)).collect::<Result<Vec<_>>>()?;
-        if let Some(matrix) = backend.stacked_matrix(&views)? {
+        Self::from_views(backend, &views)
+    }
+
+    /// The matrices `views`, stacked when the backend stacks them.
+    pub fn from_views(backend: &mut B, views: &[TensorView]) -> Result<Self> {
+        if let Some(matrix) = backend.stacked_matrix(views)? {
             let widths = views.iter().map(|v| v.info.n_rows() as usize).collect();
             return Ok(Projections::Stacked { matrix, widths });
         }
@@ -52,23 +57,45 @@ impl<B: Backend> Projections<B> {
         ))
     }
 
-    /// `rms_norm(x, norm, eps) · Wᵢᵀ` for every matrix i: `[n][k] -> [n][rows_i]`, stacked
-    /// (the norm fused in where the backend can) or one by one.
+    /// `h · Wᵢᵀ` for every matrix i, `[n][k] -> [n][rows_i]`, where h is x or, with
+    /// `norm`, `rms_norm(x, weight, eps)`: stacked (the norm fused in where the backend
+    /// can) or one by one.
     pub fn product(
         &self,
         backend: &mut B,
         x: &B::Tensor,
-        norm: &B::Matrix,
-        eps: f32,
+        norm: Option<(&B::Matrix, f32)>,
     ) -> Result<Product<'_, B::Tensor>> {
         Ok(match self {
             Projections::Stacked { matrix, widths } => {
-                Product::Stacked(backend.norm_matmul(matrix, x, norm, eps)?, widths)
+                let all = match norm {
+                    Some((weight, eps)) => backend.norm_matmul(matrix, x, weight, eps)?,
+                    None => backend.matmul(matrix, x)?,
+                };
+                Product::Stacked(all, widths)
             }
             Projections::Separate(matrices) => {
-                let h = backend.rms_norm(x, norm, eps)?;
-                Product::Separate(matrices.iter().map(|m| backend.matmul(m, &h)).collect::<Result<_>>()?)
+                let normed;
+                let h = match norm {
+                    Some((weight, eps)) => {
+                        normed = backend.rms_norm(x, weight, eps)?;
+                        &normed
+                    }
+                    None => x,
+                };
+                Product::Separate(matrices.iter().map(|m| backend.matmul(m, h)).collect::<Result<_>>()?)
             }
         })
+    }
+
+    /// `silu(gate) · up` for a gate and up pair of projections of x (after `norm`).
+    pub fn swiglu(&self, backend: &mut B, x: &B::Tensor, norm: Option<(&B::Matrix, f32)>) -> Result<B::Tensor> {
+        match self.product(backend, x, norm)? {
+            Product::Stacked(gate_up, _) => backend.swiglu_stacked(&gate_up),
+            separate => {
+                let [gate, up] = separate.separate()?;
+                backend.swiglu(&gate, &up)
+            }
+        }
     }
 }
