@@ -11,7 +11,6 @@ struct RowsParams {
 }
 
 @group(0) @binding(0) var<uniform> p: RowsParams;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> grid: array<u32>;

@@ -1,7 +1,7 @@
 // Parameters and bindings shared by the kernels that read packed weights
 // (matvec, matvec_id, matmul, matmul_id). Mirrors `Params` in src/gpu/pipelines.rs.
-// The activations (binding 2) come from activations_storage.wgsl or
-// activations_uniform.wgsl.
+// The weights (binding 1) come from weights_words.wgsl or weights_vec4.wgsl, the
+// activations (binding 2) from activations_storage.wgsl or activations_uniform.wgsl.
 
 struct Params {
     // Rows of the chunk (dense) or rows per expert (expert kernels).
@@ -39,7 +39,6 @@ struct Job {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> grid: array<u32>;
 
