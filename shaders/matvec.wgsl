@@ -19,6 +19,10 @@ override NCOLS: u32 = 1u;
 // rows, WG apart, with no cross-invocation reduction (ROWS_PER_LANE · NCOLS <= OUTPUTS).
 // With one column, every load of the activations serves all of them.
 override ROWS_PER_LANE: u32 = 0u;
+// The rows are a stacked [gate; up] pair (short rows only): output row i is
+// silu(gate_i · x) · (up_i · x), the SwiGLU fused into the product's epilogue, each lane
+// computing both rows of its outputs (ROWS_PER_LANE · 2 · NCOLS <= OUTPUTS).
+override SWIGLU: bool = false;
 
 // 32 consecutive activations (one unit of one column), as 8 vec4.
 alias Unit = array<vec4<f32>, 8>;
@@ -80,6 +84,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         // where they can be shared across lanes (activations_uniform.wgsl). x4_at needs
         // the column starts to be multiples of 4 (checked on the host for the uniform
         // binding).
+        // With SWIGLU, output row i takes weight rows i (gate) and i + out_rows (up).
+        let out_rows = select(p.rows, p.rows / 2u, SWIGLU);
+        let halves = select(1u, 2u, SWIGLU);
         let first = (wid.x + wid.y * nwg.x) * WG * ROWS_PER_LANE + lane.lid;
         if (live) {
             for (var u = 0u; u < p.k / 32u; u++) {
@@ -87,16 +94,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 if (NCOLS == 1u) {
                     var xv = load_unit(z, 0u, u, scale[0]);
                     for (var r = 0u; r < ROWS_PER_LANE; r++) {
-                        let row = first + r * WG;
-                        if (row < p.rows) {
-                            acc[r] += dot32((j.w_row0 + row) * row_bytes + block, u % subs, &xv);
+                        let i = first + r * WG;
+                        if (i < out_rows) {
+                            for (var h = 0u; h < halves; h++) {
+                                let row = i + h * out_rows;
+                                acc[r * halves + h] += dot32((j.w_row0 + row) * row_bytes + block, u % subs, &xv);
+                            }
                         }
                     }
                 } else {
-                    for (var r = 0u; r < ROWS_PER_LANE; r++) {
-                        let row = first + r * WG;
+                    for (var r = 0u; r < ROWS_PER_LANE * halves; r++) {
+                        let i = first + (r / halves) * WG;
                         var wv: array<f32, 32>;
-                        if (row < p.rows) {
+                        if (i < out_rows) {
+                            let row = i + (r % halves) * out_rows;
                             decode32((j.w_row0 + row) * row_bytes + block, u % subs, &wv);
                         }
                         for (var c = 0u; c < NCOLS; c++) {
@@ -107,10 +118,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
             }
             for (var r = 0u; r < ROWS_PER_LANE; r++) {
-                let row = first + r * WG;
-                if (row < p.rows) {
+                let i = first + r * WG;
+                if (i < out_rows) {
                     for (var c = 0u; c < NCOLS; c++) {
-                        emit(y_at(z, c, row), out_scale(z, c) * acc[r * NCOLS + c]);
+                        var v = acc[r * halves * NCOLS + c];
+                        if (SWIGLU) {
+                            v = v / (1.0 + exp(-v)) * acc[(2u * r + 1u) * NCOLS + c];
+                        }
+                        emit(y_at(z, c, i), out_scale(z, c) * v);
                     }
                 }
             }

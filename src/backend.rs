@@ -186,6 +186,16 @@ pub trait Backend {
         let h = self.rms_norm(x, norm, eps)?;
         self.matmul(w, &h)
     }
+    /// `silu(gate) · up` of a stacked `[gate; up]` matrix (`[2f][k]`) applied to x, or
+    /// with `norm` to its RMSNorm: `[n][k] -> [n][f]`, fused where the backend can.
+    fn swiglu_product(
+        &mut self,
+        gate_up: &Self::Matrix,
+        x: &Self::Tensor,
+        norm: Option<(&Self::Matrix, f32)>,
+    ) -> Result<Self::Tensor> {
+        swiglu_product_unfused(self, gate_up, x, norm)
+    }
     /// `acc += x · Wᵀ` (a product and a residual add in one step).
     fn matmul_add(&mut self, w: &Self::Matrix, x: &Self::Tensor, acc: &mut Self::Tensor) -> Result<()>;
     /// Routes that send every token to the matrices `ids` in order (pair `t * ids.len()
@@ -441,6 +451,20 @@ pub(crate) fn check_copy_columns(
 }
 
 /// [`Backend::add_pair_sums`]'s shape rules.
+/// [`Backend::swiglu_product`] as the product (with the norm), then the SwiGLU.
+pub(crate) fn swiglu_product_unfused<B: Backend + ?Sized>(
+    b: &mut B,
+    gate_up: &B::Matrix,
+    x: &B::Tensor,
+    norm: Option<(&B::Matrix, f32)>,
+) -> Result<B::Tensor> {
+    let all = match norm {
+        Some((weight, eps)) => b.norm_matmul(gate_up, x, weight, eps)?,
+        None => b.matmul(gate_up, x)?,
+    };
+    b.swiglu_stacked(&all)
+}
+
 /// [`Backend::attention_stacked`] by splitting the stacked product into its parts.
 pub(crate) fn attention_of_parts<B: Backend + ?Sized>(
     b: &mut B,

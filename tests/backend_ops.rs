@@ -257,3 +257,67 @@ fn attention_over_a_stacked_product_matches_the_cpu() {
     let got = run(&mut gpu());
     assert_close(&cpu, &got, "stacked attention");
 }
+
+/// SwiGLU in the epilogue of a stacked [gate; up] product (short rows, up to 8 rows of
+/// x), with and without a fused norm, and the unfused path otherwise, all equal the
+/// CPU's product then SwiGLU; the profile shows which path ran.
+#[test]
+fn swiglu_product_matches_the_cpu_fused_or_not() {
+    for uniform_activations in [true, false] {
+        let mut g = GpuBackend::new(GpuOptions {
+            uniform_activations,
+            ..GpuOptions::default()
+        })
+        .unwrap();
+        // 600 outputs take two rows per invocation for one row of x.
+        for (k, f) in [(64, 70), (64, 600), (2048, 3)] {
+            let weights = noise(2 * f * k, 70, 1.0);
+            let norm_weights = noise(k, 71, 2.0);
+            let w_info = info("gate_up", BlockType::F32, k, 2 * f);
+            let n_info = TensorInfo {
+                dims: vec![k as u64],
+                ..info("norm", BlockType::F32, k, 1)
+            };
+            let path = Path::new("swiglu_product");
+            let w_view = TensorView {
+                info: &w_info,
+                bytes: bytemuck::cast_slice(&weights),
+                path,
+            };
+            let n_view = TensorView {
+                info: &n_info,
+                bytes: bytemuck::cast_slice(&norm_weights),
+                path,
+            };
+            fn run<B: Backend>(
+                b: &mut B,
+                w: &TensorView,
+                norm: &TensorView,
+                normed: bool,
+                n: usize,
+                k: usize,
+            ) -> Vec<f32> {
+                let (w, norm) = (b.matrix(w).unwrap(), b.matrix(norm).unwrap());
+                let x = b.upload(&noise(n * k, 72 + n as u64, 3.0), n, k).unwrap();
+                let y = b.swiglu_product(&w, &x, normed.then_some((&norm, 1e-5))).unwrap();
+                b.to_host(&y).unwrap()
+            }
+            for normed in [false, true] {
+                for n in [1, 3, 9] {
+                    let what = format!("k {k}, {n} rows, norm {normed}, uniform {uniform_activations}");
+                    let cpu = run(&mut CpuBackend, &w_view, &n_view, normed, n, k);
+                    assert_eq!(cpu.len(), n * f);
+                    assert!(g.start_profile().unwrap());
+                    let got = run(&mut g, &w_view, &n_view, normed, n, k);
+                    let report = g.profile_report(1).unwrap();
+                    assert_eq!(
+                        report.contains("+swiglu"),
+                        k < 2048 && n <= 8,
+                        "{what}: epilogue\n{report}"
+                    );
+                    assert_close(&cpu, &got, &what);
+                }
+            }
+        }
+    }
+}

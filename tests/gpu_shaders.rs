@@ -33,6 +33,7 @@ fn every_shader_variant_validates() {
                             rows_per_lane: 0,
                             uniform_x_pages: 0,
                             norm_pages: 0,
+                            swiglu: false,
                         })
                         .is_err()
                     );
@@ -55,7 +56,15 @@ fn every_shader_variant_validates() {
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
                         uniform_x_pages,
                         norm_pages,
+                        // SWIGLU is a pipeline constant: the source is the same either way.
+                        swiglu: false,
                     };
+                    let swiglu = shader_source(&PipelineKey { swiglu: true, ..key });
+                    assert_eq!(
+                        swiglu.is_ok(),
+                        kernel == Kernel::Matvec && key.rows_per_lane > 0,
+                        "{key:?}"
+                    );
                     let src = shader_source(&key).unwrap();
                     let module = naga::front::wgsl::parse_str(&src)
                         .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
@@ -88,6 +97,7 @@ fn every_shader_variant_validates() {
         rows_per_lane: 0,
         uniform_x_pages: 1,
         norm_pages: 0,
+        swiglu: false,
     };
     assert!(
         shader_source(&reduced_rows).is_err(),

@@ -19,7 +19,7 @@ use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, attention_of_parts, check_attention,
-    check_copy_columns, check_matmul_id, check_pair_sums, check_split, check_swiglu_stacked,
+    check_copy_columns, check_matmul_id, check_pair_sums, check_split, check_swiglu_stacked, swiglu_product_unfused,
 };
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
@@ -185,6 +185,17 @@ struct RouteParams {
     normalize: u32,
     has_bias: u32,
     scale: f32,
+}
+
+/// A tensor's rows as the f32 activation columns of a product.
+fn plain_activations(x: &GpuTensor) -> Activations<'_> {
+    Activations {
+        buffer: &x.buffer.buffer,
+        cols: x.n,
+        stride: x.width,
+        f16: false,
+        norm: None,
+    }
 }
 
 /// `n` contiguous rows of a cache's width, at byte `offset` of `buffer`: keys or values
@@ -391,14 +402,32 @@ impl GpuBackend {
                 format!("{} inputs for a matrix of rows of {}", x.width, w.k),
             ));
         }
+        self.product_of(w, &plain_activations(x), y)
+    }
+
+    /// x with `norm` fused in, when the matvec of `w` can fuse it: at most MAX_COLS rows
+    /// of exactly `w`'s row length taking the uniform binding, and a 1-row F32 weight of
+    /// that length in uniform-usable pages.
+    fn fused_norm<'a>(
+        &self,
+        w: &GpuWeights,
+        x: &'a GpuTensor,
+        norm: &'a GpuWeights,
+        eps: f32,
+    ) -> Option<Activations<'a>> {
+        let weight = &norm.chunks.first()?.buffer.buffer;
         let act = Activations {
-            buffer: &x.buffer.buffer,
-            cols: x.n,
-            stride: x.width,
-            f16: false,
-            norm: None,
+            norm: Some(Norm { weight, eps }),
+            ..plain_activations(x)
         };
-        self.product_of(w, &act, y)
+        let fusable = x.n <= MAX_COLS
+            && x.width == w.k
+            && norm.ty == crate::quant::BlockType::F32
+            && norm.rows == 1
+            && norm.k == w.k
+            && weight.usage().contains(wgpu::BufferUsages::UNIFORM)
+            && act.uniform_pages(&self.ctx, w.k) > 0;
+        fusable.then_some(act)
     }
 
     /// `y (+)= W · x` for activations on the device: matvec up to MAX_COLS columns,
@@ -593,6 +622,7 @@ impl Backend for GpuBackend {
             rows_per_lane: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
+            swiglu: false,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {
@@ -657,31 +687,53 @@ impl Backend for GpuBackend {
     /// with norm_uniform.wgsl) when x has at most MAX_COLS rows of exactly the matrix's
     /// row length and takes the uniform binding; otherwise the norm, then the product.
     fn norm_matmul(&mut self, w: &GpuWeights, x: &GpuTensor, norm: &GpuWeights, eps: f32) -> Result<GpuTensor> {
-        let Some(chunk) = norm.chunks.first() else {
+        let Some(act) = self.fused_norm(w, x, norm, eps) else {
             let h = self.rms_norm(x, norm, eps)?;
             return self.matmul(w, &h);
         };
-        let weight = &chunk.buffer.buffer;
-        let act = Activations {
-            buffer: &x.buffer.buffer,
-            cols: x.n,
-            stride: x.width,
-            f16: false,
-            norm: Some(Norm { weight, eps }),
-        };
-        let fusable = x.n <= MAX_COLS
-            && x.width == w.k
-            && norm.ty == crate::quant::BlockType::F32
-            && norm.rows == 1
-            && norm.k == w.k
-            && weight.usage().contains(wgpu::BufferUsages::UNIFORM)
-            && act.uniform_pages(&self.ctx, w.k) > 0;
-        if !fusable {
-            let h = self.rms_norm(x, norm, eps)?;
-            return self.matmul(w, &h);
-        }
         let out = self.tensor(x.n, w.rows)?;
         self.product_of(w, &act, &Output::store(&out.buffer.buffer, w.rows))?;
+        Ok(out)
+    }
+
+    /// Up to MAX_COLS rows of short length: one matvec with the SwiGLU in its epilogue
+    /// (and the norm fused in where `norm_matmul` would fuse it); otherwise the product,
+    /// then the SwiGLU.
+    fn swiglu_product(
+        &mut self,
+        gate_up: &GpuWeights,
+        x: &GpuTensor,
+        norm: Option<(&GpuWeights, f32)>,
+    ) -> Result<GpuTensor> {
+        if !gate_up.swiglu_fusable(x.n) || x.width != gate_up.k {
+            return swiglu_product_unfused(self, gate_up, x, norm);
+        }
+        let normed;
+        let act = match norm {
+            None => plain_activations(x),
+            Some((weight, eps)) => match self.fused_norm(gate_up, x, weight, eps) {
+                Some(act) => act,
+                None => {
+                    normed = self.rms_norm(x, weight, eps)?;
+                    plain_activations(&normed)
+                }
+            },
+        };
+        let f = gate_up.rows / 2;
+        let out = self.tensor(x.n, f)?;
+        let op: Cow<str> = match self.profile {
+            Some(_) => format!(
+                "matvec{}+swiglu {} {}x{}",
+                if act.norm.is_some() { "+norm" } else { "" },
+                gate_up.ty,
+                gate_up.k,
+                gate_up.rows
+            )
+            .into(),
+            None => "matvec".into(),
+        };
+        let y = Output::store(&out.buffer.buffer, f);
+        self.record(op, |ctx, enc| gate_up.matvec_swiglu(ctx, enc, &act, &y))?;
         Ok(out)
     }
 

@@ -36,6 +36,7 @@ impl GpuWeights {
             rows_per_lane: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
+            swiglu: false,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
         let max = ctx.max_workgroups_per_dim;

@@ -168,6 +168,49 @@ impl GpuWeights {
         x: &Activations,
         y: &Output,
     ) -> Result<()> {
+        self.matvec_of(ctx, encoder, x, y, false)
+    }
+
+    /// Whether [`Self::matvec_swiglu`] takes this matrix for `cols` columns: one chunk,
+    /// an even number of rows, and rows short enough for whole rows per invocation.
+    pub fn swiglu_fusable(&self, cols: usize) -> bool {
+        self.chunks.len() == 1
+            && self.rows.is_multiple_of(2)
+            && (1..=MAX_COLS).contains(&cols)
+            && matvec_shape(self.k, self.rows / 2, cols as u8, 1).0 > 0
+    }
+
+    /// For a stacked `[gate; up]` matrix (rows `0..f` gate, `f..2f` up): record
+    /// `y[c * y.stride + i] (+)= silu(gate_i · x[c]) · (up_i · x[c])` for `i < f`, the
+    /// SwiGLU in the product's epilogue (matvec.wgsl's `SWIGLU`). Needs
+    /// [`Self::swiglu_fusable`].
+    pub fn matvec_swiglu(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Activations,
+        y: &Output,
+    ) -> Result<()> {
+        if !self.swiglu_fusable(x.cols) {
+            return Err(Error::Unsupported(format!(
+                "a SwiGLU epilogue over {} rows of {} in {} chunks for {} columns",
+                self.rows,
+                self.k,
+                self.chunks.len(),
+                x.cols
+            )));
+        }
+        self.matvec_of(ctx, encoder, x, y, true)
+    }
+
+    fn matvec_of(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &Activations,
+        y: &Output,
+        swiglu: bool,
+    ) -> Result<()> {
         if x.cols == 0 || x.cols > MAX_COLS {
             return Err(Error::Shape(format!(
                 "matvec takes 1..={MAX_COLS} columns, got {}",
@@ -175,7 +218,8 @@ impl GpuWeights {
             )));
         }
         x.check(self.k)?;
-        check_output(y.buffer, x.cols, self.rows, y.stride)?;
+        let out_rows = |rows: usize| if swiglu { rows / 2 } else { rows };
+        check_output(y.buffer, x.cols, out_rows(self.rows), y.stride)?;
         let uniform_x_pages = x.uniform_pages(ctx, self.k);
         let key = PipelineKey {
             kernel: Kernel::Matvec,
@@ -189,9 +233,10 @@ impl GpuWeights {
                 Some(norm) => norm_pages(norm, self.k, uniform_x_pages)?,
                 None => 0,
             },
+            swiglu,
         };
         self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
-            let (rows_per_lane, groups) = matvec_shape(self.k, chunk.rows, key.cols, 1);
+            let (rows_per_lane, groups) = matvec_shape(self.k, out_rows(chunk.rows), key.cols, 1);
             let (gx, gy) = ctx.workgroups_2d(groups);
             (PipelineKey { rows_per_lane, ..key }, (gx, gy, 1))
         })

@@ -191,6 +191,7 @@ impl GpuExperts {
             rows_per_lane: matvec_shape(self.k, self.rows, 1, pairs).0,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
             norm_pages: 0,
+            swiglu: false,
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
@@ -241,6 +242,7 @@ impl GpuExperts {
             rows_per_lane: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
+            swiglu: false,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {

@@ -105,6 +105,9 @@ pub struct PipelineKey {
     /// Activations through a uniform binding of this many [`UNIFORM_X_PAGE`]s
     /// (one-row-per-invocation matvec kernels only); 0: a storage binding.
     pub uniform_x_pages: u8,
+    /// The rows are a stacked [gate; up] pair and the output their SwiGLU (`SWIGLU`;
+    /// dense matvec with rows per lane only).
+    pub swiglu: bool,
     /// An RMSNorm fused in, its weight a uniform binding of this many pages
     /// (`norm_uniform.wgsl`; dense matvec with uniform activations only); 0: none.
     pub norm_pages: u8,
@@ -221,6 +224,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         || (key.f16_activations && !key.kernel.takes_activations())
         || (uniform_x && !(key.kernel.reduces() && key.rows_per_lane > 0))
         || (key.norm_pages > 0 && !(key.kernel == Kernel::Matvec && uniform_x))
+        || (key.swiglu && !(key.kernel == Kernel::Matvec && key.rows_per_lane > 0))
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
@@ -344,10 +348,15 @@ impl GpuContext {
                 return Err(Error::Shape(format!("{key:?}: matvec columns must be 1..={MAX_COLS}")));
             }
             // Both layouts keep their sums in one array of ROWS · MAX_COLS (OUTPUTS).
-            if key.rows_per_lane as usize * key.cols as usize > ROWS_PER_WORKGROUP as usize * MAX_COLS {
+            let halves = if key.swiglu { 2 } else { 1 };
+            if key.rows_per_lane as usize * halves * key.cols as usize > ROWS_PER_WORKGROUP as usize * MAX_COLS {
                 return Err(Error::Shape(format!("{key:?}: too many sums per invocation")));
             }
-            vec![("NCOLS", key.cols as f64), ("ROWS_PER_LANE", key.rows_per_lane as f64)]
+            vec![
+                ("NCOLS", key.cols as f64),
+                ("ROWS_PER_LANE", key.rows_per_lane as f64),
+                ("SWIGLU", key.swiglu as u8 as f64),
+            ]
         } else {
             Vec::new()
         };

@@ -90,10 +90,10 @@ impl<B: Backend> Projections<B> {
 
     /// `silu(gate) · up` for a gate and up pair of projections of x (after `norm`).
     pub fn swiglu(&self, backend: &mut B, x: &B::Tensor, norm: Option<(&B::Matrix, f32)>) -> Result<B::Tensor> {
-        match self.product(backend, x, norm)? {
-            Product::Stacked(gate_up, _) => backend.swiglu_stacked(&gate_up),
-            separate => {
-                let [gate, up] = separate.separate()?;
+        match self {
+            Projections::Stacked { matrix, .. } => backend.swiglu_product(matrix, x, norm),
+            Projections::Separate(_) => {
+                let [gate, up] = self.product(backend, x, norm)?.separate()?;
                 backend.swiglu(&gate, &up)
             }
         }
