@@ -16,24 +16,26 @@ const WORKGROUP: u32 = 64;
 /// Workgroups a one-row-per-invocation dispatch keeps at least, where it has the rows.
 const MIN_WORKGROUPS: usize = 3;
 
-/// How a matvec over `jobs` matrices of `rows` rows of length `k`, for `cols` columns,
-/// is laid out: (rows per invocation, workgroups per job). Rows shorter than one
-/// 32-element unit per invocation of a workgroup are computed whole by single
-/// invocations: with one column, up to 8 rows each, 64 apart, so that each load of the
-/// activations serves 8 rows, but as many fewer as keep MIN_WORKGROUPS workgroups busy
-/// (measured on llvmpipe, `bench kernels --formats Q4_1`: 576 x 1536 and the 576 x 49152
-/// head 25-45% faster than one row each, 16 rows no faster than 8, 576 x 192 twice as
-/// slow in a single workgroup); with more columns, one row each, as the decoded unit is
-/// already shared by the columns. Longer rows (0 rows per invocation) are split over a
-/// whole workgroup and reduced, ROWS_PER_WORKGROUP at a time.
-pub(crate) fn matvec_shape(k: usize, rows: usize, cols: u8, jobs: usize) -> (u8, u32) {
+/// How a matvec over `jobs` matrices of `rows` outputs of length `k`, each from
+/// `weight_rows` weight rows (2 with a SwiGLU epilogue), for `cols` columns, is laid out:
+/// (outputs per invocation, workgroups per job). Rows shorter than one 32-element unit per
+/// invocation of a workgroup are computed whole by single invocations: with one column,
+/// up to 8 weight rows each, 64 apart, so that each load of the activations serves 8
+/// rows, but as many fewer as keep MIN_WORKGROUPS workgroups busy (measured on llvmpipe,
+/// `bench kernels --formats Q4_1`: 576 x 1536 and the 576 x 49152 head 25-45% faster than
+/// one row each, 16 rows no faster than 8, 576 x 192 twice as slow in a single workgroup;
+/// a SwiGLU epilogue with 16 weight rows per invocation, in half the workgroups, lost
+/// ~4% of decode); with more columns, one output each, as the decoded unit is already
+/// shared by the columns. Longer rows (0 outputs per invocation) are split over a whole
+/// workgroup and reduced, ROWS_PER_WORKGROUP at a time.
+pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, jobs: usize) -> (u8, u32) {
     if k / 32 >= WORKGROUP as usize {
         return (0, (rows as u32).div_ceil(ROWS_PER_WORKGROUP));
     }
     let per_lane = if cols == 1 {
         [8u8, 4, 2]
             .into_iter()
-            .find(|&r| jobs * rows >= MIN_WORKGROUPS * WORKGROUP as usize * r as usize)
+            .find(|&r| r as usize * weight_rows <= 8 && jobs * rows >= MIN_WORKGROUPS * WORKGROUP as usize * r as usize)
             .unwrap_or(1)
     } else {
         1
@@ -77,7 +79,7 @@ impl Activations<'_> {
             && self.buffer.size() >= pages * UNIFORM_X_PAGE
             && pages * UNIFORM_X_PAGE <= ctx.max_uniform_x_bytes
             && self.stride.is_multiple_of(4)
-            && matvec_shape(k, 1, 1, 1).0 > 0;
+            && matvec_shape(k, 1, 1, 1, 1).0 > 0;
         if fits { u8::try_from(pages).unwrap_or(0) } else { 0 }
     }
 
@@ -177,7 +179,7 @@ impl GpuWeights {
         self.chunks.len() == 1
             && self.rows.is_multiple_of(2)
             && (1..=MAX_COLS).contains(&cols)
-            && matvec_shape(self.k, self.rows / 2, cols as u8, 1).0 > 0
+            && matvec_shape(self.k, self.rows / 2, 2, cols as u8, 1).0 > 0
     }
 
     /// For a stacked `[gate; up]` matrix (rows `0..f` gate, `f..2f` up): record
@@ -236,7 +238,8 @@ impl GpuWeights {
             swiglu,
         };
         self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
-            let (rows_per_lane, groups) = matvec_shape(self.k, out_rows(chunk.rows), key.cols, 1);
+            let weight_rows = if swiglu { 2 } else { 1 };
+            let (rows_per_lane, groups) = matvec_shape(self.k, out_rows(chunk.rows), weight_rows, key.cols, 1);
             let (gx, gy) = ctx.workgroups_2d(groups);
             (PipelineKey { rows_per_lane, ..key }, (gx, gy, 1))
         })

@@ -188,7 +188,7 @@ impl GpuExperts {
             subgroups: ctx.features.subgroups,
             f16_activations: x.f16,
             cols: 1,
-            rows_per_lane: matvec_shape(self.k, self.rows, 1, pairs).0,
+            rows_per_lane: matvec_shape(self.k, self.rows, 1, 1, pairs).0,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
             norm_pages: 0,
             swiglu: false,
@@ -201,7 +201,7 @@ impl GpuExperts {
         }
         for chunk in &self.chunks {
             let params = self.params(chunk, x, y_stride, routing.n_used, pairs, routing.weighted);
-            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows, key.cols, pairs).1);
+            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows, 1, key.cols, pairs).1);
             let buffers = [
                 &chunk.buffer.buffer,
                 x.buffer,
