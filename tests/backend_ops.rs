@@ -32,6 +32,23 @@ fn info(name: &str, ty: BlockType, k: usize, rows: usize) -> TensorInfo {
     }
 }
 
+/// A 1-D tensor of `k` F32 values (an RMSNorm weight).
+fn vector_info(name: &str, k: usize) -> TensorInfo {
+    TensorInfo {
+        dims: vec![k as u64],
+        ..info(name, BlockType::F32, k, 1)
+    }
+}
+
+/// A view of F32 `data` under `info`.
+fn f32_view<'a>(info: &'a TensorInfo, data: &'a [f32]) -> TensorView<'a> {
+    TensorView {
+        info,
+        bytes: bytemuck::cast_slice(data),
+        path: Path::new("backend_ops"),
+    }
+}
+
 /// The parts of `x`'s columns, read back.
 fn split<B: Backend>(b: &mut B, x: &B::Tensor, widths: &[usize]) -> Vec<Vec<f32>> {
     let parts = b.split_columns(x, widths).unwrap();
@@ -126,18 +143,12 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
         .enumerate()
         .map(|(i, &r)| noise(r * k, 20 + i as u64, 1.0))
         .collect();
-    let bytes: Vec<&[u8]> = weights.iter().map(|w| bytemuck::cast_slice(w.as_slice())).collect();
     let infos: Vec<TensorInfo> = rows
         .iter()
         .enumerate()
         .map(|(i, &r)| info(&format!("w{i}"), BlockType::F32, k, r))
         .collect();
-    let path = Path::new("stacked");
-    let views: Vec<TensorView> = infos
-        .iter()
-        .zip(&bytes)
-        .map(|(info, bytes)| TensorView { info, bytes, path })
-        .collect();
+    let views: Vec<TensorView> = infos.iter().zip(&weights).map(|(info, w)| f32_view(info, w)).collect();
     let x = noise(2 * k, 30, 1.0);
     let stacked = g
         .stacked_matrix(&views)
@@ -158,23 +169,9 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
     );
     let other_k = info("short", BlockType::F32, 32, 32);
     let q8 = info("w0", BlockType::Q8_0, k, rows[0]);
-    let vector = TensorInfo {
-        dims: vec![k as u64],
-        ..info("v", BlockType::F32, k, 1)
-    };
+    let vector = vector_info("v", k);
     for odd in [&other_k, &q8, &vector] {
-        let pair = [
-            TensorView {
-                info: &infos[0],
-                bytes: bytes[0],
-                path,
-            },
-            TensorView {
-                info: odd,
-                bytes: bytes[0],
-                path,
-            },
-        ];
+        let pair = [f32_view(&infos[0], &weights[0]), f32_view(odd, &weights[0])];
         assert!(g.stacked_matrix(&pair).unwrap().is_none(), "{}", odd.name);
     }
 }
@@ -193,22 +190,8 @@ fn norm_matmul_matches_the_cpu_fused_or_not() {
         for (k, rows) in [(64, 40), (2048, 6)] {
             let weights = noise(rows * k, 50, 1.0);
             let norm_weights = noise(k, 51, 2.0);
-            let w_info = info("w", BlockType::F32, k, rows);
-            let n_info = TensorInfo {
-                dims: vec![k as u64],
-                ..info("norm", BlockType::F32, k, 1)
-            };
-            let path = Path::new("norm_matmul");
-            let w_view = TensorView {
-                info: &w_info,
-                bytes: bytemuck::cast_slice(&weights),
-                path,
-            };
-            let n_view = TensorView {
-                info: &n_info,
-                bytes: bytemuck::cast_slice(&norm_weights),
-                path,
-            };
+            let (w_info, n_info) = (info("w", BlockType::F32, k, rows), vector_info("norm", k));
+            let (w_view, n_view) = (f32_view(&w_info, &weights), f32_view(&n_info, &norm_weights));
             fn run<B: Backend>(b: &mut B, w: &TensorView, norm: &TensorView, n: usize, k: usize) -> Vec<f32> {
                 let (w, norm) = (b.matrix(w).unwrap(), b.matrix(norm).unwrap());
                 let x = b.upload(&noise(n * k, 52 + n as u64, 3.0), n, k).unwrap();
@@ -273,22 +256,8 @@ fn swiglu_product_matches_the_cpu_fused_or_not() {
         for (k, f) in [(64, 70), (64, 600), (2048, 3)] {
             let weights = noise(2 * f * k, 70, 1.0);
             let norm_weights = noise(k, 71, 2.0);
-            let w_info = info("gate_up", BlockType::F32, k, 2 * f);
-            let n_info = TensorInfo {
-                dims: vec![k as u64],
-                ..info("norm", BlockType::F32, k, 1)
-            };
-            let path = Path::new("swiglu_product");
-            let w_view = TensorView {
-                info: &w_info,
-                bytes: bytemuck::cast_slice(&weights),
-                path,
-            };
-            let n_view = TensorView {
-                info: &n_info,
-                bytes: bytemuck::cast_slice(&norm_weights),
-                path,
-            };
+            let (w_info, n_info) = (info("gate_up", BlockType::F32, k, 2 * f), vector_info("norm", k));
+            let (w_view, n_view) = (f32_view(&w_info, &weights), f32_view(&n_info, &norm_weights));
             fn run<B: Backend>(
                 b: &mut B,
                 w: &TensorView,

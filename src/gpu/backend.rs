@@ -430,22 +430,23 @@ impl GpuBackend {
         fusable.then_some(act)
     }
 
+    /// An operation name for [`Self::record`]: `kind` alone, or when profiling (so that
+    /// profiles tell products apart) with the fused steps, `epilogue`, the format and the
+    /// shape (ggml's ne0 x ne1), e.g. `matvec+norm+swiglu Q4_1 576x3072`.
+    fn product_op(&self, kind: &'static str, w: &GpuWeights, x: &Activations, epilogue: &str) -> Cow<'static, str> {
+        match self.profile {
+            Some(_) => {
+                let norm = if x.norm.is_some() { "+norm" } else { "" };
+                format!("{kind}{norm}{epilogue} {} {}x{}", w.ty, w.k, w.rows).into()
+            }
+            None => kind.into(),
+        }
+    }
+
     /// `y (+)= W · x` for activations on the device: matvec up to MAX_COLS columns,
     /// the tiled matmul above.
     fn product_of(&mut self, w: &GpuWeights, x: &Activations, y: &Output) -> Result<()> {
-        let op = if x.cols <= MAX_COLS { "matvec" } else { "matmul" };
-        // Profiles tell the products apart by format and shape (ggml's ne0 x ne1).
-        let op: Cow<str> = match self.profile {
-            Some(_) => format!(
-                "{op}{} {} {}x{}",
-                if x.norm.is_some() { "+norm" } else { "" },
-                w.ty,
-                w.k,
-                w.rows
-            )
-            .into(),
-            None => op.into(),
-        };
+        let op = self.product_op(if x.cols <= MAX_COLS { "matvec" } else { "matmul" }, w, x, "");
         self.record(op, |ctx, enc| {
             if x.cols <= MAX_COLS {
                 w.matvec(ctx, enc, x, y)
@@ -721,17 +722,7 @@ impl Backend for GpuBackend {
         };
         let f = gate_up.rows / 2;
         let out = self.tensor(x.n, f)?;
-        let op: Cow<str> = match self.profile {
-            Some(_) => format!(
-                "matvec{}+swiglu {} {}x{}",
-                if act.norm.is_some() { "+norm" } else { "" },
-                gate_up.ty,
-                gate_up.k,
-                gate_up.rows
-            )
-            .into(),
-            None => "matvec".into(),
-        };
+        let op = self.product_op("matvec", gate_up, &act, "+swiglu");
         let y = Output::store(&out.buffer.buffer, f);
         self.record(op, |ctx, enc| gate_up.matvec_swiglu(ctx, enc, &act, &y))?;
         Ok(out)

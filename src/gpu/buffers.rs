@@ -124,10 +124,11 @@ impl GpuWeights {
     ) -> Result<()> {
         for chunk in &self.chunks {
             let params = self.chunk_params(chunk, x, y);
-            let mut buffers = vec![&chunk.buffer.buffer, x.buffer, y.buffer];
-            buffers.extend(x.norm.as_ref().map(|n| n.weight));
+            let norm = x.norm.as_ref().map(|n| n.weight);
+            let all = [&chunk.buffer.buffer, x.buffer, y.buffer, norm.unwrap_or(y.buffer)];
+            let buffers = &all[..if norm.is_some() { 4 } else { 3 }];
             let (key, groups) = layout(chunk);
-            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups)?;
+            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), buffers, groups)?;
         }
         Ok(())
     }

@@ -72,9 +72,7 @@ impl Activations<'_> {
     /// have `UNIFORM` usage and hold whole pages covering the columns, the pages must fit
     /// the device's uniform binding limit, and columns must start at multiples of 4.
     pub fn uniform_pages(&self, ctx: &GpuContext, k: usize) -> u8 {
-        let elem = if self.f16 { 2 } else { 4 };
-        let bytes = ((self.cols.max(1) - 1) * self.stride + k) as u64 * elem;
-        let pages = bytes.div_ceil(UNIFORM_X_PAGE);
+        let pages = self.bytes(k).div_ceil(UNIFORM_X_PAGE);
         let fits = self.buffer.usage().contains(wgpu::BufferUsages::UNIFORM)
             && self.buffer.size() >= pages * UNIFORM_X_PAGE
             && pages * UNIFORM_X_PAGE <= ctx.max_uniform_x_bytes
@@ -91,9 +89,14 @@ impl Activations<'_> {
         Ok(())
     }
 
+    /// Bytes from the buffer's start to the end of the last column of `k` values.
+    fn bytes(&self, k: usize) -> u64 {
+        ((self.cols.max(1) - 1) * self.stride + k) as u64 * if self.f16 { 2 } else { 4 }
+    }
+
     /// Check that the buffer holds `cols` columns of `k` values.
     pub(crate) fn check(&self, k: usize) -> Result<()> {
-        let bytes = ((self.cols.max(1) - 1) * self.stride + k) as u64 * if self.f16 { 2 } else { 4 };
+        let bytes = self.bytes(k);
         if self.stride < k || self.buffer.size() < bytes {
             return Err(Error::Shape(format!(
                 "activations: {} columns of {k} at stride {} need {bytes} bytes, the buffer has {}",
