@@ -1,14 +1,14 @@
-// Byte access to packed ggml blocks. The weights are bound as `w: array<u32>` holding
-// the GGUF bytes unchanged; blocks of 18, 50, 54 or 66 bytes straddle u32 words, so
+// Byte access to packed ggml blocks. The weights are bound as vec4 words (weights.wgsl)
+// holding the GGUF bytes unchanged; blocks of 18, 50, 54 or 66 bytes straddle u32 words, so
 // every field is read through a byte offset.
 
 fn w_u8(o: u32) -> u32 {
-    return (w[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu;
+    return (wd(o >> 2u) >> ((o & 3u) * 8u)) & 0xffu;
 }
 
 // A little-endian u16 at an even byte offset.
 fn w_u16(o: u32) -> u32 {
-    return (w[o >> 2u] >> ((o & 2u) * 8u)) & 0xffffu;
+    return (wd(o >> 2u) >> ((o & 2u) * 8u)) & 0xffffu;
 }
 
 // A little-endian u32 at an even byte offset.

@@ -8,6 +8,8 @@ struct RowsParams {
     n: u32,
     rows: u32,
     first_row: u32,
+    // log2 of the table's row interleave (block_in, weights.wgsl).
+    interleave: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: RowsParams;
@@ -29,9 +31,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row = ids[t] - p.first_row;
     let subs = BLOCK_ELEMS / 32u;
-    let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var wv: array<f32, 32>;
-    decode32(row * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
+    decode32(block_in(row, u / subs, p.k / BLOCK_ELEMS, p.interleave), u % subs, &wv);
     for (var j = 0u; j < 32u; j++) {
         out[t * p.k + 32u * u + j] = wv[j];
     }

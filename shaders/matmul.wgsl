@@ -23,7 +23,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let row0 = wid.x * TM;
     let col0 = wid.y * TN;
     let subs = BLOCK_ELEMS / 32u;
-    let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     let tr = lid / 8u;
     let tc = lid % 8u;
     // Row tr*4 + a, columns tc + 8b for b = 0..4 as the vector lanes.
@@ -36,7 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (lid < TM) {
             let row = row0 + lid;
             if (row < p.rows && ncols > 0u) {
-                decode32((j.w_row0 + row) * row_bytes + (u / subs) * BLOCK_BYTES, u % subs, &wv);
+                decode32(block_at(j.w_row0 + row, u / subs), u % subs, &wv);
             } else {
                 wv = array<f32, 32>();
             }

@@ -67,7 +67,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let live = j.live && j.ncols > 0u;
     let row0 = (wid.x + wid.y * nwg.x) * ROWS;
     let subs = BLOCK_ELEMS / 32u;
-    let row_bytes = (p.k / BLOCK_ELEMS) * BLOCK_BYTES;
     var acc: array<f32, OUTPUTS>;
     // Per column: the fused RMSNorm's scale, or 1. Every lane computes it, in uniform
     // control flow, from the same loads of x.
@@ -90,7 +89,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let first = (wid.x + wid.y * nwg.x) * WG * ROWS_PER_LANE + lane.lid;
         if (live) {
             for (var u = 0u; u < p.k / 32u; u++) {
-                let block = (u / subs) * BLOCK_BYTES;
                 if (NCOLS == 1u) {
                     var xv = load_unit(z, 0u, u, scale[0]);
                     for (var r = 0u; r < ROWS_PER_LANE; r++) {
@@ -98,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                         if (i < out_rows) {
                             for (var h = 0u; h < halves; h++) {
                                 let row = i + h * out_rows;
-                                acc[r * halves + h] += dot32((j.w_row0 + row) * row_bytes + block, u % subs, &xv);
+                                acc[r * halves + h] += dot32(block_at(j.w_row0 + row, u / subs), u % subs, &xv);
                             }
                         }
                     }
@@ -108,7 +106,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                         var wv: array<f32, 32>;
                         if (i < out_rows) {
                             let row = i + (r % halves) * out_rows;
-                            decode32((j.w_row0 + row) * row_bytes + block, u % subs, &wv);
+                            decode32(block_at(j.w_row0 + row, u / subs), u % subs, &wv);
                         }
                         for (var c = 0u; c < NCOLS; c++) {
                             var xv = load_unit(z, c, u, scale[c]);
@@ -139,7 +137,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let row = row0 + r;
             if (row < p.rows && live) {
                 var wv: array<f32, 32>;
-                decode32((j.w_row0 + row) * row_bytes + block * BLOCK_BYTES, sub, &wv);
+                decode32(block_at(j.w_row0 + row, block), sub, &wv);
                 for (var c = 0u; c < NCOLS; c++) {
                     var xv = load_unit(z, c, u, scale[c]);
                     acc[r * NCOLS + c] += dot_decoded(&wv, &xv);

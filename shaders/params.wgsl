@@ -1,6 +1,6 @@
 // Parameters and bindings shared by the kernels that read packed weights
 // (matvec, matvec_id, matmul, matmul_id). Mirrors `Params` in src/gpu/pipelines.rs.
-// The weights (binding 1) come from weights_words.wgsl or weights_vec4.wgsl, the
+// The weights (binding 1) come from weights.wgsl, the
 // activations (binding 2) from activations_storage.wgsl or activations_uniform.wgsl.
 
 struct Params {
@@ -27,6 +27,8 @@ struct Params {
     weighted: u32,
     // RMSNorm epsilon, when a norm is fused in (norm_uniform.wgsl).
     eps: f32,
+    // log2 of the row interleave of the weights (see block_at; 0: ggml's row-major).
+    interleave: u32,
 }
 
 // One unit of work of a product kernel (workgroup_id.z), as the addressing part defines it.
@@ -49,4 +51,10 @@ fn emit(i: u32, v: f32) {
     } else {
         y[i] = v;
     }
+}
+
+// Byte offset of block `blk` of weight row `row` of the bound chunk (layout: block_in in
+// weights.wgsl).
+fn block_at(row: u32, blk: u32) -> u32 {
+    return block_in(row, blk, p.k / BLOCK_ELEMS, p.interleave);
 }

@@ -414,16 +414,25 @@ fn f16_variant_is_exercised_when_the_device_has_it() {
 
 #[test]
 fn tensors_split_across_bindings() {
-    // 4 rows of IQ2_XXS at k = 512 are 528 bytes: a 600-byte limit forces 1-row chunks.
-    let ctx = context(true, true, Some(600));
+    // Short rows are stored in groups of 8 (row_interleave), and chunks hold whole groups:
+    // a 2400-byte limit gives IQ2_XXS (132-byte rows at k = 512) 16-row chunks and Q2_K
+    // (168) and Q4_0 (288) 8-row chunks, so 20 rows take 2 or 3 bindings, the last one
+    // with a part group.
+    let ctx = context(true, true, Some(2400));
     for &ty in &[BlockType::IQ2_XXS, BlockType::Q2_K, BlockType::Q4_0] {
         let row_bytes = ty.row_bytes(512).unwrap();
-        let gw = GpuWeights::upload(&ctx, "w", ty, 512, &weights(ty, 7, 512, 1)).unwrap();
-        assert_eq!(gw.chunks.len(), 7usize.div_ceil(600 / row_bytes), "{ty}");
+        let gw = GpuWeights::upload(&ctx, "w", ty, 512, &weights(ty, 20, 512, 1)).unwrap();
+        assert_eq!(gw.interleave, 3, "{ty}");
+        assert_eq!(gw.chunks.len(), 20usize.div_ceil(2400 / row_bytes / 8 * 8), "{ty}");
         assert!(gw.chunks.len() > 1);
-        check(&ctx, ty, 7, 512, 3, false);
-        check_dense(&ctx, true, ty, 7, 512, 9, false);
+        check(&ctx, ty, 20, 512, 3, false);
+        check_dense(&ctx, true, ty, 20, 512, 9, false);
     }
+    let one_group = context(true, true, Some(1000));
+    assert!(
+        GpuWeights::upload(&one_group, "w", BlockType::IQ2_XXS, 512, &weights(BlockType::IQ2_XXS, 20, 512, 1)).is_err(),
+        "8 rows of 132 bytes do not fit a 1000-byte binding"
+    );
 }
 
 #[test]
@@ -465,7 +474,7 @@ fn allocations_are_counted_and_released() {
     let ctx = context(true, true, None);
     assert_eq!(ctx.allocated_bytes(), 0);
     let gw = GpuWeights::upload(&ctx, "w", BlockType::TQ2_0, 256, &weights(BlockType::TQ2_0, 3, 256, 5)).unwrap();
-    assert_eq!(ctx.allocated_bytes(), 200, "3 rows of 66 bytes, padded to 4");
+    assert_eq!(ctx.allocated_bytes(), 528, "3 rows of 66 bytes in a group of 8 interleaved rows");
     drop(gw);
     assert_eq!(ctx.allocated_bytes(), 0);
 }

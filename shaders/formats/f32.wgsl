@@ -2,7 +2,7 @@
 const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 128u;
 
-// Weights bound as vec4<u32> (weights_vec4.wgsl): the unit at byte b is 8 vec4.
+// Weights bound as vec4<u32> (weights.wgsl): the unit at byte b is 8 vec4.
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     for (var i = 0u; i < 8u; i++) {
         let v = bitcast<vec4<f32>>(w[(b >> 4u) + i]);

@@ -5,9 +5,9 @@ const BLOCK_ELEMS: u32 = 32u;
 const BLOCK_BYTES: u32 = 20u;
 
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
-    let dm = unpack2x16float(w[b >> 2u]);
+    let dm = unpack2x16float(wd(b >> 2u));
     for (var i = 0u; i < 4u; i++) {
-        let word = w[(b >> 2u) + 1u + i];
+        let word = wd((b >> 2u) + 1u + i);
         for (var k = 0u; k < 4u; k++) {
             let q = (word >> (8u * k)) & 0xffu;
             (*out)[4u * i + k] = f32(q & 15u) * dm.x + dm.y;

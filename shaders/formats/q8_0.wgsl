@@ -8,9 +8,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b);
     let q0 = (b + 2u) >> 2u;
     let straddle = ((b + 2u) & 2u) != 0u;
-    var lo = w[q0];
+    var lo = wd(q0);
     for (var i = 0u; i < 8u; i++) {
-        let hi = w[q0 + i + 1u];
+        let hi = wd(q0 + i + 1u);
         let word = select(lo, (lo >> 16u) | (hi << 16u), straddle);
         lo = hi;
         for (var k = 0u; k < 4u; k++) {

@@ -104,6 +104,7 @@ struct RowsParams {
     n: u32,
     rows: u32,
     first_row: u32,
+    interleave: u32,
 }
 
 #[repr(C)]
@@ -632,6 +633,7 @@ impl Backend for GpuBackend {
                 n: tokens.len() as u32,
                 rows: chunk.rows as u32,
                 first_row: chunk.first_row as u32,
+                interleave: table.interleave,
             };
             self.record("get_rows", |ctx, enc| {
                 ctx.dispatch(

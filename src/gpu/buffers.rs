@@ -23,9 +23,10 @@ impl Drop for Tracked {
 }
 
 impl GpuContext {
-    /// A buffer holding `bytes` (zero-padded to a multiple of 4).
+    /// A buffer holding `bytes`, zero-padded to a multiple of 16 (weights are bound as
+    /// vec4<u32>, `shaders/weights.wgsl`).
     pub fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> Result<Tracked> {
-        let size = (bytes.len().max(4) as u64).div_ceil(4) * 4;
+        let size = (bytes.len().max(16) as u64).div_ceil(16) * 16;
         let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -108,6 +109,9 @@ pub struct GpuWeights {
     pub ty: BlockType,
     pub k: usize,
     pub rows: usize,
+    /// log2 of the row groups the blocks are interleaved in (`interleave_rows`; 0:
+    /// ggml's row-major layout).
+    pub interleave: u32,
     pub chunks: Vec<Chunk>,
 }
 
@@ -149,12 +153,14 @@ impl GpuWeights {
             x_stride: x.stride as u32,
             y_stride: y.stride as u32,
             accumulate: y.accumulate as u32,
+            interleave: self.interleave,
             ..Default::default()
         }
     }
 
     /// Upload `bytes` (rows of `k` elements of `ty`, ggml layout), split into chunks of
-    /// whole rows no larger than the context's binding limit.
+    /// whole rows no larger than the context's binding limit, and stored in the row
+    /// interleave `matvec::row_interleave` picks for the shape.
     pub fn upload(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, bytes: &[u8]) -> Result<Self> {
         let row_bytes = ty.row_bytes(k)?;
         if !k.is_multiple_of(32) || row_bytes == 0 || !bytes.len().is_multiple_of(row_bytes) {
@@ -164,10 +170,12 @@ impl GpuWeights {
             )));
         }
         let rows = bytes.len() / row_bytes;
-        let rows_per_chunk = (ctx.max_binding_bytes as usize / row_bytes).min(rows.max(1));
+        let interleave = super::matvec::row_interleave(ty, k, rows);
+        let group = 1usize << interleave;
+        let rows_per_chunk = (ctx.max_binding_bytes as usize / row_bytes / group * group).min(rows.max(1));
         if rows_per_chunk == 0 {
             return Err(Error::Gpu(format!(
-                "tensor '{name}': one row of {row_bytes} bytes exceeds the {} byte binding limit",
+                "tensor '{name}': {group} rows of {row_bytes} bytes exceed the {} byte binding limit",
                 ctx.max_binding_bytes
             )));
         }
@@ -182,6 +190,9 @@ impl GpuWeights {
                 let mut padded = data.to_vec();
                 padded.resize(super::pipelines::whole_pages(data.len() as u64) as usize, 0);
                 ctx.upload(name, &padded, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM)?
+            } else if interleave > 0 {
+                let blocks = k / ty.block_size();
+                ctx.upload(name, &interleave_rows(data, blocks, ty.type_size(), interleave), wgpu::BufferUsages::STORAGE)?
             } else {
                 ctx.upload(name, data, wgpu::BufferUsages::STORAGE)?
             };
@@ -191,6 +202,46 @@ impl GpuWeights {
                 rows: n,
             });
         }
-        Ok(GpuWeights { ty, k, rows, chunks })
+        Ok(GpuWeights {
+            ty,
+            k,
+            rows,
+            interleave,
+            chunks,
+        })
+    }
+}
+
+/// Rows of `blocks` blocks of `block_bytes` each (ggml's row-major layout) regrouped
+/// into groups of 2^`log2` rows, each group block-major: block j of row r lands at block
+/// ((r >> log2)·blocks + j)·2^log2 + (r mod 2^log2), the last group padded with zero
+/// rows. `block_in` in shaders/weights.wgsl reads this layout.
+pub(crate) fn interleave_rows(data: &[u8], blocks: usize, block_bytes: usize, log2: u32) -> Vec<u8> {
+    let group = 1usize << log2;
+    let row_bytes = blocks * block_bytes;
+    let rows = data.len() / row_bytes;
+    let mut out = vec![0u8; rows.div_ceil(group) * group * row_bytes];
+    for (r, row) in data.chunks_exact(row_bytes).enumerate() {
+        for (j, block) in row.chunks_exact(block_bytes).enumerate() {
+            let at = (((r >> log2) * blocks + j) << log2) + (r & (group - 1));
+            out[at * block_bytes..][..block_bytes].copy_from_slice(block);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave_rows;
+
+    #[test]
+    fn interleaved_rows_are_block_major_within_groups() {
+        // 3 rows of 2 two-byte blocks; byte = 10·row + 2·block + (0 or 1).
+        let data: Vec<u8> = (0..3u8).flat_map(|r| (0..4u8).map(move |i| 10 * r + i)).collect();
+        let out = interleave_rows(&data, 2, 2, 1);
+        // Group 0: block 0 of rows 0 and 1, then block 1 of rows 0 and 1; group 1: row 2
+        // and a zero row.
+        assert_eq!(out, [0, 1, 10, 11, 2, 3, 12, 13, 20, 21, 0, 0, 22, 23, 0, 0]);
+        assert_eq!(interleave_rows(&data, 2, 2, 0), data);
     }
 }

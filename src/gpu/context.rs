@@ -151,7 +151,7 @@ impl GpuContext {
             .max_binding_bytes
             .map_or(device_max, |m| m.min(device_max))
             .min(1 << 31)
-            & !3;
+            & !15;
         GpuContext {
             features: ShaderFeatures {
                 f16: options.f16 && have.contains(wgpu::Features::SHADER_F16),

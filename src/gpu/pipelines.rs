@@ -1,9 +1,8 @@
 //! Shader composition and the pipeline cache.
 //!
 //! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the `enable`
-//! directives its features need, the weight binding (`weights_words.wgsl` with
-//! `common.wgsl`'s byte access to packed blocks, or `weights_vec4.wgsl` for F32 and
-//! F16), one format's `decode32` (`formats/<type>.wgsl`), for the matvec kernels its `dot32`
+//! directives its features need, the weight binding (`weights.wgsl`, with
+//! `common.wgsl`'s byte access for the block formats), one format's `decode32` (`formats/<type>.wgsl`), for the matvec kernels its `dot32`
 //! (`formats/<type>_dot.wgsl` or the generic `dot_decoded.wgsl`), one reduction (`reduce_subgroup.wgsl`
 //! or `reduce_shared.wgsl`), the activation binding (`activations_storage.wgsl` or
 //! `activations_uniform.wgsl`) and the kernel body. Pipelines are cached under one typed
@@ -85,6 +84,7 @@ pub struct Params {
     pub x_group: u32,
     pub weighted: u32,
     pub eps: f32,
+    pub interleave: u32,
 }
 
 /// Everything that selects a distinct pipeline.
@@ -157,10 +157,9 @@ pub const GPU_FORMATS: &[BlockType] = &[
 /// `get_scale_min_k4`, shared by the Q4_K and Q5_K parts.
 const SCALE_MIN_K4: &str = include_str!("../../shaders/formats/scale_min_k4.wgsl");
 
-/// Whether a format's weights are bound as vec4<u32> (`weights_vec4.wgsl`: F32 and F16,
-/// whose 32-element units are 16-byte aligned) rather than u32 words with byte access
-/// (`weights_words.wgsl` and `common.wgsl`).
-fn vec4_weights(ty: BlockType) -> bool {
+/// Whether a format reads whole vec4s only (F32 and F16, whose 32-element units are
+/// 16-byte aligned) rather than blocks that need `common.wgsl`'s byte access.
+fn vec4_units(ty: BlockType) -> bool {
     matches!(ty, BlockType::F32 | BlockType::F16)
 }
 
@@ -228,10 +227,8 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
-    if vec4_weights(key.format) {
-        src.push_str(include_str!("../../shaders/weights_vec4.wgsl"));
-    } else {
-        src.push_str(include_str!("../../shaders/weights_words.wgsl"));
+    src.push_str(include_str!("../../shaders/weights.wgsl"));
+    if !vec4_units(key.format) {
         src.push_str(include_str!("../../shaders/common.wgsl"));
     }
     src.push_str(format_helpers(key.format));
