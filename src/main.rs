@@ -69,6 +69,9 @@ enum Command {
         /// every operation is waited for on its own, so decoding is slower).
         #[arg(long)]
         profile: bool,
+        /// Keep generating past end-of-text tokens (fixed-length runs for timing).
+        #[arg(long)]
+        ignore_eos: bool,
     },
     /// Chat interactively, with the model's chat template.
     Chat {
@@ -368,9 +371,18 @@ fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
         .collect()
 }
 
-/// Generate up to `n` tokens after `prompt_ids`, printing text as it comes; with
-/// `profile`, the backend times every operation from the second decode step on. Returns (prefill
-/// seconds, decode seconds, tokens generated).
+/// How `generate` decodes.
+struct DecodeOptions {
+    /// Tokens to generate at most.
+    n: usize,
+    /// Time every operation of the backend from the second decode step on.
+    profile: bool,
+    /// Do not stop at the tokenizer's end-of-text tokens.
+    ignore_eos: bool,
+}
+
+/// Generate tokens after `prompt_ids` as `opts` says, printing text as it comes. Returns
+/// (prefill seconds, decode seconds, tokens generated).
 #[allow(clippy::too_many_arguments)]
 fn generate<B: Backend>(
     model: &Model<B>,
@@ -379,10 +391,10 @@ fn generate<B: Backend>(
     tokenizer: &Tokenizer,
     sampler: &mut lowbit::sample::Sampler,
     prompt_ids: &[u32],
-    n: usize,
     history: &mut Vec<u32>,
-    profile: bool,
+    opts: &DecodeOptions,
 ) -> Result<(f64, f64, usize)> {
+    let DecodeOptions { n, profile, ignore_eos } = *opts;
     let t0 = std::time::Instant::now();
     let mut logits = model.forward(backend, session, prompt_ids, false)?;
     let prefill = t0.elapsed().as_secs_f64();
@@ -398,7 +410,7 @@ fn generate<B: Backend>(
     let mut stdout = std::io::stdout();
     for _ in 0..n {
         let next = sampler.sample(&logits, history);
-        if tokenizer.stop.contains(&next) || session.pos >= session.n_ctx {
+        if (!ignore_eos && tokenizer.stop.contains(&next)) || session.pos >= session.n_ctx {
             break;
         }
         history.push(next);
@@ -490,6 +502,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             sampling,
             stats,
             profile,
+            ignore_eos,
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run.model)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
@@ -505,9 +518,12 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 &tokenizer,
                 &mut sampler,
                 &ids,
-                n_predict,
                 &mut Vec::new(),
-                profile,
+                &DecodeOptions {
+                    n: n_predict,
+                    profile,
+                    ignore_eos,
+                },
             )?;
             run.finish_trace(&mut session)?;
             if stats {
@@ -564,9 +580,12 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                     &tokenizer,
                     &mut sampler,
                     &fresh,
-                    n_predict,
                     &mut history,
-                    false,
+                    &DecodeOptions {
+                        n: n_predict,
+                        profile: false,
+                        ignore_eos: false,
+                    },
                 )?;
                 let reply = tokenizer.decode(&history[ids.len()..])?;
                 turns.push(("assistant".into(), reply));

@@ -1,5 +1,6 @@
 //! The model commands end to end on SmolLM2 with the CPU backend: perplexity output
-//! format, --save-logits / --kld-base against itself, and logits for explicit tokens.
+//! format, --save-logits / --kld-base against itself, logits for explicit tokens, and
+//! generation stopping at end-of-text unless --ignore-eos.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -55,6 +56,37 @@ fn perplexity_saves_logits_and_compares_against_them() {
     assert!(out.contains("mean KLD = 0.00"), "{out}");
     assert!(out.contains("same top = 100.00%"), "{out}");
     assert!(out.trim_end().ends_with(last), "same perplexity against itself");
+}
+
+/// Decoded tokens, from `--stats`' "decode: N tokens in ..." line.
+fn decoded_tokens(stderr: &str) -> usize {
+    let line = stderr.lines().find(|l| l.starts_with("decode: ")).expect(stderr);
+    line["decode: ".len()..].split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn generation_stops_at_end_of_text_unless_told_not_to() {
+    // Greedy SmolLM2 ends this answer well before 40 tokens.
+    let args = [
+        "generate",
+        "-m",
+        &model(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "40",
+        "--temp",
+        "0",
+        "--stats",
+        "--backend",
+        "cpu",
+    ];
+    let (ok, _, err) = lowbit(&args);
+    assert!(ok, "{err}");
+    assert!(decoded_tokens(&err) < 40, "{err}");
+    let (ok, _, err) = lowbit(&[&args[..], &["--ignore-eos"]].concat());
+    assert!(ok, "{err}");
+    assert_eq!(decoded_tokens(&err), 40, "{err}");
 }
 
 #[test]

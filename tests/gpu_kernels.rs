@@ -430,7 +430,14 @@ fn tensors_split_across_bindings() {
     }
     let one_group = context(true, true, Some(1000));
     assert!(
-        GpuWeights::upload(&one_group, "w", BlockType::IQ2_XXS, 512, &weights(BlockType::IQ2_XXS, 20, 512, 1)).is_err(),
+        GpuWeights::upload(
+            &one_group,
+            "w",
+            BlockType::IQ2_XXS,
+            512,
+            &weights(BlockType::IQ2_XXS, 20, 512, 1)
+        )
+        .is_err(),
         "8 rows of 132 bytes do not fit a 1000-byte binding"
     );
 }
@@ -474,7 +481,11 @@ fn allocations_are_counted_and_released() {
     let ctx = context(true, true, None);
     assert_eq!(ctx.allocated_bytes(), 0);
     let gw = GpuWeights::upload(&ctx, "w", BlockType::TQ2_0, 256, &weights(BlockType::TQ2_0, 3, 256, 5)).unwrap();
-    assert_eq!(ctx.allocated_bytes(), 528, "3 rows of 66 bytes in a group of 8 interleaved rows");
+    assert_eq!(
+        ctx.allocated_bytes(),
+        528,
+        "3 rows of 66 bytes in a group of 8 interleaved rows"
+    );
     drop(gw);
     assert_eq!(ctx.allocated_bytes(), 0);
 }

@@ -192,7 +192,11 @@ impl GpuWeights {
                 ctx.upload(name, &padded, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM)?
             } else if interleave > 0 {
                 let blocks = k / ty.block_size();
-                ctx.upload(name, &interleave_rows(data, blocks, ty.type_size(), interleave), wgpu::BufferUsages::STORAGE)?
+                ctx.upload(
+                    name,
+                    &interleave_rows(data, blocks, ty.type_size(), interleave),
+                    wgpu::BufferUsages::STORAGE,
+                )?
             } else {
                 ctx.upload(name, data, wgpu::BufferUsages::STORAGE)?
             };

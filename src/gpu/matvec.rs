@@ -56,7 +56,11 @@ pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, 
 /// spread its loads); the whole Q4_1 head 8.5-8.8 ms row-major, 5.1-5.3 ms in groups of 8.
 pub(crate) fn row_interleave(ty: BlockType, k: usize, rows: usize) -> u32 {
     let blocks = ty.block_size() >= 32;
-    if blocks && rows > 1 && k / 32 < WORKGROUP as usize { 3 } else { 0 }
+    if blocks && rows > 1 && k / 32 < WORKGROUP as usize {
+        3
+    } else {
+        0
+    }
 }
 
 /// Columns per call (`MAX_COLS` in matvec.wgsl).
