@@ -24,20 +24,27 @@ override ROWS_PER_LANE: u32 = 0u;
 // computing both rows of its outputs (ROWS_PER_LANE · 2 · NCOLS <= OUTPUTS).
 override SWIGLU: bool = false;
 
-// 32 consecutive activations (one unit of one column), as 8 vec4.
-alias Unit = array<vec4<f32>, 8>;
+// 32 consecutive activations (one unit of one column), as 8 vec4, and their sum (which
+// formats with a block minimum, Q4_1, multiply by it once per block).
+struct Unit {
+    v: array<vec4<f32>, 8>,
+    sum: f32,
+}
 
 // Unit u of column c of job z: x[x_col + 32u ..][..32], times `scale` · the norm's
 // weight when an RMSNorm is fused in (NORMED). Column starts are multiples of 4 (x4_at).
 fn load_unit(z: u32, c: u32, u: u32, scale: f32) -> Unit {
     let xb = x_col(z, c) + 32u * u;
     var xv: Unit;
+    var sum = vec4<f32>(0.0);
     for (var q = 0u; q < 8u; q++) {
-        xv[q] = x4_at(xb + 4u * q);
+        xv.v[q] = x4_at(xb + 4u * q);
         if (NORMED) {
-            xv[q] *= scale * norm4(32u * u + 4u * q);
+            xv.v[q] *= scale * norm4(32u * u + 4u * q);
         }
+        sum += xv.v[q];
     }
+    xv.sum = dot(sum, vec4<f32>(1.0));
     return xv;
 }
 
@@ -55,7 +62,7 @@ fn rms_scale(z: u32, c: u32) -> f32 {
 fn dot_decoded(wv: ptr<function, array<f32, 32>>, xv: ptr<function, Unit>) -> f32 {
     var s = 0.0;
     for (var q = 0u; q < 8u; q++) {
-        s += dot(vec4<f32>((*wv)[4u * q], (*wv)[4u * q + 1u], (*wv)[4u * q + 2u], (*wv)[4u * q + 3u]), (*xv)[q]);
+        s += dot(vec4<f32>((*wv)[4u * q], (*wv)[4u * q + 1u], (*wv)[4u * q + 2u], (*wv)[4u * q + 3u]), (*xv).v[q]);
     }
     return s;
 }
