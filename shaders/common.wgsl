@@ -1,5 +1,5 @@
 // Byte access to packed ggml blocks. The weights are bound as vec4 words (weights.wgsl)
-// holding the GGUF bytes unchanged; blocks of 18, 50, 54 or 66 bytes straddle u32 words, so
+// holding the GGUF blocks unchanged; blocks of 18, 50, 54 or 66 bytes straddle u32 words, so
 // every field is read through a byte offset.
 
 fn w_u8(o: u32) -> u32 {

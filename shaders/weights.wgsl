@@ -1,7 +1,8 @@
-// The packed weights (binding 1): the GGUF bytes unchanged, as vec4<u32>, so that a
-// format can fetch 16 bytes per load (llvmpipe does each storage load lane by lane, so
-// the number of loads, not their width, is what costs). Weight buffers are padded to a
-// multiple of 16 bytes. `wd` reads one u32 word.
+// The packed weights (binding 1): the GGUF blocks unchanged, their rows in ggml's order
+// or interleaved in groups (block_in below), as vec4<u32>, so that a format can fetch 16
+// bytes per load (llvmpipe does each storage load lane by lane, so the number of loads,
+// not their width, is what costs). Weight buffers are padded to a multiple of 16 bytes.
+// `wd` reads one u32 word.
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 

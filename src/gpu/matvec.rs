@@ -53,7 +53,8 @@ pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, 
 /// a kernel that only loads Q4_1 blocks, 8 rows per invocation as matvec_shape lays out
 /// the 576 x 49152 head: row-major 5.5 ms, groups of 8 rows 2.7 ms, groups of 64 rows
 /// 8.0 ms (each SIMD vector of a workgroup runs to completion in turn, so larger groups
-/// spread its loads); the whole Q4_1 head 8.5-8.8 ms row-major, 5.1-5.3 ms in groups of 8.
+/// spread its loads). With the vec4 block windows of q4_1_dot/q8_0_dot, alternating runs
+/// of `bench kernels`: Q4_1 head 6.4-6.9 → 5.7-5.8 ms, Q8_0 head 9.0-11.0 → 6.9-7.1 ms.
 pub(crate) fn row_interleave(ty: BlockType, k: usize, rows: usize) -> u32 {
     let blocks = ty.block_size() >= 32;
     if blocks && rows > 1 && k / 32 < WORKGROUP as usize {
