@@ -4,7 +4,7 @@
 //! copy, matmul GFLOP/s). Run: `cargo bench --bench kernels`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lowbit::gpu::{Activations, GPU_FORMATS, GpuContext, GpuOptions, GpuWeights, Output};
+use lowbit::gpu::{Activations, GPU_FORMATS, GpuContext, GpuOptions, GpuWeights, Output, Recorder};
 use std::time::{Duration, Instant};
 
 const K: usize = 4096;
@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(2 * bytes));
     group.bench_function("copy (read + write)", |b| {
         b.iter_custom(|n| {
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
             for _ in 0..n {
                 ctx.copy_kernel(&mut enc, &src.buffer, &dst.buffer).unwrap();
             }
@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(packed.len() as u64));
         group.bench_function(format!("matvec {ty} {K}x{ROWS}"), |b| {
             b.iter_custom(|n| {
-                let mut enc = ctx.device.create_command_encoder(&Default::default());
+                let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
                 for _ in 0..n {
                     w.matvec(&ctx, &mut enc, &act, &Output::store(&y.buffer, ROWS)).unwrap();
                 }

@@ -9,7 +9,8 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Output, Routing, group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Output, Recorder, Routing,
+    group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -132,7 +133,7 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
     let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
     let gw = GpuWeights::upload(ctx, "w", ty, k, &packed).unwrap();
     let y = output(ctx, cols * rows);
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
     let act = Activations {
         buffer: &xb.buffer,
         cols,
@@ -202,7 +203,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
     if !grouped {
         assert_binding_choice(ctx, &act, k);
     }
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
     if grouped {
         let (order, segments) = group_by_expert(&ids, &slot_of).unwrap();
         let max_count = segments.chunks(3).map(|s| s[2] as usize).max().unwrap();
@@ -454,7 +455,7 @@ fn bad_shapes_are_errors() {
     let gw = GpuWeights::upload(&ctx, "w", BlockType::Q8_0, 64, &[0u8; 68 * 2]).unwrap();
     let xb = ctx.alloc("x", 64 * 4, wgpu::BufferUsages::STORAGE).unwrap();
     let y = ctx.alloc("y", 8, wgpu::BufferUsages::STORAGE).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
     let nine = Activations {
         buffer: &xb.buffer,
         cols: 9,
@@ -523,7 +524,7 @@ fn lost_device_is_an_error() {
     assert!(err.contains("device lost"), "{err}");
     assert!(ctx.alloc("y", 64, wgpu::BufferUsages::STORAGE).is_err());
     assert!(ctx.upload("x", &[0u8; 256], wgpu::BufferUsages::STORAGE).is_err());
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
     let x = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: 256,
@@ -565,7 +566,7 @@ fn accumulating_output_adds_to_the_buffer() {
             f16: false,
             norm: None,
         };
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
         if tiled {
             gw.matmul(&ctx, &mut enc, &act, &Output::add(&y.buffer, rows)).unwrap();
         } else {

@@ -17,6 +17,7 @@ use super::matvec::{Activations, MAX_COLS, Norm, Output};
 use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
+use super::recorder::Recorder;
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, attention_of_parts, check_attention,
     check_copy_columns, check_matmul_id, check_pair_sums, check_split, check_swiglu_stacked, swiglu_product_unfused,
@@ -70,7 +71,7 @@ pub struct GpuRoutes {
 
 pub struct GpuBackend {
     pub ctx: GpuContext,
-    encoder: Option<wgpu::CommandEncoder>,
+    encoder: Option<Recorder>,
     /// Time per operation, when profiling.
     profile: Option<OpProfile>,
 }
@@ -230,7 +231,7 @@ impl GpuBackend {
     fn record<T>(
         &mut self,
         op: impl Into<Cow<'static, str>>,
-        f: impl FnOnce(&GpuContext, &mut wgpu::CommandEncoder) -> Result<T>,
+        f: impl FnOnce(&GpuContext, &mut Recorder) -> Result<T>,
     ) -> Result<T> {
         let start = match self.profile {
             Some(_) => {
@@ -242,9 +243,9 @@ impl GpuBackend {
         };
         let GpuBackend { ctx, encoder, .. } = self;
         let enc = encoder.get_or_insert_with(|| {
-            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            Recorder::new(ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("lowbit step"),
-            })
+            }))
         });
         let out = f(ctx, enc)?;
         if let Some(start) = start {
@@ -315,7 +316,7 @@ impl GpuBackend {
             return Err(shape_err("attention", "values unlike the cache's".into()));
         }
         self.record("cache copy", |_, enc| {
-            enc.copy_buffer_to_buffer(
+            enc.encoder().copy_buffer_to_buffer(
                 k.buffer,
                 k.offset,
                 &cache.k.buffer,
@@ -323,7 +324,7 @@ impl GpuBackend {
                 (n * kw * 4) as u64,
             );
             if let (Some(v), Some(vc)) = (v, &cache.v) {
-                enc.copy_buffer_to_buffer(
+                enc.encoder().copy_buffer_to_buffer(
                     v.buffer,
                     v.offset,
                     &vc.buffer,
@@ -918,7 +919,13 @@ impl Backend for GpuBackend {
             if x.n == 1 {
                 self.record("split copy", |_, enc| {
                     let bytes = (width * 4) as u64;
-                    enc.copy_buffer_to_buffer(&x.buffer.buffer, (offset * 4) as u64, &part.buffer.buffer, 0, bytes);
+                    enc.encoder().copy_buffer_to_buffer(
+                        &x.buffer.buffer,
+                        (offset * 4) as u64,
+                        &part.buffer.buffer,
+                        0,
+                        bytes,
+                    );
                     Ok(())
                 })?;
             } else {
@@ -1061,7 +1068,13 @@ impl Backend for GpuBackend {
         let out = self.tensor(1, x.width)?;
         let bytes = (x.width * 4) as u64;
         self.record("last row copy", |_, enc| {
-            enc.copy_buffer_to_buffer(&x.buffer.buffer, (x.n as u64 - 1) * bytes, &out.buffer.buffer, 0, bytes);
+            enc.encoder().copy_buffer_to_buffer(
+                &x.buffer.buffer,
+                (x.n as u64 - 1) * bytes,
+                &out.buffer.buffer,
+                0,
+                bytes,
+            );
             Ok(())
         })?;
         Ok(out)

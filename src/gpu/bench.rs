@@ -10,6 +10,7 @@ use super::buffers::{GpuWeights, Tracked};
 use super::context::GpuContext;
 use super::matvec::{Activations, Output};
 use super::pipelines::whole_pages;
+use super::recorder::Recorder;
 use crate::error::Result;
 use crate::quant::BlockType;
 use std::time::Instant;
@@ -42,11 +43,11 @@ fn time_best(
     ctx: &GpuContext,
     iters: usize,
     reps: usize,
-    mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    mut record: impl FnMut(&mut Recorder) -> Result<()>,
 ) -> Result<f64> {
     let mut best = f64::INFINITY;
     for i in 0..=iters {
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
         for _ in 0..reps {
             record(&mut enc)?;
         }

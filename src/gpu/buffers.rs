@@ -121,7 +121,7 @@ impl GpuWeights {
     pub(crate) fn dispatch_chunks(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &super::matvec::Activations,
         y: &super::matvec::Output,
         layout: impl Fn(&Chunk) -> (super::pipelines::PipelineKey, (u32, u32, u32)),
@@ -132,7 +132,7 @@ impl GpuWeights {
             let all = [&chunk.buffer.buffer, x.buffer, y.buffer, norm.unwrap_or(y.buffer)];
             let buffers = &all[..if norm.is_some() { 4 } else { 3 }];
             let (key, groups) = layout(chunk);
-            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), buffers, groups)?;
+            ctx.dispatch(rec, key, bytemuck::bytes_of(&params), buffers, groups)?;
         }
         Ok(())
     }

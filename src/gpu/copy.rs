@@ -2,17 +2,13 @@
 //! benchmarks are reported against, measured on the same adapter in the same run.
 
 use super::context::GpuContext;
+use super::recorder::Recorder;
 use crate::error::{Error, Result};
 
 impl GpuContext {
     /// Record a copy of `src` into `dst` (same size, a multiple of 16 bytes) through a
     /// compute shader, so that it goes through the same memory path as the kernels.
-    pub fn copy_kernel(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
-    ) -> Result<()> {
+    pub fn copy_kernel(&self, rec: &mut Recorder, src: &wgpu::Buffer, dst: &wgpu::Buffer) -> Result<()> {
         if src.size() != dst.size() || !src.size().is_multiple_of(16) {
             return Err(Error::Shape(format!(
                 "copy of {} into {} bytes",
@@ -37,10 +33,7 @@ impl GpuContext {
                 ],
             });
             let (gx, gy) = self.workgroups_2d((src.size() / 16).div_ceil(256) as u32);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("copy"),
-                timestamp_writes: None,
-            });
+            let pass = rec.pass();
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(gx, gy, 1);

@@ -17,7 +17,7 @@ impl GpuWeights {
     pub fn matmul(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &Activations,
         y: &Output,
     ) -> Result<()> {
@@ -46,7 +46,7 @@ impl GpuWeights {
                 x.cols, max
             )));
         }
-        self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
+        self.dispatch_chunks(ctx, rec, x, y, |chunk| {
             (key, ((chunk.rows as u32).div_ceil(TILE_ROWS), col_tiles, 1))
         })
     }

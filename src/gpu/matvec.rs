@@ -190,11 +190,11 @@ impl GpuWeights {
     pub fn matvec(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &Activations,
         y: &Output,
     ) -> Result<()> {
-        self.matvec_of(ctx, encoder, x, y, false)
+        self.matvec_of(ctx, rec, x, y, false)
     }
 
     /// Whether [`Self::matvec_swiglu`] takes this matrix for `cols` columns: one chunk,
@@ -213,7 +213,7 @@ impl GpuWeights {
     pub fn matvec_swiglu(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &Activations,
         y: &Output,
     ) -> Result<()> {
@@ -226,13 +226,13 @@ impl GpuWeights {
                 x.cols
             )));
         }
-        self.matvec_of(ctx, encoder, x, y, true)
+        self.matvec_of(ctx, rec, x, y, true)
     }
 
     fn matvec_of(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &Activations,
         y: &Output,
         swiglu: bool,
@@ -261,7 +261,7 @@ impl GpuWeights {
             },
             swiglu,
         };
-        self.dispatch_chunks(ctx, encoder, x, y, |chunk| {
+        self.dispatch_chunks(ctx, rec, x, y, |chunk| {
             let weight_rows = if swiglu { 2 } else { 1 };
             let (rows_per_lane, groups) = matvec_shape(self.k, out_rows(chunk.rows), weight_rows, key.cols, 1);
             let (gx, gy) = ctx.workgroups_2d(groups);

@@ -11,6 +11,7 @@ pub mod matvec;
 pub mod moe;
 pub mod pipelines;
 pub mod profile;
+pub mod recorder;
 
 pub use backend::{GpuBackend, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};
@@ -18,3 +19,4 @@ pub use context::{GpuContext, GpuOptions, ShaderFeatures};
 pub use matvec::{Activations, Norm, Output};
 pub use moe::{GpuExperts, Grouped, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};
+pub use recorder::Recorder;

@@ -175,7 +175,7 @@ impl GpuExperts {
     pub fn matvec_id(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &Activations,
         routing: &Routing,
         y: &wgpu::Buffer,
@@ -210,13 +210,7 @@ impl GpuExperts {
                 routing.slot_of,
                 routing.weights,
             ];
-            ctx.dispatch(
-                encoder,
-                key,
-                bytemuck::bytes_of(&params),
-                &buffers,
-                (gx, gy, pairs as u32),
-            )?;
+            ctx.dispatch(rec, key, bytemuck::bytes_of(&params), &buffers, (gx, gy, pairs as u32))?;
         }
         Ok(())
     }
@@ -226,7 +220,7 @@ impl GpuExperts {
     pub fn matmul_id(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut super::recorder::Recorder,
         x: &Activations,
         grouped: &Grouped,
         y: &wgpu::Buffer,
@@ -260,7 +254,7 @@ impl GpuExperts {
                 grouped.segments,
                 grouped.weights,
             ];
-            ctx.dispatch(encoder, key, bytemuck::bytes_of(&params), &buffers, groups)?;
+            ctx.dispatch(rec, key, bytemuck::bytes_of(&params), &buffers, groups)?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! key per (kernel, format, features, activation binding).
 
 use super::context::{GpuContext, ShaderFeatures};
+use super::recorder::Recorder;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 use std::sync::Arc;
@@ -396,7 +397,7 @@ impl GpuContext {
     /// offset 0 for that many pages (see [`super::matvec::Activations::uniform_pages`]).
     pub(crate) fn dispatch(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut Recorder,
         key: PipelineKey,
         params: &[u8],
         buffers: &[&wgpu::Buffer],
@@ -436,10 +437,7 @@ impl GpuContext {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("lowbit"),
-                timestamp_writes: None,
-            });
+            let pass = rec.pass();
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
@@ -499,7 +497,7 @@ impl GpuContext {
     /// Record one dispatch of `pipeline` with `params` as binding 0 and `buffers` as 1...
     pub(crate) fn dispatch_simple(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        rec: &mut Recorder,
         pipeline: &wgpu::ComputePipeline,
         params: &[u8],
         buffers: &[&wgpu::Buffer],
@@ -525,10 +523,7 @@ impl GpuContext {
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
+            let pass = rec.pass();
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
