@@ -6,19 +6,22 @@ const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 56u;
 const IQ1S_GRID_BASE: u32 = 128u;
 
+// Blocks are 56 bytes, so b is a multiple of 4: the scales are two words, the unit's qh
+// one u16 and its qs one word (4 loads a unit besides the grid, instead of 13).
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
-    let s0 = w_u16(b + 48u);
-    let s1 = w_u16(b + 50u);
-    let s2 = w_u16(b + 52u);
-    let s3 = w_u16(b + 54u);
-    let bits = (s0 >> 12u) | ((s1 >> 8u) & 0xf0u) | ((s2 >> 4u) & 0xf00u) | (s3 & 0xf000u);
+    let s01 = wd((b + 48u) >> 2u);
+    let s23 = wd((b + 52u) >> 2u);
+    let bits = ((s01 >> 12u) & 0xfu) | ((s01 >> 24u) & 0xf0u) | ((s23 >> 4u) & 0xf00u) | ((s23 >> 16u) & 0xf000u);
     let d = unpack2x16float(bits).x;
-    let sc = w_u16(b + 48u + 2u * (sub / 2u));
+    let pair = select(s01, s23, sub >= 4u);
+    let sc = (pair >> (16u * ((sub / 2u) % 2u))) & 0xffffu;
+    let qh = w_u16(b + 32u + 2u * sub);
+    let qs = wd((b >> 2u) + sub);
     for (var l = 0u; l < 4u; l++) {
         let s = (sc >> (6u * (sub % 2u) + 3u * (l / 2u))) & 7u;
         let dl = d * f32(2u * s + 1u);
-        let h = w_u8(b + 32u + 2u * sub + l / 2u) >> (4u * (l % 2u));
-        let idx = w_u8(b + 4u * sub + l) | ((h & 7u) << 8u);
+        let h = qh >> (8u * (l / 2u) + 4u * (l % 2u));
+        let idx = ((qs >> (8u * l)) & 255u) | ((h & 7u) << 8u);
         let delta = select(0.125, -0.125, (h & 8u) != 0u);
         let g = kgrid(IQ1S_GRID_BASE, idx);
         for (var j = 0u; j < 8u; j++) {

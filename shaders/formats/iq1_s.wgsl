@@ -12,8 +12,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let qh = w_u16(b + 34u + 2u * sub);
     let dl = d * f32(2u * ((qh >> 12u) & 7u) + 1u);
     let delta = select(0.125, -0.125, (qh & 0x8000u) != 0u);
+    let qs = w_u32(b + 2u + 4u * sub);
     for (var l = 0u; l < 4u; l++) {
-        let idx = w_u8(b + 2u + 4u * sub + l) | (((qh >> (3u * l)) & 7u) << 8u);
+        let idx = ((qs >> (8u * l)) & 255u) | (((qh >> (3u * l)) & 7u) << 8u);
         let g = kgrid(IQ1S_GRID_BASE, idx);
         for (var j = 0u; j < 8u; j++) {
             let v = f32(i32((g >> (2u * j)) & 3u) - 1);
