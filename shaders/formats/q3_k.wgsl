@@ -13,17 +13,22 @@ fn q3_scale(b: u32, i: u32) -> i32 {
     return i32(lo | (hi << 4u)) - 32;
 }
 
+// The quants and high bits of each half-unit are read as 4 u32s each (blocks are 110
+// bytes, so at even offsets: 2 u16 loads a word), 32 loads a unit instead of 64 byte loads.
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b + 108u);
     let half = sub / 4u;
     let shift = 2u * (sub % 4u);
     for (var part = 0u; part < 2u; part++) {
         let dl = d * f32(q3_scale(b, half * 8u + (sub % 4u) * 2u + part));
-        for (var l = 0u; l < 16u; l++) {
-            let e = 16u * part + l;
-            let q = i32((w_u8(b + 32u + 32u * half + e) >> shift) & 3u);
-            let h = select(4, 0, ((w_u8(b + e) >> sub) & 1u) != 0u);
-            (*out)[e] = dl * f32(q - h);
+        for (var i = 0u; i < 4u; i++) {
+            let qs = w_u32(b + 32u + 32u * half + 16u * part + 4u * i) >> shift;
+            let hmask = w_u32(b + 16u * part + 4u * i) >> sub;
+            for (var k = 0u; k < 4u; k++) {
+                let q = i32((qs >> (8u * k)) & 3u);
+                let h = select(4, 0, ((hmask >> (8u * k)) & 1u) != 0u);
+                (*out)[16u * part + 4u * i + k] = dl * f32(q - h);
+            }
         }
     }
 }
