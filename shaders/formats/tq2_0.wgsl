@@ -3,11 +3,19 @@
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 66u;
 
+// The unit's 32 quant bytes start at an even offset: 9 word loads, adjacent words joined
+// when they straddle (as q8_0.wgsl), instead of 2 u16 loads per word.
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b + 64u);
     let shift = 2u * (sub % 4u);
+    let o = b + 32u * (sub / 4u);
+    let q0 = o >> 2u;
+    let straddle = (o & 2u) != 0u;
+    var lo = wd(q0);
     for (var i = 0u; i < 8u; i++) {
-        let word = w_u32(b + 32u * (sub / 4u) + 4u * i);
+        let hi = wd(q0 + i + 1u);
+        let word = select(lo, (lo >> 16u) | (hi << 16u), straddle);
+        lo = hi;
         for (var k = 0u; k < 4u; k++) {
             let q = (word >> (8u * k + shift)) & 3u;
             (*out)[4u * i + k] = f32(i32(q) - 1) * d;
