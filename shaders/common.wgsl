@@ -30,3 +30,10 @@ fn sign_extend8(v: u32) -> i32 {
 fn kgrid(base: u32, i: u32) -> u32 {
     return (grid[base + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
 }
+
+// The u32 at an even byte offset o, from the aligned words lo = word o >> 2 and the one
+// after it, hi: lo itself when o is a multiple of 4, else their halves joined. Runs of
+// words at even offsets take one aligned load per word plus one this way.
+fn joined(lo: u32, hi: u32, straddle: bool) -> u32 {
+    return select(lo, (lo >> 16u) | (hi << 16u), straddle);
+}

@@ -11,7 +11,7 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     var lo = wd(q0);
     for (var i = 0u; i < 8u; i++) {
         let hi = wd(q0 + i + 1u);
-        let word = select(lo, (lo >> 16u) | (hi << 16u), straddle);
+        let word = joined(lo, hi, straddle);
         lo = hi;
         for (var k = 0u; k < 4u; k++) {
             (*out)[4u * i + k] = f32(sign_extend8((word >> (8u * k)) & 0xffu)) * d;

@@ -3,8 +3,8 @@
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 66u;
 
-// The unit's 32 quant bytes start at an even offset: 9 word loads, adjacent words joined
-// when they straddle (as q8_0.wgsl), instead of 2 u16 loads per word.
+// The unit's 32 quant bytes start at an even offset: 9 aligned word loads (`joined`),
+// instead of 2 u16 loads per word.
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b + 64u);
     let shift = 2u * (sub % 4u);
@@ -14,7 +14,7 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     var lo = wd(q0);
     for (var i = 0u; i < 8u; i++) {
         let hi = wd(q0 + i + 1u);
-        let word = select(lo, (lo >> 16u) | (hi << 16u), straddle);
+        let word = joined(lo, hi, straddle);
         lo = hi;
         for (var k = 0u; k < 4u; k++) {
             let q = (word >> (8u * k + shift)) & 3u;
