@@ -4,13 +4,17 @@
 const BLOCK_ELEMS: u32 = 256u;
 const BLOCK_BYTES: u32 = 144u;
 
+// Blocks are 144 bytes, so every field is word-aligned: d and dmin one word, the scales 3,
+// the unit's quants 8 (12 loads a unit instead of 24).
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let sm = scale_min_k4(b + 4u, sub);
-    let d1 = w_f16(b) * f32(sm.x);
-    let m1 = w_f16(b + 2u) * f32(sm.y);
+    let dm = unpack2x16float(wd(b >> 2u));
+    let d1 = dm.x * f32(sm.x);
+    let m1 = dm.y * f32(sm.y);
     let shift = 4u * (sub & 1u);
+    let q0 = (b + 16u + 32u * (sub / 2u)) >> 2u;
     for (var i = 0u; i < 8u; i++) {
-        let word = w_u32(b + 16u + 32u * (sub / 2u) + 4u * i);
+        let word = wd(q0 + i);
         for (var k = 0u; k < 4u; k++) {
             let q = (word >> (8u * k + shift)) & 15u;
             (*out)[4u * i + k] = d1 * f32(q) - m1;
