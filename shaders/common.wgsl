@@ -37,3 +37,16 @@ fn kgrid(base: u32, i: u32) -> u32 {
 fn joined(lo: u32, hi: u32, straddle: bool) -> u32 {
     return select(lo, (lo >> 16u) | (hi << 16u), straddle);
 }
+
+// The 4 u32s at the even byte offset o: 5 aligned loads, joined where o is 2 mod 4 (the
+// fifth is unused, and clamped by the bounds checks, when o is a multiple of 4).
+fn words4_at(o: u32) -> vec4<u32> {
+    let i = o >> 2u;
+    let w0 = wd(i);
+    let w1 = wd(i + 1u);
+    let w2 = wd(i + 2u);
+    let w3 = wd(i + 3u);
+    let w4 = wd(i + 4u);
+    let s = (o & 2u) != 0u;
+    return vec4<u32>(joined(w0, w1, s), joined(w1, w2, s), joined(w2, w3, s), joined(w3, w4, s));
+}

@@ -9,8 +9,9 @@ const KVALUES_IQ4NL = array<i32, 16>(-127, -104, -83, -65, -49, -35, -22, -10, 1
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b);
     var kv = KVALUES_IQ4NL;
+    let qs = words4_at(b + 2u);
     for (var j = 0u; j < 16u; j++) {
-        let q = w_u8(b + 2u + j);
+        let q = (qs[j / 4u] >> (8u * (j % 4u))) & 255u;
         (*out)[j] = d * f32(kv[q & 15u]);
         (*out)[j + 16u] = d * f32(kv[q >> 4u]);
     }

@@ -5,8 +5,9 @@ const BLOCK_BYTES: u32 = 18u;
 
 fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b);
+    let qs = words4_at(b + 2u);
     for (var i = 0u; i < 4u; i++) {
-        let word = w_u32(b + 2u + 4u * i);
+        let word = qs[i];
         for (var k = 0u; k < 4u; k++) {
             let q = (word >> (8u * k)) & 0xffu;
             (*out)[4u * i + k] = f32(i32(q & 15u) - 8) * d;

@@ -4,8 +4,9 @@
 fn dot32(b: u32, sub: u32, xv: ptr<function, Unit>) -> f32 {
     var s = 0.0;
     var sx = vec4<f32>(0.0);
+    let qs = words4_at(b + 2u);
     for (var i = 0u; i < 4u; i++) {
-        let word = w_u32(b + 2u + 4u * i);
+        let word = qs[i];
         let lo = (*xv).v[i];
         let hi = (*xv).v[i + 4u];
         s += dot(vec4<f32>(unpack4xU8(word & 0x0f0f0f0fu)), lo) + dot(vec4<f32>(unpack4xU8((word >> 4u) & 0x0f0f0f0fu)), hi);
