@@ -4,7 +4,7 @@
 //! copy, matmul GFLOP/s). Run: `cargo bench --bench kernels`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lowbit::gpu::{Activations, GPU_FORMATS, GpuContext, GpuOptions, GpuWeights, Output, Recorder};
+use lowbit::gpu::{Activations, GPU_FORMATS, GpuContext, GpuOptions, GpuWeights, Output};
 use std::time::{Duration, Instant};
 
 const K: usize = 4096;
@@ -25,12 +25,12 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(2 * bytes));
     group.bench_function("copy (read + write)", |b| {
         b.iter_custom(|n| {
-            let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+            let mut rec = ctx.recorder();
             for _ in 0..n {
-                ctx.copy_kernel(&mut enc, &src.buffer, &dst.buffer).unwrap();
+                ctx.copy_kernel(&mut rec, &src.buffer, &dst.buffer).unwrap();
             }
             let start = Instant::now();
-            ctx.queue.submit([enc.finish()]);
+            ctx.queue.submit([rec.finish()]);
             ctx.wait().unwrap();
             start.elapsed()
         })
@@ -56,12 +56,12 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(packed.len() as u64));
         group.bench_function(format!("matvec {ty} {K}x{ROWS}"), |b| {
             b.iter_custom(|n| {
-                let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+                let mut rec = ctx.recorder();
                 for _ in 0..n {
-                    w.matvec(&ctx, &mut enc, &act, &Output::store(&y.buffer, ROWS)).unwrap();
+                    w.matvec(&ctx, &mut rec, &act, &Output::store(&y.buffer, ROWS)).unwrap();
                 }
                 let start = Instant::now();
-                ctx.queue.submit([enc.finish()]);
+                ctx.queue.submit([rec.finish()]);
                 ctx.wait().unwrap();
                 start.elapsed()
             })

@@ -12,7 +12,11 @@ use lowbit::quant::BlockType;
 use std::path::Path;
 
 fn gpu() -> GpuBackend {
-    GpuBackend::new(GpuOptions::default()).expect("a Vulkan adapter (lavapipe in CI)")
+    gpu_with(GpuOptions::default())
+}
+
+fn gpu_with(options: GpuOptions) -> GpuBackend {
+    GpuBackend::new(options).expect("a Vulkan adapter (lavapipe in CI)")
 }
 
 fn assert_close(cpu: &[f32], gpu: &[f32], what: &str) {
@@ -182,11 +186,10 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
 #[test]
 fn norm_matmul_matches_the_cpu_fused_or_not() {
     for uniform_activations in [true, false] {
-        let mut g = GpuBackend::new(GpuOptions {
+        let mut g = gpu_with(GpuOptions {
             uniform_activations,
             ..GpuOptions::default()
-        })
-        .unwrap();
+        });
         for (k, rows) in [(64, 40), (2048, 6)] {
             let weights = noise(rows * k, 50, 1.0);
             let norm_weights = noise(k, 51, 2.0);
@@ -247,11 +250,10 @@ fn attention_over_a_stacked_product_matches_the_cpu() {
 #[test]
 fn swiglu_product_matches_the_cpu_fused_or_not() {
     for uniform_activations in [true, false] {
-        let mut g = GpuBackend::new(GpuOptions {
+        let mut g = gpu_with(GpuOptions {
             uniform_activations,
             ..GpuOptions::default()
-        })
-        .unwrap();
+        });
         // 600 outputs take two rows per invocation for one row of x.
         for (k, f) in [(64, 70), (64, 600), (2048, 3)] {
             let weights = noise(2 * f * k, 70, 1.0);

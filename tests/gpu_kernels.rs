@@ -9,8 +9,7 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Output, Recorder, Routing,
-    group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Output, Routing, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -133,7 +132,7 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
     let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
     let gw = GpuWeights::upload(ctx, "w", ty, k, &packed).unwrap();
     let y = output(ctx, cols * rows);
-    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+    let mut rec = ctx.recorder();
     let act = Activations {
         buffer: &xb.buffer,
         cols,
@@ -145,11 +144,11 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
         assert_binding_choice(ctx, &act, k);
     }
     if tiled {
-        gw.matmul(ctx, &mut enc, &act, &Output::store(&y.buffer, rows)).unwrap();
+        gw.matmul(ctx, &mut rec, &act, &Output::store(&y.buffer, rows)).unwrap();
     } else {
-        gw.matvec(ctx, &mut enc, &act, &Output::store(&y.buffer, rows)).unwrap();
+        gw.matvec(ctx, &mut rec, &act, &Output::store(&y.buffer, rows)).unwrap();
     }
-    ctx.queue.submit([enc.finish()]);
+    ctx.queue.submit([rec.finish()]);
     let what = format!(
         "{} {ty} rows {rows} k {k} cols {cols} f16 {f16_act} subgroups {}",
         if tiled { "matmul" } else { "matvec" },
@@ -203,7 +202,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
     if !grouped {
         assert_binding_choice(ctx, &act, k);
     }
-    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+    let mut rec = ctx.recorder();
     if grouped {
         let (order, segments) = group_by_expert(&ids, &slot_of).unwrap();
         let max_count = segments.chunks(3).map(|s| s[2] as usize).max().unwrap();
@@ -223,7 +222,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
             n_used,
             weighted: true,
         };
-        gx.matmul_id(ctx, &mut enc, &act, &g, &y.buffer, rows).unwrap();
+        gx.matmul_id(ctx, &mut rec, &act, &g, &y.buffer, rows).unwrap();
     } else {
         let ib = ctx
             .upload("ids", bytemuck::cast_slice(&ids), wgpu::BufferUsages::STORAGE)
@@ -243,9 +242,9 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
             n_used,
             weighted: true,
         };
-        gx.matvec_id(ctx, &mut enc, &act, &r, &y.buffer, rows).unwrap();
+        gx.matvec_id(ctx, &mut rec, &act, &r, &y.buffer, rows).unwrap();
     }
-    ctx.queue.submit([enc.finish()]);
+    ctx.queue.submit([rec.finish()]);
     let what = format!(
         "{} {ty} rows {rows} k {k} tokens {tokens} f16 {f16_act} chunks {}",
         if grouped { "matmul_id" } else { "matvec_id" },
@@ -455,7 +454,7 @@ fn bad_shapes_are_errors() {
     let gw = GpuWeights::upload(&ctx, "w", BlockType::Q8_0, 64, &[0u8; 68 * 2]).unwrap();
     let xb = ctx.alloc("x", 64 * 4, wgpu::BufferUsages::STORAGE).unwrap();
     let y = ctx.alloc("y", 8, wgpu::BufferUsages::STORAGE).unwrap();
-    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+    let mut rec = ctx.recorder();
     let nine = Activations {
         buffer: &xb.buffer,
         cols: 9,
@@ -463,7 +462,7 @@ fn bad_shapes_are_errors() {
         f16: false,
         norm: None,
     };
-    assert!(gw.matvec(&ctx, &mut enc, &nine, &Output::store(&y.buffer, 2)).is_err());
+    assert!(gw.matvec(&ctx, &mut rec, &nine, &Output::store(&y.buffer, 2)).is_err());
     let two = Activations {
         buffer: &xb.buffer,
         cols: 2,
@@ -472,7 +471,7 @@ fn bad_shapes_are_errors() {
         norm: None,
     };
     assert!(
-        gw.matvec(&ctx, &mut enc, &two, &Output::store(&y.buffer, 2)).is_err(),
+        gw.matvec(&ctx, &mut rec, &two, &Output::store(&y.buffer, 2)).is_err(),
         "x holds one column only"
     );
 }
@@ -524,7 +523,7 @@ fn lost_device_is_an_error() {
     assert!(err.contains("device lost"), "{err}");
     assert!(ctx.alloc("y", 64, wgpu::BufferUsages::STORAGE).is_err());
     assert!(ctx.upload("x", &[0u8; 256], wgpu::BufferUsages::STORAGE).is_err());
-    let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+    let mut rec = ctx.recorder();
     let x = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
         size: 256,
@@ -538,7 +537,7 @@ fn lost_device_is_an_error() {
         f16: false,
         norm: None,
     };
-    assert!(gw.matvec(&ctx, &mut enc, &act, &Output::store(&x, 2)).is_err());
+    assert!(gw.matvec(&ctx, &mut rec, &act, &Output::store(&x, 2)).is_err());
 }
 
 /// `Output::add` adds the product to what the output holds (the fused residual add).
@@ -566,13 +565,13 @@ fn accumulating_output_adds_to_the_buffer() {
             f16: false,
             norm: None,
         };
-        let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+        let mut rec = ctx.recorder();
         if tiled {
-            gw.matmul(&ctx, &mut enc, &act, &Output::add(&y.buffer, rows)).unwrap();
+            gw.matmul(&ctx, &mut rec, &act, &Output::add(&y.buffer, rows)).unwrap();
         } else {
-            gw.matvec(&ctx, &mut enc, &act, &Output::add(&y.buffer, rows)).unwrap();
+            gw.matvec(&ctx, &mut rec, &act, &Output::add(&y.buffer, rows)).unwrap();
         }
-        ctx.queue.submit([enc.finish()]);
+        ctx.queue.submit([rec.finish()]);
         let with_base: Vec<f32> = expected.iter().zip(&base).map(|(e, b)| e + b).collect();
         let bound: Vec<f32> = bound.iter().zip(&base).map(|(v, b)| v + b.abs()).collect();
         assert_close(

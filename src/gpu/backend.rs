@@ -71,7 +71,7 @@ pub struct GpuRoutes {
 
 pub struct GpuBackend {
     pub ctx: GpuContext,
-    encoder: Option<Recorder>,
+    recorder: Option<Recorder>,
     /// Time per operation, when profiling.
     profile: Option<OpProfile>,
 }
@@ -221,7 +221,7 @@ impl GpuBackend {
     pub fn with_context(ctx: GpuContext) -> Self {
         GpuBackend {
             ctx,
-            encoder: None,
+            recorder: None,
             profile: None,
         }
     }
@@ -241,13 +241,9 @@ impl GpuBackend {
             }
             None => None,
         };
-        let GpuBackend { ctx, encoder, .. } = self;
-        let enc = encoder.get_or_insert_with(|| {
-            Recorder::new(ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("lowbit step"),
-            }))
-        });
-        let out = f(ctx, enc)?;
+        let GpuBackend { ctx, recorder, .. } = self;
+        let rec = recorder.get_or_insert_with(|| ctx.recorder());
+        let out = f(ctx, rec)?;
         if let Some(start) = start {
             self.flush();
             self.ctx.wait()?;
@@ -279,8 +275,8 @@ impl GpuBackend {
     ) -> Result<()> {
         let pipeline = self.ctx.simple_pipeline(name, source, entry)?;
         let op = if entry == "main" { name } else { entry };
-        self.record(op, |ctx, enc| {
-            ctx.dispatch_simple(enc, &pipeline, params, buffers, grid)
+        self.record(op, |ctx, rec| {
+            ctx.dispatch_simple(rec, &pipeline, params, buffers, grid)
         })
     }
 
@@ -315,8 +311,8 @@ impl GpuBackend {
         if v.is_some() != cache.v.is_some() {
             return Err(shape_err("attention", "values unlike the cache's".into()));
         }
-        self.record("cache copy", |_, enc| {
-            enc.encoder().copy_buffer_to_buffer(
+        self.record("cache copy", |_, rec| {
+            rec.encoder().copy_buffer_to_buffer(
                 k.buffer,
                 k.offset,
                 &cache.k.buffer,
@@ -324,7 +320,7 @@ impl GpuBackend {
                 (n * kw * 4) as u64,
             );
             if let (Some(v), Some(vc)) = (v, &cache.v) {
-                enc.encoder().copy_buffer_to_buffer(
+                rec.encoder().copy_buffer_to_buffer(
                     v.buffer,
                     v.offset,
                     &vc.buffer,
@@ -389,8 +385,8 @@ impl GpuBackend {
 
     /// Submit the recorded step.
     fn flush(&mut self) {
-        if let Some(enc) = self.encoder.take() {
-            self.ctx.queue.submit([enc.finish()]);
+        if let Some(rec) = self.recorder.take() {
+            self.ctx.queue.submit([rec.finish()]);
         }
     }
 }
@@ -449,11 +445,11 @@ impl GpuBackend {
     /// the tiled matmul above.
     fn product_of(&mut self, w: &GpuWeights, x: &Activations, y: &Output) -> Result<()> {
         let op = self.product_op(if x.cols <= MAX_COLS { "matvec" } else { "matmul" }, w, x, "");
-        self.record(op, |ctx, enc| {
+        self.record(op, |ctx, rec| {
             if x.cols <= MAX_COLS {
-                w.matvec(ctx, enc, x, y)
+                w.matvec(ctx, rec, x, y)
             } else {
-                w.matmul(ctx, enc, x, y)
+                w.matmul(ctx, rec, x, y)
             }
         })
     }
@@ -636,9 +632,9 @@ impl Backend for GpuBackend {
                 first_row: chunk.first_row as u32,
                 interleave: table.interleave,
             };
-            self.record("get_rows", |ctx, enc| {
+            self.record("get_rows", |ctx, rec| {
                 ctx.dispatch(
-                    enc,
+                    rec,
                     key,
                     bytemuck::bytes_of(&params),
                     &[&chunk.buffer.buffer, &ids.buffer, &out.buffer.buffer],
@@ -727,7 +723,7 @@ impl Backend for GpuBackend {
         let out = self.tensor(x.n, f)?;
         let op = self.product_op("matvec", gate_up, &act, "+swiglu");
         let y = Output::store(&out.buffer.buffer, f);
-        self.record(op, |ctx, enc| gate_up.matvec_swiglu(ctx, enc, &act, &y))?;
+        self.record(op, |ctx, rec| gate_up.matvec_swiglu(ctx, rec, &act, &y))?;
         Ok(out)
     }
 
@@ -843,8 +839,8 @@ impl Backend for GpuBackend {
                 n_used: routes.n_used,
                 weighted,
             };
-            return self.record("matvec_id", |ctx, enc| {
-                e.matvec_id(ctx, enc, &act, &routing, &y.buffer.buffer, y.width)
+            return self.record("matvec_id", |ctx, rec| {
+                e.matvec_id(ctx, rec, &act, &routing, &y.buffer.buffer, y.width)
             });
         }
         let g = self.grouped(routes, e.slots)?;
@@ -858,8 +854,8 @@ impl Backend for GpuBackend {
             n_used: routes.n_used,
             weighted,
         };
-        self.record("matmul_id", |ctx, enc| {
-            e.matmul_id(ctx, enc, &act, &grouped, &y.buffer.buffer, y.width)
+        self.record("matmul_id", |ctx, rec| {
+            e.matmul_id(ctx, rec, &act, &grouped, &y.buffer.buffer, y.width)
         })
     }
 
@@ -917,9 +913,9 @@ impl Backend for GpuBackend {
         for &width in widths {
             let mut part = self.tensor(x.n, width)?;
             if x.n == 1 {
-                self.record("split copy", |_, enc| {
+                self.record("split copy", |_, rec| {
                     let bytes = (width * 4) as u64;
-                    enc.encoder().copy_buffer_to_buffer(
+                    rec.encoder().copy_buffer_to_buffer(
                         &x.buffer.buffer,
                         (offset * 4) as u64,
                         &part.buffer.buffer,
@@ -1067,8 +1063,8 @@ impl Backend for GpuBackend {
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
         let out = self.tensor(1, x.width)?;
         let bytes = (x.width * 4) as u64;
-        self.record("last row copy", |_, enc| {
-            enc.encoder().copy_buffer_to_buffer(
+        self.record("last row copy", |_, rec| {
+            rec.encoder().copy_buffer_to_buffer(
                 &x.buffer.buffer,
                 (x.n as u64 - 1) * bytes,
                 &out.buffer.buffer,

@@ -47,12 +47,12 @@ fn time_best(
 ) -> Result<f64> {
     let mut best = f64::INFINITY;
     for i in 0..=iters {
-        let mut enc = Recorder::new(ctx.device.create_command_encoder(&Default::default()));
+        let mut rec = ctx.recorder();
         for _ in 0..reps {
-            record(&mut enc)?;
+            record(&mut rec)?;
         }
         let start = Instant::now();
-        ctx.queue.submit([enc.finish()]);
+        ctx.queue.submit([rec.finish()]);
         ctx.wait()?;
         // The first batch warms up pipelines and caches.
         if i > 0 {
@@ -68,7 +68,7 @@ pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, iters: usize, reps: usize) -
     let bytes = bytes.min(ctx.max_binding_bytes) / 16 * 16;
     let src = ctx.alloc("copy src", bytes, wgpu::BufferUsages::STORAGE)?;
     let dst = ctx.alloc("copy dst", bytes, wgpu::BufferUsages::STORAGE)?;
-    let t = time_best(ctx, iters, reps, |enc| ctx.copy_kernel(enc, &src.buffer, &dst.buffer))?;
+    let t = time_best(ctx, iters, reps, |rec| ctx.copy_kernel(rec, &src.buffer, &dst.buffer))?;
     Ok(2.0 * bytes as f64 / t / 1e9)
 }
 
@@ -118,8 +118,8 @@ pub fn bench_format(
         f16: false,
         norm: None,
     };
-    let matvec_s = time_best(ctx, iters, 10, |enc| {
-        w.matvec(ctx, enc, &one, &Output::store(&y.buffer, rows))
+    let matvec_s = time_best(ctx, iters, 10, |rec| {
+        w.matvec(ctx, rec, &one, &Output::store(&y.buffer, rows))
     })?;
     let matmul_s = if matmul_cols > 0 {
         let many = Activations {
@@ -129,8 +129,8 @@ pub fn bench_format(
             f16: false,
             norm: None,
         };
-        Some(time_best(ctx, iters.min(3), 1, |enc| {
-            w.matmul(ctx, enc, &many, &Output::store(&y.buffer, rows))
+        Some(time_best(ctx, iters.min(3), 1, |rec| {
+            w.matmul(ctx, rec, &many, &Output::store(&y.buffer, rows))
         })?)
     } else {
         None

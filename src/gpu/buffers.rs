@@ -5,6 +5,7 @@
 //! is split into chunks of whole rows; kernels run once per chunk.
 
 use super::context::GpuContext;
+use super::recorder::Recorder;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ impl GpuWeights {
     pub(crate) fn dispatch_chunks(
         &self,
         ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
+        rec: &mut Recorder,
         x: &super::matvec::Activations,
         y: &super::matvec::Output,
         layout: impl Fn(&Chunk) -> (super::pipelines::PipelineKey, (u32, u32, u32)),

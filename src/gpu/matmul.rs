@@ -6,6 +6,7 @@ use super::buffers::GpuWeights;
 use super::context::GpuContext;
 use super::matvec::{Activations, Output, check_output};
 use super::pipelines::{Kernel, PipelineKey};
+use super::recorder::Recorder;
 use crate::error::{Error, Result};
 
 /// Output tile rows and columns (`TM`, `TN` in matmul.wgsl).
@@ -14,13 +15,7 @@ pub(crate) const TILE_COLS: u32 = 32;
 
 impl GpuWeights {
     /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for all rows and columns.
-    pub fn matmul(
-        &self,
-        ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
-        x: &Activations,
-        y: &Output,
-    ) -> Result<()> {
+    pub fn matmul(&self, ctx: &GpuContext, rec: &mut Recorder, x: &Activations, y: &Output) -> Result<()> {
         if x.cols == 0 {
             return Err(Error::Shape("matmul of zero columns".into()));
         }

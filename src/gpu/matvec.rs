@@ -6,6 +6,7 @@
 use super::buffers::GpuWeights;
 use super::context::GpuContext;
 use super::pipelines::{Kernel, PipelineKey, UNIFORM_X_PAGE};
+use super::recorder::Recorder;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 
@@ -16,6 +17,12 @@ const WORKGROUP: u32 = 64;
 
 /// Workgroups a one-row-per-invocation dispatch keeps at least, where it has the rows.
 const MIN_WORKGROUPS: usize = 3;
+
+/// Whether rows of `k` elements are short: fewer 32-element units than a workgroup has
+/// invocations, so that the matvec computes each row whole in one invocation.
+fn short_rows(k: usize) -> bool {
+    k / 32 < WORKGROUP as usize
+}
 
 /// How a matvec over `jobs` matrices of `rows` outputs of length `k`, each from
 /// `weight_rows` weight rows (2 with a SwiGLU epilogue), for `cols` columns, is laid out:
@@ -30,7 +37,7 @@ const MIN_WORKGROUPS: usize = 3;
 /// shared by the columns. Longer rows (0 outputs per invocation) are split over a whole
 /// workgroup and reduced, ROWS_PER_WORKGROUP at a time.
 pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, jobs: usize) -> (u8, u32) {
-    if k / 32 >= WORKGROUP as usize {
+    if !short_rows(k) {
         return (0, (rows as u32).div_ceil(ROWS_PER_WORKGROUP));
     }
     let per_lane = if cols == 1 {
@@ -57,11 +64,7 @@ pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, 
 /// of `bench kernels`: Q4_1 head 6.4-6.9 → 5.7-5.8 ms, Q8_0 head 9.0-11.0 → 6.9-7.1 ms.
 pub(crate) fn row_interleave(ty: BlockType, k: usize, rows: usize) -> u32 {
     let blocks = ty.block_size() >= 32;
-    if blocks && rows > 1 && k / 32 < WORKGROUP as usize {
-        3
-    } else {
-        0
-    }
+    if blocks && rows > 1 && short_rows(k) { 3 } else { 0 }
 }
 
 /// Columns per call (`MAX_COLS` in matvec.wgsl).
@@ -185,15 +188,9 @@ fn norm_pages(norm: &Norm, k: usize, uniform_x_pages: u8) -> Result<u8> {
 
 impl GpuWeights {
     /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for every row and each of
-    /// the 1..=8 columns into `encoder`, one dispatch per weight chunk (x normalized first
+    /// the 1..=8 columns into `rec`, one dispatch per weight chunk (x normalized first
     /// when it carries a [`Norm`]).
-    pub fn matvec(
-        &self,
-        ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
-        x: &Activations,
-        y: &Output,
-    ) -> Result<()> {
+    pub fn matvec(&self, ctx: &GpuContext, rec: &mut Recorder, x: &Activations, y: &Output) -> Result<()> {
         self.matvec_of(ctx, rec, x, y, false)
     }
 
@@ -210,13 +207,7 @@ impl GpuWeights {
     /// `y[c * y.stride + i] (+)= silu(gate_i · x[c]) · (up_i · x[c])` for `i < f`, the
     /// SwiGLU in the product's epilogue (matvec.wgsl's `SWIGLU`). Needs
     /// [`Self::swiglu_fusable`].
-    pub fn matvec_swiglu(
-        &self,
-        ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
-        x: &Activations,
-        y: &Output,
-    ) -> Result<()> {
+    pub fn matvec_swiglu(&self, ctx: &GpuContext, rec: &mut Recorder, x: &Activations, y: &Output) -> Result<()> {
         if !self.swiglu_fusable(x.cols) {
             return Err(Error::Unsupported(format!(
                 "a SwiGLU epilogue over {} rows of {} in {} chunks for {} columns",
@@ -229,14 +220,7 @@ impl GpuWeights {
         self.matvec_of(ctx, rec, x, y, true)
     }
 
-    fn matvec_of(
-        &self,
-        ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
-        x: &Activations,
-        y: &Output,
-        swiglu: bool,
-    ) -> Result<()> {
+    fn matvec_of(&self, ctx: &GpuContext, rec: &mut Recorder, x: &Activations, y: &Output, swiglu: bool) -> Result<()> {
         if x.cols == 0 || x.cols > MAX_COLS {
             return Err(Error::Shape(format!(
                 "matvec takes 1..={MAX_COLS} columns, got {}",

@@ -14,6 +14,7 @@ use super::context::GpuContext;
 use super::matmul::{TILE_COLS, TILE_ROWS};
 use super::matvec::{Activations, matvec_shape};
 use super::pipelines::{Kernel, Params, PipelineKey};
+use super::recorder::Recorder;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 
@@ -175,7 +176,7 @@ impl GpuExperts {
     pub fn matvec_id(
         &self,
         ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
+        rec: &mut Recorder,
         x: &Activations,
         routing: &Routing,
         y: &wgpu::Buffer,
@@ -220,7 +221,7 @@ impl GpuExperts {
     pub fn matmul_id(
         &self,
         ctx: &GpuContext,
-        rec: &mut super::recorder::Recorder,
+        rec: &mut Recorder,
         x: &Activations,
         grouped: &Grouped,
         y: &wgpu::Buffer,

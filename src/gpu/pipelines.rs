@@ -2,9 +2,10 @@
 //!
 //! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the `enable`
 //! directives its features need, the weight binding (`weights.wgsl`, with
-//! `common.wgsl`'s byte access for the block formats), one format's `decode32` (`formats/<type>.wgsl`), for the matvec kernels its `dot32`
-//! (`formats/<type>_dot.wgsl` or the generic `dot_decoded.wgsl`), one reduction (`reduce_subgroup.wgsl`
-//! or `reduce_shared.wgsl`), the activation binding (`activations_storage.wgsl` or
+//! `common.wgsl`'s byte access for the block formats), one format's `decode32`
+//! (`formats/<type>.wgsl`), for the matvec kernels its `dot32` (`formats/<type>_dot.wgsl`
+//! or the generic `dot_decoded.wgsl`), one reduction (`reduce_subgroup.wgsl` or
+//! `reduce_shared.wgsl`), the activation binding (`activations_storage.wgsl` or
 //! `activations_uniform.wgsl`) and the kernel body. Pipelines are cached under one typed
 //! key per (kernel, format, features, activation binding).
 

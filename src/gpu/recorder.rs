@@ -6,6 +6,18 @@
 //! dispatches, each with its own uniform buffer and bind group as lowbit records them,
 //! cost 6.1 ms against 3.4-4.6 ms in one pass (a throwaway wgpu program, 2026-11-29).
 
+use super::context::GpuContext;
+
+impl GpuContext {
+    /// A recorder over a new command encoder of this device.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lowbit") }),
+        )
+    }
+}
+
 /// Records GPU work into a command encoder it owns (the host's own, handed in, or a new
 /// one); [`Recorder::finish`] returns the command buffer to submit.
 pub struct Recorder {
