@@ -50,7 +50,6 @@ fn bench(c: &mut Criterion) {
             buffer: &xb.buffer,
             cols: 1,
             stride: K,
-            f16: false,
             norm: None,
         };
         group.throughput(Throughput::Bytes(packed.len() as u64));

@@ -1,5 +1,5 @@
-// Activations through a uniform binding (binding 2) of X_VEC4S 16-byte words, f32 or,
-// when ACT_F16, f16 values (the pipeline prepends both constants). Used by the
+// Activations through a uniform binding (binding 2) of X_VEC4S 16-byte words of f32
+// values (the pipeline prepends the constant). Used by the
 // one-row-per-invocation matvec, where every invocation reads the same element at the
 // same time: a uniform load at a uniform address is one load per subgroup, broadcast
 // (llvmpipe: a scalar load instead of one per lane; GPUs: the constant cache), where a
@@ -8,11 +8,6 @@
 @group(0) @binding(2) var<uniform> x: array<vec4<u32>, X_VEC4S>;
 
 fn x4_at(i: u32) -> vec4<f32> {
-    if (ACT_F16) {
-        let v = x[i / 8u];
-        let h = (i / 2u) % 4u;
-        return vec4<f32>(unpack2x16float(v[h]), unpack2x16float(v[h + 1u]));
-    }
     return bitcast<vec4<f32>>(x[i / 4u]);
 }
 

@@ -243,7 +243,7 @@ impl SamplingArgs {
 #[derive(Subcommand)]
 enum Bench {
     /// matvec weight-read GB/s per format next to a plain copy kernel on the same adapter,
-    /// and matmul GFLOP/s. LOWBIT_NO_F16=1 / LOWBIT_NO_SUBGROUPS=1 / LOWBIT_NO_UNIFORM_X=1 force the fallbacks.
+    /// and matmul GFLOP/s. LOWBIT_NO_SUBGROUPS=1 / LOWBIT_NO_UNIFORM_X=1 force the fallbacks.
     Kernels {
         /// Weight shapes as K x ROWS (ggml ne[0] x ne[1]).
         #[arg(long, value_delimiter = ',', default_value = "4096x4096,7168x2048")]
@@ -287,8 +287,7 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
     let copy = bench::copy_bandwidth(&ctx, copy_mib << 20, iters, 5)?;
     println!("adapter: {}", ctx.adapter_name);
     println!(
-        "features: shader-f16 {}, subgroups {}, uniform activations up to {} KiB",
-        ctx.features.f16,
+        "features: subgroups {}, uniform activations up to {} KiB",
         ctx.features.subgroups,
         ctx.max_uniform_x_bytes >> 10
     );

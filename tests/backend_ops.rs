@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::gpu::SETTINGS;
 use common::noise;
 use lowbit::backend::{Backend, Rope, RopeScaling};
 use lowbit::cpu::CpuBackend;
@@ -185,11 +186,9 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
 /// then product; the profile shows which path ran.
 #[test]
 fn norm_matmul_matches_the_cpu_fused_or_not() {
-    for uniform_activations in [true, false] {
-        let mut g = gpu_with(GpuOptions {
-            uniform_activations,
-            ..GpuOptions::default()
-        });
+    for setting in SETTINGS {
+        let uniform_activations = setting.uniform_activations;
+        let mut g = common::gpu::backend(setting, None);
         for (k, rows) in [(64, 40), (2048, 6)] {
             let weights = noise(rows * k, 50, 1.0);
             let norm_weights = noise(k, 51, 2.0);
@@ -207,7 +206,7 @@ fn norm_matmul_matches_the_cpu_fused_or_not() {
                 let got = run(&mut g, &w_view, &n_view, n, k);
                 let fused = g.profile_report(1).unwrap().contains("matvec+norm");
                 assert_eq!(fused, uniform_activations && k < 2048 && n <= 8, "k {k}, {n} rows");
-                assert_close(&cpu, &got, &format!("k {k}, {n} rows, fused {fused}"));
+                assert_close(&cpu, &got, &format!("k {k}, {n} rows, fused {fused}, {setting:?}"));
             }
         }
     }
@@ -249,11 +248,8 @@ fn attention_over_a_stacked_product_matches_the_cpu() {
 /// CPU's product then SwiGLU; the profile shows which path ran.
 #[test]
 fn swiglu_product_matches_the_cpu_fused_or_not() {
-    for uniform_activations in [true, false] {
-        let mut g = gpu_with(GpuOptions {
-            uniform_activations,
-            ..GpuOptions::default()
-        });
+    for setting in SETTINGS {
+        let mut g = common::gpu::backend(setting, None);
         // 600 outputs take two rows per invocation for one row of x.
         for (k, f) in [(64, 70), (64, 600), (2048, 3)] {
             let weights = noise(2 * f * k, 70, 1.0);
@@ -275,7 +271,7 @@ fn swiglu_product_matches_the_cpu_fused_or_not() {
             }
             for normed in [false, true] {
                 for n in [1, 3, 9] {
-                    let what = format!("k {k}, {n} rows, norm {normed}, uniform {uniform_activations}");
+                    let what = format!("k {k}, {n} rows, norm {normed}, {setting:?}");
                     let cpu = run(&mut CpuBackend, &w_view, &n_view, normed, n, k);
                     assert_eq!(cpu.len(), n * f);
                     assert!(g.start_profile().unwrap());
@@ -291,4 +287,67 @@ fn swiglu_product_matches_the_cpu_fused_or_not() {
             }
         }
     }
+}
+
+/// `n` rows of `k` random bytes of `ty` whose every odd byte is 0x1c..=0x1f, so that each
+/// f16 scale, wherever a format puts it, is finite (about 0.004..0.008), and every other
+/// bit pattern (quants, grid indices, signs) occurs.
+fn random_blocks(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..ty.row_bytes(k).unwrap() * rows)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            if i % 2 == 1 { 0x1c | (s as u8 & 3) } else { s as u8 }
+        })
+        .collect()
+}
+
+/// The embedding lookup (`get_rows.wgsl`) of every GPU format, as a quantized file's
+/// `token_embd` takes it: short rows (stored as interleaved groups of 8) and long rows,
+/// in one binding and split across several, against the codecs' dequantization (which
+/// tests/codecs.rs checks bit for bit against gguf-py).
+#[test]
+fn get_rows_matches_the_codecs_for_every_format() {
+    use lowbit::gpu::GPU_FORMATS;
+    let tokens = [5u32, 0, 36, 5, 17, 8, 30];
+    let (n_rows, mut checked) = (37, 0);
+    for binding in [None, Some(4096)] {
+        let mut g = gpu_with(GpuOptions {
+            max_binding_bytes: binding,
+            ..GpuOptions::default()
+        });
+        for &ty in GPU_FORMATS {
+            for k in [256, 2048] {
+                if binding.is_some() && ty.row_bytes(k).unwrap() * 8 > 4096 {
+                    continue;
+                }
+                let bytes = random_blocks(ty, n_rows, k, ty.id() as u64 + k as u64);
+                let rows = lowbit::quant::dequantize(ty, &bytes, k).unwrap();
+                let expected: Vec<f32> = tokens
+                    .iter()
+                    .flat_map(|&t| rows[t as usize * k..][..k].to_vec())
+                    .collect();
+                let ti = info("token_embd", ty, k, n_rows);
+                let view = TensorView {
+                    info: &ti,
+                    bytes: &bytes,
+                    path: Path::new("get_rows"),
+                };
+                let table = g.matrix(&view).unwrap();
+                let got = g.embed(&table, &tokens).unwrap();
+                let got = g.to_host(&got).unwrap();
+                let what = format!("{ty} k {k} binding {binding:?}");
+                let diff = expected.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                let max = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // Measured: 0 for every format (each value is one or two f32 operations
+                // on the same operands as ggml's dequantize_row_*).
+                assert!(diff <= 1e-6 * max, "{what}: max |Δ| {diff} (max {max})");
+                assert!(g.embed(&table, &[n_rows as u32]).is_err(), "{what}: token outside the table");
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("get_rows: {checked} (format, row length, binding) cases");
 }

@@ -1,14 +1,15 @@
 //! The deepseek2 architecture on the trained MoE fixture, against llama.cpp's logits
-//! (../shared/fixtures/ref-logits-llamacpp.f32) on both backends, plus the pieces MLA and
-//! the MoE need: token-by-token decode against the batched pass, the older `attn_kv_b`
-//! layout, the GPU router against the reference router, and the router trace.
+//! (../shared/fixtures/ref-logits-llamacpp.f32) on both backends, batched and token by
+//! token, the GPU in every kernel setting; plus the pieces MLA and the MoE need: the
+//! older `attn_kv_b` layout, the GPU router against the reference router.
 
 mod common;
+use common::gpu::SETTINGS;
 use common::noise;
 use lowbit::backend::{Backend, Gating, Router};
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::{File, SplitPolicy, TensorInfo, TensorSpec, TensorView, Value, write};
-use lowbit::gpu::{GpuBackend, GpuOptions};
+use lowbit::gpu::GpuBackend;
 use lowbit::model::Model;
 use lowbit::quant::BlockType;
 use std::path::{Path, PathBuf};
@@ -60,63 +61,67 @@ fn assert_close(a: &[f32], b: &[f32], width: usize, rel: f32, what: &str) {
     eprintln!("{what}: max |Δ| {max_diff} (max |logit| {max_ref})");
 }
 
-/// A GPU backend with shader-f16, subgroups and the uniform activation binding used when
-/// present (or all forced off), and
-/// optionally weights split into bindings of at most `binding` bytes.
-fn gpu(features: bool, binding: Option<u64>) -> GpuBackend {
-    GpuBackend::new(GpuOptions {
-        f16: features,
-        subgroups: features,
-        max_binding_bytes: binding,
-        uniform_activations: features,
-    })
-    .unwrap()
+/// The default GPU backend (every feature the device has).
+fn gpu() -> GpuBackend {
+    common::gpu::backend(SETTINGS[0], None)
+}
+
+/// Logits of every position, the tokens fed in steps of `steps` tokens.
+fn stepped_logits<B: Backend>(backend: &mut B, file: &File, tokens: &[u32], steps: &[usize]) -> Vec<f32> {
+    assert_eq!(steps.iter().sum::<usize>(), tokens.len());
+    let model = Model::load(file, backend, |_, _| {}).unwrap();
+    let mut session = model.session(backend, tokens.len()).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &n in steps {
+        out.extend(model.forward(backend, &mut session, &tokens[at..at + n], true).unwrap());
+        at += n;
+    }
+    out
+}
+
+/// Steps that take each product path: a prefill of 13 tokens (matmul, matmul_id), one
+/// of 3 (matvec and matvec_id of 3 columns), then single-token decode.
+fn mixed_steps(n: usize) -> Vec<usize> {
+    let mut steps = vec![13, 3];
+    steps.resize(steps.len() + n - 16, 1);
+    steps
 }
 
 #[test]
 fn cpu_logits_match_llama_cpp() {
     let (tokens, reference) = reference();
-    let logits = all_logits(&mut CpuBackend, &fixture(), &tokens);
-    assert_close(&logits, &reference, 4096, 2e-3, "cpu vs llama.cpp");
+    let file = fixture();
+    for steps in [vec![tokens.len()], mixed_steps(tokens.len())] {
+        let logits = stepped_logits(&mut CpuBackend, &file, &tokens, &steps);
+        // Measured: 2.3e-4 of max |logit| in one batch and stepped (llama.cpp is not
+        // exact either: the fixture README puts an independent JAX run 2.7e-4 away).
+        assert_close(&logits, &reference, 4096, 6e-4, &format!("cpu vs llama.cpp, {} steps", steps.len()));
+    }
 }
 
 #[test]
-fn gpu_logits_match_llama_cpp_with_and_without_features() {
+fn gpu_logits_match_llama_cpp_in_every_setting() {
     let (tokens, reference) = reference();
-    // Features on with experts split over many bindings (256 KiB: 2 experts each), and off.
-    for (features, binding) in [(true, Some(256 << 10)), (false, None)] {
-        let logits = all_logits(&mut gpu(features, binding), &fixture(), &tokens);
+    let file = fixture();
+    let steps = mixed_steps(tokens.len());
+    // Every setting with experts split over many bindings (256 KiB: 2 experts each);
+    // the first also in whole bindings.
+    let runs = SETTINGS
+        .iter()
+        .map(|&s| (s, Some(256 << 10)))
+        .chain([(SETTINGS[0], None)]);
+    for (setting, binding) in runs {
+        let logits = stepped_logits(&mut common::gpu::backend(setting, binding), &file, &tokens, &steps);
+        // Measured: 2.3e-4 of max |logit| in every setting, as the CPU.
         assert_close(
             &logits,
             &reference,
             4096,
-            2e-3,
-            &format!("gpu (f16 and subgroups {features}, bindings {binding:?})"),
+            6e-4,
+            &format!("gpu {setting:?}, bindings {binding:?}"),
         );
     }
-}
-
-/// Prefill 5 tokens, then decode one at a time (the matvec_id path and the latent cache),
-/// against the batched pass over the same 12 tokens.
-fn decode_matches_batch<B: Backend>(backend: &mut B, what: &str) {
-    let (tokens, _) = reference();
-    let tokens = &tokens[..12];
-    let file = fixture();
-    let model = Model::load(&file, backend, |_, _| {}).unwrap();
-    let mut session = model.session(backend, tokens.len()).unwrap();
-    let batch = model.forward(backend, &mut session, tokens, true).unwrap();
-    session.reset();
-    let mut stepped = model.forward(backend, &mut session, &tokens[..5], true).unwrap();
-    for &t in &tokens[5..] {
-        stepped.extend(model.forward(backend, &mut session, &[t], false).unwrap());
-    }
-    assert_close(&stepped, &batch, 4096, 1e-4, what);
-}
-
-#[test]
-fn decode_matches_the_batched_pass() {
-    decode_matches_batch(&mut CpuBackend, "cpu decode");
-    decode_matches_batch(&mut gpu(true, None), "gpu decode");
 }
 
 /// Rewrite the fixture into the older layout: `attn_kv_b` `[kv_lora, heads * (nope + v)]`
@@ -215,7 +220,7 @@ fn the_older_kv_b_layout_gives_the_same_logits() {
         2e-3,
         "kv_b layout vs llama.cpp",
     );
-    let on_gpu = all_logits(&mut gpu(true, None), &merged, tokens);
+    let on_gpu = all_logits(&mut gpu(), &merged, tokens);
     assert_close(
         &on_gpu,
         &split,
@@ -232,7 +237,7 @@ fn gpu_router_matches_the_reference() {
         (64, 6, Gating::Softmax, 1, 1, false, 1.0, false),
         (256, 8, Gating::Sigmoid, 8, 4, true, 2.5, true),
     ];
-    let mut g = gpu(true, None);
+    let mut g = gpu();
     for (i, &(n_expert, n_used, gating, groups, groups_used, normalize, scale, with_bias)) in configs.iter().enumerate()
     {
         let router = Router {
@@ -375,7 +380,7 @@ fn wide_value_heads_match_the_cpu() {
         }
         out
     }
-    let mut g = gpu(true, None);
+    let mut g = gpu();
     for own in [false, true] {
         let (c, x) = (run(&mut CpuBackend, own), run(&mut g, own));
         let max = c.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -417,6 +422,6 @@ fn uncompressed_queries_run_on_both_backends() {
     let (tokens, _) = reference();
     let tokens = &tokens[..12];
     let cpu = all_logits(&mut CpuBackend, &lite, tokens);
-    let gpu = all_logits(&mut gpu(true, None), &lite, tokens);
+    let gpu = all_logits(&mut gpu(), &lite, tokens);
     assert_close(&gpu, &cpu, 4096, 1e-4, "uncompressed queries, gpu vs cpu");
 }

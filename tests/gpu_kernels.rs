@@ -3,9 +3,8 @@
 //! both settings of each feature gate, on awkward shapes: rows not a multiple of the rows
 //! per workgroup or tile, 1, 3, 8 and 33 columns, and tensors split across bindings.
 //!
-//! Tolerance: |gpu − cpu| ≤ 1e-5 · Σ|w·x| per output element. With f16 activations the
-//! reference multiplies by the same f16-rounded activations, so the bound is unchanged:
-//! only the order of f32 accumulation differs.
+//! Tolerance: |gpu − cpu| ≤ 1e-5 · Σ|w·x| per output element: only the order of f32
+//! accumulation differs.
 
 use half::f16;
 use lowbit::gpu::{
@@ -26,10 +25,9 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// One context per (f16, subgroups) choice, created once: the variants share a device.
-fn context(f16: bool, subgroups: bool, max_binding_bytes: Option<u64>) -> GpuContext {
+/// A context with the given reduction and binding limit, and uniform activations.
+fn context(subgroups: bool, max_binding_bytes: Option<u64>) -> GpuContext {
     context_with(GpuOptions {
-        f16,
         subgroups,
         max_binding_bytes,
         uniform_activations: true,
@@ -40,15 +38,13 @@ fn context_with(options: GpuOptions) -> GpuContext {
     GpuContext::new(options).expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
-fn device_features() -> &'static (bool, bool) {
-    static F: OnceLock<(bool, bool)> = OnceLock::new();
-    F.get_or_init(|| {
-        let ctx = context(true, true, None);
-        eprintln!(
-            "adapter: {}, shader-f16: {}, subgroups: {}",
-            ctx.adapter_name, ctx.features.f16, ctx.features.subgroups
-        );
-        (ctx.features.f16, ctx.features.subgroups)
+/// Whether the test device offers subgroups.
+fn device_has_subgroups() -> bool {
+    static F: OnceLock<bool> = OnceLock::new();
+    *F.get_or_init(|| {
+        let ctx = context(true, None);
+        eprintln!("adapter: {}, subgroups: {}", ctx.adapter_name, ctx.features.subgroups);
+        ctx.features.subgroups
     })
 }
 
@@ -70,21 +66,12 @@ fn weights(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
     quant::quantize(ty, &w, k, Some(&imp)).unwrap()
 }
 
-/// Activations as uploaded: f32, or f16 when `f16_act` (the reference then uses the
-/// same f16-rounded values), in a buffer the decode matvec may also bind as a uniform
+/// Activations as uploaded, in a buffer the decode matvec may also bind as a uniform
 /// (whole pages, `UNIFORM` usage), as the GPU backend allocates them; whether it does is
 /// the context's choice (`GpuOptions::uniform_activations`).
-fn activations(ctx: &GpuContext, n: usize, seed: u64, f16_act: bool) -> (Vec<f32>, lowbit::gpu::Tracked) {
-    let mut x = random(n, seed);
-    if f16_act {
-        x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
-    }
-    let bytes: Vec<u8> = if f16_act {
-        x.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect()
-    } else {
-        bytemuck::cast_slice(&x).to_vec()
-    };
-    let mut bytes = bytes;
+fn activations(ctx: &GpuContext, n: usize, seed: u64) -> (Vec<f32>, lowbit::gpu::Tracked) {
+    let x = random(n, seed);
+    let mut bytes: Vec<u8> = bytemuck::cast_slice(&x).to_vec();
     bytes.resize(bytes.len().div_ceil(4096) * 4096, 0);
     let buffer = ctx
         .upload("x", &bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM)
@@ -126,9 +113,9 @@ fn assert_binding_choice(ctx: &GpuContext, act: &Activations, k: usize) {
 }
 
 /// Run matvec (cols <= 8 and `tiled` false) or matmul on the GPU and compare with the CPU reference.
-fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usize, cols: usize, f16_act: bool) {
+fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usize, cols: usize) {
     let packed = weights(ty, rows, k, 7 + rows as u64 + ty.id() as u64);
-    let (x, xb) = activations(ctx, cols * k, 99 + cols as u64, f16_act);
+    let (x, xb) = activations(ctx, cols * k, 99 + cols as u64);
     let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
     let gw = GpuWeights::upload(ctx, "w", ty, k, &packed).unwrap();
     let y = output(ctx, cols * rows);
@@ -137,7 +124,6 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
         buffer: &xb.buffer,
         cols,
         stride: k,
-        f16: f16_act,
         norm: None,
     };
     if !tiled {
@@ -150,16 +136,18 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
     }
     ctx.queue.submit([rec.finish()]);
     let what = format!(
-        "{} {ty} rows {rows} k {k} cols {cols} f16 {f16_act} subgroups {}",
+        "{} {ty} rows {rows} k {k} cols {cols} subgroups {} uniform x {} chunks {}",
         if tiled { "matmul" } else { "matvec" },
-        ctx.features.subgroups
+        ctx.features.subgroups,
+        ctx.max_uniform_x_bytes > 0,
+        gw.chunks.len()
     );
     assert_close(&read(ctx, &y, cols * rows), &expected, &bound, &what);
 }
 
 /// Run matvec_id or matmul_id over `n_expert` experts stored in permuted slots, for
 /// `tokens` tokens with `n_used` experts each, and compare with the CPU reference.
-fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k: usize, tokens: usize, f16_act: bool) {
+fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k: usize, tokens: usize) {
     let (n_expert, n_used) = (5usize, 2usize);
     let experts: Vec<Vec<u8>> = (0..n_expert).map(|e| weights(ty, rows, k, 1000 + e as u64)).collect();
     // Slot s holds expert perm[s]; slot_of is the inverse table.
@@ -173,7 +161,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
     let pairs = tokens * n_used;
     let ids: Vec<u32> = (0..pairs).map(|p| ((p * 3 + p / n_used) % n_expert) as u32).collect();
     let route_w: Vec<f32> = (0..pairs).map(|p| 0.25 + p as f32 * 0.1).collect();
-    let (x, xb) = activations(ctx, tokens * k, 5 + tokens as u64, f16_act);
+    let (x, xb) = activations(ctx, tokens * k, 5 + tokens as u64);
     let mut expected = vec![0f32; pairs * rows];
     let mut bound = vec![0f32; pairs * rows];
     for p in 0..pairs {
@@ -196,7 +184,6 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
         buffer: &xb.buffer,
         cols: tokens,
         stride: k,
-        f16: f16_act,
         norm: None,
     };
     if !grouped {
@@ -246,16 +233,18 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
     }
     ctx.queue.submit([rec.finish()]);
     let what = format!(
-        "{} {ty} rows {rows} k {k} tokens {tokens} f16 {f16_act} chunks {}",
+        "{} {ty} rows {rows} k {k} tokens {tokens} subgroups {} uniform x {} chunks {}",
         if grouped { "matmul_id" } else { "matvec_id" },
+        ctx.features.subgroups,
+        ctx.max_uniform_x_bytes > 0,
         gx.chunks.len()
     );
     assert_close(&read(ctx, &y, pairs * rows), &expected, &bound, &what);
 }
 
 /// Run matvec on the GPU and compare with the CPU reference.
-fn check(ctx: &GpuContext, ty: BlockType, rows: usize, k: usize, cols: usize, f16_act: bool) {
-    check_dense(ctx, false, ty, rows, k, cols, f16_act);
+fn check(ctx: &GpuContext, ty: BlockType, rows: usize, k: usize, cols: usize) {
+    check_dense(ctx, false, ty, rows, k, cols);
 }
 
 fn k_for(ty: BlockType) -> usize {
@@ -264,121 +253,122 @@ fn k_for(ty: BlockType) -> usize {
 
 /// The reducing kernels (matvec, matvec_id) with the given reduction and activation
 /// binding for short rows.
-fn run_all_formats(f16: bool, subgroups: bool, uniform_activations: bool) {
+fn run_all_formats(subgroups: bool, uniform_activations: bool) {
     let ctx = context_with(GpuOptions {
-        f16,
         subgroups,
         max_binding_bytes: None,
         uniform_activations,
     });
-    assert_eq!(ctx.features.subgroups, subgroups && device_features().1);
+    assert_eq!(ctx.features.subgroups, subgroups && device_has_subgroups());
+    assert_eq!(ctx.max_uniform_x_bytes > 0, uniform_activations);
     for &ty in GPU_FORMATS {
         let k = k_for(ty);
         for cols in [1, 3, 8] {
-            check(&ctx, ty, 13, k, cols, false);
+            check(&ctx, ty, 13, k, cols);
         }
-        check_experts(&ctx, false, ty, 13, k, 3, false);
+        check_experts(&ctx, false, ty, 13, k, 3);
         // One column takes 8 rows per invocation, 64 apart: 600 rows fill every row slot of
         // a first workgroup and part of a second; 150 rows per expert reach the third slot.
-        check(&ctx, ty, 600, k, 1, false);
-        check_experts(&ctx, false, ty, 150, k, 1, false);
+        check(&ctx, ty, 600, k, 1);
+        check_experts(&ctx, false, ty, 150, k, 1);
         // Rows of 2048 are split over a whole workgroup and reduced (shorter rows take
         // one invocation per row).
-        check(&ctx, ty, 6, 2048, 1, false);
-        check(&ctx, ty, 6, 2048, 3, false);
-        check_experts(&ctx, false, ty, 5, 2048, 2, false);
-        if ctx.features.f16 {
-            check(&ctx, ty, 13, k, 3, true);
-            check_experts(&ctx, false, ty, 9, k, 2, true);
-        }
+        check(&ctx, ty, 6, 2048, 1);
+        check(&ctx, ty, 6, 2048, 3);
+        check_experts(&ctx, false, ty, 5, 2048, 2);
     }
 }
 
 #[test]
 fn matmul_all_formats() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     for &ty in GPU_FORMATS {
         let k = k_for(ty);
         for cols in [1, 3, 8, 33] {
-            check_dense(&ctx, true, ty, 70, k, cols, false);
+            check_dense(&ctx, true, ty, 70, k, cols);
         }
-        check_dense(&ctx, true, ty, 70, k, 33, true);
     }
 }
 
 #[test]
 fn matmul_id_all_formats() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     for &ty in GPU_FORMATS {
         let k = k_for(ty);
-        check_experts(&ctx, true, ty, 70, k, 17, false);
-        check_experts(&ctx, true, ty, 13, k, 3, true);
+        check_experts(&ctx, true, ty, 70, k, 17);
     }
 }
 
 #[test]
 fn expert_pools_split_across_bindings() {
-    // 13 x 256 IQ1_S experts are 650 bytes; a 1400-byte binding holds 2 of the 5 slots.
-    let ctx = context(true, true, Some(1400));
-    check_experts(&ctx, false, BlockType::IQ1_S, 13, 256, 3, false);
-    check_experts(&ctx, true, BlockType::IQ1_S, 13, 256, 3, false);
-    let gx = GpuExperts::upload(
-        &ctx,
-        "e",
-        BlockType::IQ1_S,
-        256,
-        13,
-        &weights(BlockType::IQ1_S, 65, 256, 3),
-    )
-    .unwrap();
-    assert_eq!(gx.chunks.iter().map(|c| c.slots).collect::<Vec<_>>(), vec![2, 2, 1]);
+    for subgroups in [true, false] {
+        // 13 x 256 IQ1_S experts are 650 bytes; a 1400-byte binding holds 2 of the 5 slots.
+        let ctx = context(subgroups, Some(1400));
+        check_experts(&ctx, false, BlockType::IQ1_S, 13, 256, 3);
+        check_experts(&ctx, true, BlockType::IQ1_S, 13, 256, 3);
+        let gx = GpuExperts::upload(
+            &ctx,
+            "e",
+            BlockType::IQ1_S,
+            256,
+            13,
+            &weights(BlockType::IQ1_S, 65, 256, 3),
+        )
+        .unwrap();
+        assert_eq!(gx.chunks.iter().map(|c| c.slots).collect::<Vec<_>>(), vec![2, 2, 1]);
+        // Rows of 2048, reduced across a workgroup: 3 x 2048 Q2_K experts are 2016 bytes,
+        // so a 4100-byte binding holds 2 slots; TQ1_0 (1296 bytes) 3.
+        let wide = context(subgroups, Some(4100));
+        for ty in [BlockType::Q2_K, BlockType::TQ1_0] {
+            check_experts(&wide, false, ty, 3, 2048, 2);
+            check_experts(&wide, true, ty, 3, 2048, 2);
+        }
+    }
 }
 
 #[test]
 fn matvec_all_formats_shared_memory_reduction() {
-    run_all_formats(true, false, true);
+    run_all_formats(false, true);
 }
 
 #[test]
 fn matvec_all_formats_storage_activations() {
-    run_all_formats(true, true, false);
+    run_all_formats(true, false);
 }
 
 #[test]
 fn uniform_activation_binding_needs_a_fitting_buffer() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     if ctx.max_uniform_x_bytes == 0 {
         return;
     }
     let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM;
     let page = ctx.alloc("page", 4096, usage).unwrap();
     let storage_only = ctx.alloc("storage", 4096, wgpu::BufferUsages::STORAGE).unwrap();
-    let act = |buffer, cols, stride, f16| Activations {
+    let act = |buffer, cols, stride| Activations {
         buffer,
         cols,
         stride,
-        f16,
         norm: None,
     };
-    assert_eq!(act(&page.buffer, 1, 576, false).uniform_pages(&ctx, 576), 1);
-    assert_eq!(act(&page.buffer, 3, 576, true).uniform_pages(&ctx, 576), 1);
+    assert_eq!(act(&page.buffer, 1, 576).uniform_pages(&ctx, 576), 1);
     assert_eq!(
-        act(&page.buffer, 2, 576, false).uniform_pages(&ctx, 576),
+        act(&page.buffer, 2, 576).uniform_pages(&ctx, 576),
         0,
         "4608 bytes need 2 pages"
     );
     assert_eq!(
-        act(&storage_only.buffer, 1, 576, false).uniform_pages(&ctx, 576),
+        act(&storage_only.buffer, 1, 576).uniform_pages(&ctx, 576),
         0,
         "no UNIFORM usage"
     );
     assert_eq!(
-        act(&page.buffer, 2, 98, false).uniform_pages(&ctx, 96),
+        act(&page.buffer, 2, 98).uniform_pages(&ctx, 96),
         0,
         "columns not 4-aligned"
     );
     assert_eq!(
-        act(&page.buffer, 1, 2048, false).uniform_pages(&ctx, 2048),
+        act(&page.buffer, 1, 2048).uniform_pages(&ctx, 2048),
         0,
         "long rows are reduced"
     );
@@ -386,49 +376,51 @@ fn uniform_activation_binding_needs_a_fitting_buffer() {
 
 #[test]
 fn matvec_all_formats_subgroup_reduction() {
-    let (_, has_subgroups) = *device_features();
     assert!(
-        has_subgroups,
+        device_has_subgroups(),
         "the test device must offer subgroups so that path is exercised"
     );
-    run_all_formats(true, true, true);
-}
-
-#[test]
-fn matvec_f32_activations_without_shader_f16() {
-    let ctx = context(false, true, None);
-    assert!(!ctx.features.f16);
-    for &ty in &[BlockType::TQ1_0, BlockType::IQ1_M, BlockType::Q4_0] {
-        check(&ctx, ty, 5, 256, 2, false);
-    }
-}
-
-#[test]
-fn f16_variant_is_exercised_when_the_device_has_it() {
-    let (has_f16, _) = *device_features();
-    assert!(
-        has_f16,
-        "the test device must offer shader-f16 so the f16 path is exercised"
-    );
+    run_all_formats(true, true);
 }
 
 #[test]
 fn tensors_split_across_bindings() {
-    // Short rows are stored in groups of 8 (row_interleave), and chunks hold whole groups:
-    // a 2400-byte limit gives IQ2_XXS (132-byte rows at k = 512) 16-row chunks and Q2_K
-    // (168) and Q4_0 (288) 8-row chunks, so 20 rows take 2 or 3 bindings, the last one
-    // with a part group.
-    let ctx = context(true, true, Some(2400));
-    for &ty in &[BlockType::IQ2_XXS, BlockType::Q2_K, BlockType::Q4_0] {
-        let row_bytes = ty.row_bytes(512).unwrap();
-        let gw = GpuWeights::upload(&ctx, "w", ty, 512, &weights(ty, 20, 512, 1)).unwrap();
-        assert_eq!(gw.interleave, 3, "{ty}");
-        assert_eq!(gw.chunks.len(), 20usize.div_ceil(2400 / row_bytes / 8 * 8), "{ty}");
-        assert!(gw.chunks.len() > 1);
-        check(&ctx, ty, 20, 512, 3, false);
-        check_dense(&ctx, true, ty, 20, 512, 9, false);
+    for (subgroups, uniform_activations) in [(true, true), (false, true), (true, false)] {
+        let options = |limit| GpuOptions {
+            subgroups,
+            max_binding_bytes: Some(limit),
+            uniform_activations,
+        };
+        // Short rows are stored in groups of 8 (row_interleave), and chunks hold whole
+        // groups: a 2400-byte limit gives IQ2_XXS (132-byte rows at k = 512) 16-row chunks
+        // and Q2_K (168) and Q4_0 (288) 8-row chunks, so 20 rows take 2 or 3 bindings, the
+        // last one with a part group.
+        let ctx = context_with(options(2400));
+        assert_eq!(ctx.features.subgroups, subgroups && device_has_subgroups());
+        for &ty in &[BlockType::IQ2_XXS, BlockType::Q2_K, BlockType::Q4_0] {
+            let row_bytes = ty.row_bytes(512).unwrap();
+            let gw = GpuWeights::upload(&ctx, "w", ty, 512, &weights(ty, 20, 512, 1)).unwrap();
+            assert_eq!(gw.interleave, 3, "{ty}");
+            assert_eq!(gw.chunks.len(), 20usize.div_ceil(2400 / row_bytes / 8 * 8), "{ty}");
+            assert!(gw.chunks.len() > 1);
+            check(&ctx, ty, 20, 512, 3);
+            check_dense(&ctx, true, ty, 20, 512, 9);
+        }
+        // Long rows (k = 2048, reduced across a workgroup) stay row-major: a 5000-byte
+        // limit holds 4 Q4_0 rows (1152 bytes), 7 Q2_K rows (672) or 9 IQ1_S rows (512).
+        let long = context_with(options(5000));
+        for &ty in &[BlockType::Q4_0, BlockType::Q2_K, BlockType::IQ1_S, BlockType::F16] {
+            let row_bytes = ty.row_bytes(2048).unwrap();
+            let gw = GpuWeights::upload(&long, "w", ty, 2048, &weights(ty, 11, 2048, 2)).unwrap();
+            assert_eq!(gw.interleave, 0, "{ty}");
+            assert_eq!(gw.chunks.len(), 11usize.div_ceil(5000 / row_bytes), "{ty}");
+            assert!(gw.chunks.len() > 1, "{ty}");
+            check(&long, ty, 11, 2048, 1);
+            check(&long, ty, 11, 2048, 3);
+            check_dense(&long, true, ty, 11, 2048, 9);
+        }
     }
-    let one_group = context(true, true, Some(1000));
+    let one_group = context(true, Some(1000));
     assert!(
         GpuWeights::upload(
             &one_group,
@@ -444,9 +436,9 @@ fn tensors_split_across_bindings() {
 
 #[test]
 fn bad_shapes_are_errors() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     assert!(GpuWeights::upload(&ctx, "w", BlockType::Q4_K, 256, &[0u8; 100]).is_err());
-    let tiny = context(true, true, Some(64));
+    let tiny = context(true, Some(64));
     assert!(
         GpuWeights::upload(&tiny, "w", BlockType::Q4_K, 256, &[0u8; 144]).is_err(),
         "a row larger than a binding"
@@ -459,7 +451,6 @@ fn bad_shapes_are_errors() {
         buffer: &xb.buffer,
         cols: 9,
         stride: 64,
-        f16: false,
         norm: None,
     };
     assert!(gw.matvec(&ctx, &mut rec, &nine, &Output::store(&y.buffer, 2)).is_err());
@@ -467,7 +458,6 @@ fn bad_shapes_are_errors() {
         buffer: &xb.buffer,
         cols: 2,
         stride: 64,
-        f16: false,
         norm: None,
     };
     assert!(
@@ -478,7 +468,7 @@ fn bad_shapes_are_errors() {
 
 #[test]
 fn allocations_are_counted_and_released() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     assert_eq!(ctx.allocated_bytes(), 0);
     let gw = GpuWeights::upload(&ctx, "w", BlockType::TQ2_0, 256, &weights(BlockType::TQ2_0, 3, 256, 5)).unwrap();
     assert_eq!(
@@ -499,7 +489,7 @@ fn runs_on_a_device_handed_in_by_the_host() {
     let before = device.limits();
     let ctx = GpuContext::from_device(device, queue, GpuOptions::default());
     assert!(
-        !ctx.features.f16 && !ctx.features.subgroups,
+        !ctx.features.subgroups,
         "features the host did not enable are not used"
     );
     assert_eq!(
@@ -507,7 +497,7 @@ fn runs_on_a_device_handed_in_by_the_host() {
         before.max_storage_buffer_binding_size.min(before.max_buffer_size)
     );
     for &ty in &[BlockType::TQ1_0, BlockType::IQ1_S, BlockType::Q2_K, BlockType::IQ2_XXS] {
-        check(&ctx, ty, 9, 256, 3, false);
+        check(&ctx, ty, 9, 256, 3);
     }
     assert_eq!(ctx.device.limits(), before, "limits are never raised");
 }
@@ -515,7 +505,7 @@ fn runs_on_a_device_handed_in_by_the_host() {
 /// A lost device is an error on every later call, never a panic.
 #[test]
 fn lost_device_is_an_error() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     let gw = GpuWeights::upload(&ctx, "w", BlockType::Q8_0, 64, &weights(BlockType::Q8_0, 2, 64, 1)).unwrap();
     ctx.device.destroy();
     ctx.wait().ok();
@@ -534,7 +524,6 @@ fn lost_device_is_an_error() {
         buffer: &x,
         cols: 1,
         stride: 64,
-        f16: false,
         norm: None,
     };
     assert!(gw.matvec(&ctx, &mut rec, &act, &Output::store(&x, 2)).is_err());
@@ -543,11 +532,11 @@ fn lost_device_is_an_error() {
 /// `Output::add` adds the product to what the output holds (the fused residual add).
 #[test]
 fn accumulating_output_adds_to_the_buffer() {
-    let ctx = context(true, true, None);
+    let ctx = context(true, None);
     for (tiled, cols) in [(false, 3), (true, 33)] {
         let (ty, rows, k) = (BlockType::Q4_0, 70, 96);
         let packed = weights(ty, rows, k, 17);
-        let (x, xb) = activations(&ctx, cols * k, 23, false);
+        let (x, xb) = activations(&ctx, cols * k, 23);
         let (expected, bound) = lowbit::cpu::matvec(ty, &packed, k, &x, cols).unwrap();
         let base: Vec<f32> = (0..cols * rows).map(|i| (i % 7) as f32 - 3.0).collect();
         let y = ctx
@@ -562,7 +551,6 @@ fn accumulating_output_adds_to_the_buffer() {
             buffer: &xb.buffer,
             cols,
             stride: k,
-            f16: false,
             norm: None,
         };
         let mut rec = ctx.recorder();

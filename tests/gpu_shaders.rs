@@ -17,7 +17,7 @@ fn every_shader_variant_validates() {
             _ => 1,
         };
         let reductions = if kernel.reduces() { 2 } else { 1 };
-        expected += GPU_FORMATS.len() * reductions * bindings * if kernel.takes_activations() { 2 } else { 1 };
+        expected += GPU_FORMATS.len() * reductions * bindings;
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {
@@ -28,7 +28,6 @@ fn every_shader_variant_validates() {
                             kernel,
                             format,
                             subgroups,
-                            f16_activations: false,
                             cols: 0,
                             rows_per_lane: 0,
                             uniform_x_pages: 0,
@@ -44,14 +43,11 @@ fn every_shader_variant_validates() {
                     k if k.reduces() => &[(0, 0), (2, 0)],
                     _ => &[(0, 0)],
                 };
-                for (&(uniform_x_pages, norm_pages), f16_activations) in
-                    pages.iter().flat_map(|p| [(p, false), (p, true)])
-                {
+                for &(uniform_x_pages, norm_pages) in pages {
                     let key = PipelineKey {
                         kernel,
                         format,
                         subgroups,
-                        f16_activations,
                         cols: 1,
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
                         uniform_x_pages,
@@ -74,9 +70,6 @@ fn every_shader_variant_validates() {
                     if subgroups {
                         caps |= naga::valid::Capabilities::SUBGROUP;
                     }
-                    if f16_activations {
-                        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
-                    }
                     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
                         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
                         .subgroup_operations(naga::valid::SubgroupOperationSet::all())
@@ -92,7 +85,6 @@ fn every_shader_variant_validates() {
         kernel: Kernel::Matvec,
         format: GPU_FORMATS[0],
         subgroups: false,
-        f16_activations: false,
         cols: 1,
         rows_per_lane: 0,
         uniform_x_pages: 1,

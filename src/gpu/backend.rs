@@ -195,7 +195,6 @@ fn plain_activations(x: &GpuTensor) -> Activations<'_> {
         buffer: &x.buffer.buffer,
         cols: x.n,
         stride: x.width,
-        f16: false,
         norm: None,
     }
 }
@@ -464,8 +463,10 @@ impl Backend for GpuBackend {
 
     fn name(&self) -> String {
         format!(
-            "gpu {} (shader-f16 {}, subgroups {})",
-            self.ctx.adapter_name, self.ctx.features.f16, self.ctx.features.subgroups
+            "gpu {} (subgroups {}, uniform activations up to {} KiB)",
+            self.ctx.adapter_name,
+            self.ctx.features.subgroups,
+            self.ctx.max_uniform_x_bytes / 1024
         )
     }
 
@@ -616,7 +617,6 @@ impl Backend for GpuBackend {
             kernel: Kernel::GetRows,
             format: table.ty,
             subgroups: false,
-            f16_activations: false,
             cols: 0,
             rows_per_lane: 0,
             uniform_x_pages: 0,
@@ -827,7 +827,6 @@ impl Backend for GpuBackend {
             buffer: &x.buffer.buffer,
             cols: x.n,
             stride: x.width,
-            f16: false,
             norm: None,
         };
         if routes.n_tokens <= MAX_COLS {

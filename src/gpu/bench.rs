@@ -115,7 +115,6 @@ pub fn bench_format(
         buffer: &xb.buffer,
         cols: 1,
         stride: k,
-        f16: false,
         norm: None,
     };
     let matvec_s = time_best(ctx, iters, 10, |rec| {
@@ -126,7 +125,6 @@ pub fn bench_format(
             buffer: &xb.buffer,
             cols: matmul_cols,
             stride: k,
-            f16: false,
             norm: None,
         };
         Some(time_best(ctx, iters.min(3), 1, |rec| {

@@ -1,10 +1,11 @@
 //! The GPU context: a wgpu device lowbit creates, or one a host application hands in.
 //!
 //! A handed-in device is used as it is: lowbit reads its features and limits and never
-//! requests more. `shader-f16` and `subgroups` are used when present, each with a
-//! fallback that can also be forced (for tests) through [`GpuOptions`] or the
-//! environment variables `LOWBIT_NO_F16=1` and `LOWBIT_NO_SUBGROUPS=1`; the uniform
-//! activation binding of the decode kernels likewise through `LOWBIT_NO_UNIFORM_X=1`.
+//! requests more. `subgroups` is used when present, with a fallback that can also be
+//! forced (for tests) through [`GpuOptions`] or the environment variable
+//! `LOWBIT_NO_SUBGROUPS=1`; the uniform activation binding of the decode kernels likewise
+//! through `LOWBIT_NO_UNIFORM_X=1`. Activations are f32 everywhere, so `shader-f16` is
+//! never needed.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -14,8 +15,6 @@ use std::sync::{Arc, Mutex};
 /// Choices a caller may make about device capabilities.
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
-    /// Use `shader-f16` (f16 activation kernels) when the device has it.
-    pub f16: bool,
     /// Use subgroup reductions when the device has them.
     pub subgroups: bool,
     /// Split weight tensors into bindings of at most this many bytes, below the
@@ -30,7 +29,6 @@ pub struct GpuOptions {
 impl Default for GpuOptions {
     fn default() -> Self {
         GpuOptions {
-            f16: true,
             subgroups: true,
             max_binding_bytes: None,
             uniform_activations: true,
@@ -39,12 +37,11 @@ impl Default for GpuOptions {
 }
 
 impl GpuOptions {
-    /// Defaults, with `LOWBIT_NO_F16=1` / `LOWBIT_NO_SUBGROUPS=1` /
-    /// `LOWBIT_NO_UNIFORM_X=1` forcing the fallbacks.
+    /// Defaults, with `LOWBIT_NO_SUBGROUPS=1` / `LOWBIT_NO_UNIFORM_X=1` forcing the
+    /// fallbacks.
     pub fn from_env() -> Self {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
         GpuOptions {
-            f16: !off("LOWBIT_NO_F16"),
             subgroups: !off("LOWBIT_NO_SUBGROUPS"),
             max_binding_bytes: None,
             uniform_activations: !off("LOWBIT_NO_UNIFORM_X"),
@@ -55,7 +52,6 @@ impl GpuOptions {
 /// Which optional shader features the kernels may use on this device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShaderFeatures {
-    pub f16: bool,
     pub subgroups: bool,
 }
 
@@ -84,7 +80,7 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// Create an adapter and device of lowbit's own (Vulkan, Metal or DX12), asking for
-    /// `shader-f16` and `subgroups` where the adapter offers them, and the adapter's
+    /// `subgroups` where the adapter offers it, and the adapter's
     /// storage and buffer size limits.
     pub fn new(options: GpuOptions) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -99,9 +95,6 @@ impl GpuContext {
         let info = adapter.get_info();
         let offered = adapter.features();
         let mut wanted = wgpu::Features::empty();
-        if options.f16 && offered.contains(wgpu::Features::SHADER_F16) {
-            wanted |= wgpu::Features::SHADER_F16;
-        }
         if options.subgroups && offered.contains(wgpu::Features::SUBGROUP) {
             wanted |= wgpu::Features::SUBGROUP;
         }
@@ -154,7 +147,6 @@ impl GpuContext {
             & !15;
         GpuContext {
             features: ShaderFeatures {
-                f16: options.f16 && have.contains(wgpu::Features::SHADER_F16),
                 subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
             },
             max_binding_bytes,

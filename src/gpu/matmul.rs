@@ -26,7 +26,6 @@ impl GpuWeights {
             kernel: Kernel::Matmul,
             format: self.ty,
             subgroups: false,
-            f16_activations: x.f16,
             cols: 0,
             rows_per_lane: 0,
             uniform_x_pages: 0,

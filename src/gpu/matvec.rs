@@ -75,8 +75,6 @@ pub struct Activations<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub cols: usize,
     pub stride: usize,
-    /// Stored as f16 (needs `shader-f16`) rather than f32.
-    pub f16: bool,
     /// An RMSNorm to apply to each column first, fused into the product.
     pub norm: Option<Norm<'a>>,
 }
@@ -115,7 +113,7 @@ impl Activations<'_> {
 
     /// Bytes from the buffer's start to the end of the last column of `k` values.
     fn bytes(&self, k: usize) -> u64 {
-        ((self.cols.max(1) - 1) * self.stride + k) as u64 * if self.f16 { 2 } else { 4 }
+        ((self.cols.max(1) - 1) * self.stride + k) as u64 * 4
     }
 
     /// Check that the buffer holds `cols` columns of `k` values.
@@ -235,7 +233,6 @@ impl GpuWeights {
             kernel: Kernel::Matvec,
             format: self.ty,
             subgroups: ctx.features.subgroups,
-            f16_activations: x.f16,
             cols: x.cols as u8,
             rows_per_lane: 0,
             uniform_x_pages,

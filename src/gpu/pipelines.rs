@@ -1,7 +1,6 @@
 //! Shader composition and the pipeline cache.
 //!
-//! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the `enable`
-//! directives its features need, the weight binding (`weights.wgsl`, with
+//! A kernel's WGSL is the concatenation of plain parts from `shaders/`: the weight binding (`weights.wgsl`, with
 //! `common.wgsl`'s byte access for the block formats), one format's `decode32`
 //! (`formats/<type>.wgsl`), for the matvec kernels its `dot32` (`formats/<type>_dot.wgsl`
 //! or the generic `dot_decoded.wgsl`), one reduction (`reduce_subgroup.wgsl` or
@@ -31,7 +30,13 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 4] = [Kernel::Matvec, Kernel::Matmul, Kernel::MatvecId, Kernel::MatmulId];
+    pub const ALL: [Kernel; 5] = [
+        Kernel::Matvec,
+        Kernel::Matmul,
+        Kernel::MatvecId,
+        Kernel::MatmulId,
+        Kernel::GetRows,
+    ];
 
     fn body(self) -> &'static str {
         match self {
@@ -52,7 +57,7 @@ impl Kernel {
         }
     }
 
-    /// Whether activations come in (and so an f16-activation variant exists).
+    /// Whether activations come in.
     pub fn takes_activations(self) -> bool {
         self != Kernel::GetRows
     }
@@ -96,8 +101,6 @@ pub struct PipelineKey {
     pub format: BlockType,
     /// Subgroup reduction instead of workgroup memory (reducing kernels only).
     pub subgroups: bool,
-    /// f16 activations (needs `shader-f16`).
-    pub f16_activations: bool,
     /// Activation columns the matvec kernels are specialized for (`NCOLS`, 1..=8);
     /// 0 for the other kernels.
     pub cols: u8,
@@ -129,7 +132,6 @@ impl PipelineKey {
     /// The features this variant needs from the device.
     pub fn needs(&self) -> ShaderFeatures {
         ShaderFeatures {
-            f16: self.f16_activations,
             subgroups: self.subgroups,
         }
     }
@@ -214,15 +216,9 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     let format = format_part(key.format)
         .ok_or_else(|| Error::Unsupported(format!("no GPU kernel for {} weights", key.format)))?;
     let mut src = String::new();
-    if key.f16_activations {
-        src.push_str("enable f16;\nalias ACT = f16;\n");
-    } else {
-        src.push_str("alias ACT = f32;\n");
-    }
     // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
     let uniform_x = key.uniform_x_pages > 0;
     if (key.subgroups && !key.kernel.reduces())
-        || (key.f16_activations && !key.kernel.takes_activations())
         || (uniform_x && !(key.kernel.reduces() && key.rows_per_lane > 0))
         || (key.norm_pages > 0 && !(key.kernel == Kernel::Matvec && uniform_x))
         || (key.swiglu && !(key.kernel == Kernel::Matvec && key.rows_per_lane > 0))
@@ -240,10 +236,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     }
     if uniform_x {
         let vec4s = key.uniform_x_pages as u64 * UNIFORM_X_PAGE / 16;
-        src.push_str(&format!(
-            "const X_VEC4S: u32 = {vec4s}u;\nconst ACT_F16: bool = {};\n",
-            key.f16_activations
-        ));
+        src.push_str(&format!("const X_VEC4S: u32 = {vec4s}u;\n"));
         src.push_str(include_str!("../../shaders/activations_uniform.wgsl"));
     } else if key.kernel.takes_activations() {
         src.push_str(include_str!("../../shaders/activations_storage.wgsl"));
@@ -264,9 +257,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         });
     }
     src.push_str(key.kernel.body());
-    // `enable` directives must precede everything else.
-    let (enables, rest): (Vec<&str>, Vec<&str>) = src.lines().partition(|l| l.starts_with("enable "));
-    Ok(enables.into_iter().chain(rest).collect::<Vec<_>>().join("\n"))
+    Ok(src)
 }
 
 /// The lattice tables the IQ decoders read (`grid` binding): kgrid_2bit_256 at word 0,
@@ -326,7 +317,7 @@ impl GpuContext {
     /// The cached pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
         let needs = key.needs();
-        if (needs.f16 && !self.features.f16) || (needs.subgroups && !self.features.subgroups) {
+        if needs.subgroups && !self.features.subgroups {
             return Err(Error::Unsupported(format!(
                 "{key:?} needs device features this context does not use"
             )));

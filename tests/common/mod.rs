@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests.
+// Each test crate uses the part it needs.
+#![allow(dead_code)]
 
 /// A reproducible pseudo-random sequence in [-scale, scale) (a 64-bit LCG).
 pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -10,3 +12,5 @@ pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+pub mod gpu;
