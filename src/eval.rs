@@ -51,6 +51,62 @@ impl Scores {
     }
 }
 
+impl Scores {
+    /// Score one position whose `logits` predict `next`, saving or comparing its
+    /// log-probabilities as `compare` says. A base's row is the one of this position: the
+    /// number of positions scored before it.
+    pub fn push(&mut self, logits: &[f32], next: u32, compare: &mut Compare) -> Result<()> {
+        let n_vocab = logits.len();
+        let lp = log_softmax(logits);
+        let nll = -*lp
+            .get(next as usize)
+            .ok_or_else(|| Error::Shape(format!("next token {next} is outside the vocabulary of {n_vocab}")))?;
+        let position = self.nll.len();
+        match compare {
+            Compare::None => {}
+            Compare::Save(w) => {
+                let bytes: Vec<u8> = lp.iter().flat_map(|&v| f16::from_f64(v).to_le_bytes()).collect();
+                w.write_all(&bytes).map_err(|e| Error::io("--save-logits", e))?;
+            }
+            Compare::Base(base) => {
+                let b = base.row(position, n_vocab)?;
+                let (kl, same) = compare_with_base(b, &lp);
+                self.kld.push(kl);
+                self.same_top.push(same);
+            }
+        }
+        self.nll.push(nll);
+        Ok(())
+    }
+}
+
+/// KL(base || model) and whether the argmaxes agree, for one position: `base` the saved
+/// f16 log-probabilities, `lp` the model's (f64, normalized).
+///
+/// f16 rounding leaves `exp(base)` summing to 1 only within about 2^-11 · max|log p|, and
+/// the plain sum `Σ exp(b)(b - l)` of a model against its own saved row then comes out
+/// positive or negative at that size. So the base row is renormalized first (in f64):
+/// KL of two normalized distributions is never negative (Gibbs), so the sum needs no
+/// clamp, and a model against itself gives the second-order remainder of the rounding
+/// (measured on llama.cpp's tiny-moe logits: at most 9e-7 nats a position), not noise
+/// of either sign.
+pub fn compare_with_base(base: &[f16], lp: &[f64]) -> (f64, bool) {
+    let b: Vec<f64> = base.iter().map(|x| x.to_f64()).collect();
+    let max = b.iter().fold(f64::NEG_INFINITY, |a, &x| a.max(x));
+    let lse = b.iter().map(|&x| (x - max).exp()).sum::<f64>().ln() + max;
+    let kl = b
+        .iter()
+        .zip(lp)
+        .map(|(&bl, &l)| (bl - lse).exp() * ((bl - lse) - l))
+        .sum();
+    let arg = |v: &mut dyn Iterator<Item = f64>| {
+        v.enumerate()
+            .fold((0, f64::NEG_INFINITY), |a, (i, x)| if x > a.1 { (i, x) } else { a })
+            .0
+    };
+    (kl, arg(&mut b.iter().copied()) == arg(&mut lp.iter().copied()))
+}
+
 /// `log_softmax(logits)` in f64.
 pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -80,9 +136,9 @@ impl BaseLogprobs {
         let n_pos = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default()) as usize;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-        if bytes.len() != n_vocab * n_pos * 2 {
+        if n_vocab == 0 || bytes.len() as u64 != n_vocab as u64 * n_pos as u64 * 2 {
             return Err(Error::Unsupported(format!(
-                "{}: truncated ({} bytes for {n_pos} x {n_vocab})",
+                "{}: {} bytes of log-probabilities, the header says {n_pos} x {n_vocab} f16",
                 path.display(),
                 bytes.len()
             )));
@@ -94,6 +150,34 @@ impl BaseLogprobs {
                 .map(|b| f16::from_le_bytes([b[0], b[1]]))
                 .collect(),
         })
+    }
+
+    /// Positions saved.
+    pub fn positions(&self) -> usize {
+        self.data.len() / self.n_vocab.max(1)
+    }
+
+    /// That this base can be compared with `positions` positions of a model of `n_vocab`.
+    pub fn check(&self, n_vocab: usize, positions: usize) -> Result<()> {
+        if self.n_vocab != n_vocab {
+            return Err(Error::Shape(format!(
+                "the KLD base was saved from a vocabulary of {}, this model's has {n_vocab}",
+                self.n_vocab
+            )));
+        }
+        if self.positions() < positions {
+            return Err(Error::Shape(format!(
+                "the KLD base holds {} positions, this run scores {positions}",
+                self.positions()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The saved log-probabilities of `position`.
+    pub fn row(&self, position: usize, n_vocab: usize) -> Result<&[f16]> {
+        self.check(n_vocab, position + 1)?;
+        Ok(&self.data[position * n_vocab..(position + 1) * n_vocab])
     }
 }
 
@@ -128,8 +212,10 @@ pub fn perplexity<B: Backend>(
     }
     let chunks = chunks.min(available);
     let first = n_ctx / 2;
+    if let Compare::Base(base) = &compare {
+        base.check(model.n_vocab(), chunks * (n_ctx - 1 - first))?;
+    }
     let mut scores = Scores::default();
-    let mut position = 0;
     for c in 0..chunks {
         let mut chunk = tokens[c * n_ctx..(c + 1) * n_ctx].to_vec();
         if let Some(b) = bos {
@@ -139,42 +225,7 @@ pub fn perplexity<B: Backend>(
         let logits = model.forward(backend, session, &chunk, true)?;
         let n_vocab = logits.len() / n_ctx;
         for j in first..n_ctx - 1 {
-            let lp = log_softmax(&logits[j * n_vocab..(j + 1) * n_vocab]);
-            scores.nll.push(-lp[chunk[j + 1] as usize]);
-            match &mut compare {
-                Compare::None => {}
-                Compare::Save(w) => {
-                    let bytes: Vec<u8> = lp.iter().flat_map(|&v| f16::from_f64(v).to_le_bytes()).collect();
-                    w.write_all(&bytes).map_err(|e| Error::io("--save-logits", e))?;
-                }
-                Compare::Base(base) => {
-                    if base.n_vocab != n_vocab || (position + 1) * n_vocab > base.data.len() {
-                        return Err(Error::Shape(format!(
-                            "the base logits ({} vocab) do not cover this run",
-                            base.n_vocab
-                        )));
-                    }
-                    let b = &base.data[position * n_vocab..(position + 1) * n_vocab];
-                    let kl: f64 = b
-                        .iter()
-                        .zip(&lp)
-                        .map(|(bl, l)| {
-                            let bl = bl.to_f64();
-                            bl.exp() * (bl - l)
-                        })
-                        .sum();
-                    scores.kld.push(kl.max(0.0));
-                    let arg = |v: &mut dyn Iterator<Item = f64>| {
-                        v.enumerate()
-                            .fold((0, f64::NEG_INFINITY), |a, (i, x)| if x > a.1 { (i, x) } else { a })
-                            .0
-                    };
-                    scores
-                        .same_top
-                        .push(arg(&mut b.iter().map(|x| x.to_f64())) == arg(&mut lp.iter().copied()));
-                }
-            }
-            position += 1;
+            scores.push(&logits[j * n_vocab..(j + 1) * n_vocab], chunk[j + 1], &mut compare)?;
         }
         progress(c + 1, chunks);
     }

@@ -10,7 +10,7 @@ use lowbit::model::Model;
 use lowbit::quant::BlockType;
 use lowbit::quantize::budget::{Sensitivity, allocate, parse_size};
 use lowbit::quantize::collect::Collect;
-use lowbit::quantize::{Imatrix, Recipe, TensorClass, plan, quantize_file};
+use lowbit::quantize::{Imatrix, Recipe, TensorClass, plan, quantize_file, quantize_values};
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
@@ -407,4 +407,149 @@ fn collecting_works_through_the_gpu_backend_too() {
             assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{name}: {x} vs {y}");
         }
     }
+}
+
+/// `Imatrix::read`'s error for `path`, as text.
+fn imatrix_err(path: &std::path::Path) -> String {
+    match Imatrix::read(path) {
+        Ok(im) => panic!("{} read as an imatrix of {} entries", path.display(), im.entries.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Imatrix entries that do not fit the tensor they are applied to, counts that match
+/// neither one nor every matrix, and files that are not imatrices are errors that name
+/// the problem (and the tensor), never a panic or a silently ignored importance matrix.
+#[test]
+fn imatrix_entries_of_the_wrong_size_and_non_imatrix_files_are_errors() {
+    let source = f16();
+    let good = Imatrix::read(&fixtures().join("imatrix.gguf")).unwrap();
+    let recipe = Recipe::parse("^output\\.weight$ = Q4_K\n^blk\\.1\\.ffn_down_exps\\.weight$ = Q4_K\n").unwrap();
+    let planned = plan(&source, &recipe);
+    let pick = |name: &str| planned.iter().find(|p| p.name == name).unwrap().clone();
+    let (out, exps) = (pick("output.weight"), pick("blk.1.ffn_down_exps.weight"));
+    let values = |name: &str| source.tensor(name).unwrap().dequantize().unwrap();
+    let (out_values, exps_values) = (values("output.weight"), values("blk.1.ffn_down_exps.weight"));
+    assert!(quantize_values(&out_values, &out, Some(&good)).is_ok());
+    assert!(quantize_values(&exps_values, &exps, Some(&good)).is_ok());
+    let with = |name: &str, sum2: Vec<f32>, counts: Vec<f32>| {
+        let mut im = good.clone();
+        im.entries
+            .insert(name.into(), lowbit::quantize::imatrix::Entry { sum2, counts });
+        im
+    };
+    let err = |r: lowbit::Result<Vec<u8>>| r.expect_err("quantized with a misfit imatrix").to_string();
+
+    // Rows of another length: 128 values for output.weight's rows of 256.
+    let e = err(quantize_values(
+        &out_values,
+        &out,
+        Some(&with("output.weight", vec![1.0; 128], vec![1.0])),
+    ));
+    assert!(
+        e.contains("'output.weight'") && e.contains("128 values") && e.contains("rows of 256"),
+        "{e}"
+    );
+    // 16 experts' statistics for a tensor of 32 experts.
+    let im = with("blk.1.ffn_down_exps.weight", vec![1.0; 256 * 16], vec![1.0; 16]);
+    let e = err(quantize_values(&exps_values, &exps, Some(&im)));
+    assert!(
+        e.contains("'blk.1.ffn_down_exps.weight'") && e.contains("matrix 16"),
+        "{e}"
+    );
+    // 32 matrices with 31 counts (used to index past the counts: a panic).
+    let im = with("blk.1.ffn_down_exps.weight", vec![1.0; 256 * 32], vec![1.0; 31]);
+    let e = err(quantize_values(&exps_values, &exps, Some(&im)));
+    assert!(e.contains("31 counts") && e.contains("32 matrices"), "{e}");
+    // A negative count.
+    let im = with("output.weight", vec![1.0; 256], vec![-1.0]);
+    let e = err(quantize_values(&out_values, &out, Some(&im)));
+    assert!(e.contains("'output.weight'") && e.contains("count -1"), "{e}");
+    // Whole rows, but twice the tensor's matrices: only the size of the tensor tells.
+    let im = with("output.weight", vec![1.0; 512], vec![1.0]);
+    let e = im.weights_for("output.weight", 0, 256, 1).unwrap_err().to_string();
+    assert!(
+        e.contains("'output.weight'") && e.contains("512 values") && e.contains("1 x 256"),
+        "{e}"
+    );
+    assert!(good.weights_for("blk.0.ffn_down.weight", 0, 768, 1).unwrap().is_some());
+    assert!(
+        good.weights_for("blk.1.ffn_down_exps.weight", 31, 256, 32)
+            .unwrap()
+            .is_some()
+    );
+
+    // The same misfits through the files: GGUF counts that match neither 1 nor n_mat ...
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("bad.gguf");
+    let e = with("blk.1.ffn_down_exps.weight", vec![1.0; 256 * 32], vec![1.0; 31])
+        .write_gguf(&g)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("31 counts") && e.contains("8192 values"),
+        "lowbit will not write one: {e}"
+    );
+    let meta = vec![("general.type".to_string(), Value::String("imatrix".into()))];
+    let f32_spec = |name: &str, dims: Vec<u64>| lowbit::gguf::TensorSpec {
+        name: name.into(),
+        ty: BlockType::F32,
+        dims,
+    };
+    let specs = [
+        f32_spec("blk.1.ffn_down_exps.weight.in_sum2", vec![256, 32]),
+        f32_spec("blk.1.ffn_down_exps.weight.counts", vec![1, 31]),
+    ];
+    lowbit::gguf::write(&g, &meta, &specs, lowbit::gguf::SplitPolicy::Single, |i, w| {
+        w.write_all(&vec![0u8; [256 * 32 * 4, 31 * 4][i]])
+            .map_err(|e| lowbit::Error::io("", e))
+    })
+    .unwrap();
+    let e = imatrix_err(&g);
+    assert!(
+        e.contains("blk.1.ffn_down_exps.weight") && e.contains("31 counts for 32 matrices"),
+        "{e}"
+    );
+    // ... and a legacy entry of 300 values for rows of 256, found when it is used.
+    let legacy = dir.path().join("bad.dat");
+    with("output.weight", vec![1.0; 300], vec![1.0])
+        .write_legacy(&legacy)
+        .unwrap();
+    let im = Imatrix::read(&legacy).unwrap();
+    let e = err(quantize_values(&out_values, &out, Some(&im)));
+    assert!(e.contains("'output.weight'") && e.contains("300 values"), "{e}");
+    // A legacy entry with a negative ncall.
+    // (1 entry; name length 1, "x"; ncall -3; no values)
+    let bytes = [
+        &1i32.to_le_bytes()[..],
+        &1i32.to_le_bytes(),
+        b"x",
+        &(-3i32).to_le_bytes(),
+        &0i32.to_le_bytes(),
+    ]
+    .concat();
+    let e = Imatrix::parse_legacy(&bytes, std::path::Path::new("neg.dat"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("negative ncall -3"), "{e}");
+
+    // A model passed as an imatrix used to read as one with no entries.
+    let e = imatrix_err(&fixtures().join("tiny-moe-f16.gguf"));
+    assert!(
+        e.contains("not an imatrix") && e.contains("general.type is \"model\""),
+        "{e}"
+    );
+    // A GGUF that says imatrix but holds another tensor.
+    let bad_tensor = dir.path().join("extra.gguf");
+    let spec = f32_spec("token_embd.weight", vec![8]);
+    lowbit::gguf::write(
+        &bad_tensor,
+        &meta,
+        &[spec],
+        lowbit::gguf::SplitPolicy::Single,
+        |_, w| w.write_all(&[0u8; 32]).map_err(|e| lowbit::Error::io("", e)),
+    )
+    .unwrap();
+    let e = imatrix_err(&bad_tensor);
+    assert!(e.contains("token_embd.weight") && e.contains("not an imatrix"), "{e}");
 }

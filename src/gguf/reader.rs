@@ -327,6 +327,11 @@ impl Shard {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// This shard's own metadata value for `key`.
+    pub fn metadata(&self, key: &str) -> Option<&Value> {
+        self.header.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
 }
 
 /// A model: one GGUF file, or the shards `NAME-0000i-of-0000N.gguf` of a split model
@@ -388,19 +393,31 @@ impl File {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let first = Shard::open(path)?;
-        let split_count = first
-            .header
-            .metadata
-            .iter()
-            .find(|(k, _)| k == "split.count")
-            .map(|(_, v)| v.clone());
+        let split_count = first.metadata("split.count").cloned();
         let shards = match (split_name(path), split_count) {
-            (Some((prefix, opened, count)), Some(declared)) if count > 1 => {
-                if declared.as_u64() != Some(count as u64) {
-                    return Err(Error::Metadata {
-                        key: "split.count".into(),
-                        reason: format!("{} says {:?} but the file name says {count}", path.display(), declared),
-                    });
+            (Some((prefix, opened, count)), Some(declared)) => {
+                let split_err = |key: &str, shard: &Path, reason: String| Error::Metadata {
+                    key: key.into(),
+                    reason: format!("{}: {reason}", shard.display()),
+                };
+                let check_count = |shard: &Shard, declared: Option<&Value>| match declared {
+                    Some(v) if v.as_u64() == Some(count as u64) => Ok(()),
+                    v => Err(split_err(
+                        "split.count",
+                        &shard.path,
+                        format!(
+                            "says {} shards but the file name says {count}",
+                            v.map_or("nothing".into(), |v| v.display_short())
+                        ),
+                    )),
+                };
+                check_count(&first, Some(&declared))?;
+                if opened == 0 || opened > count {
+                    return Err(split_err(
+                        "split.no",
+                        path,
+                        format!("the file name's shard number {opened} is not in 1..={count}"),
+                    ));
                 }
                 let dir = path.parent().unwrap_or(Path::new("."));
                 let mut first = Some(first);
@@ -411,17 +428,18 @@ impl File {
                         Some(shard) => shard,
                         None => Shard::open(&p)?,
                     };
-                    let no = shard
-                        .header
-                        .metadata
-                        .iter()
-                        .find(|(k, _)| k == "split.no")
-                        .and_then(|(_, v)| v.as_u64());
+                    check_count(&shard, shard.metadata("split.count"))?;
+                    let no = shard.metadata("split.no").and_then(Value::as_u64);
                     if no != Some((i - 1) as u64) {
-                        return Err(Error::Metadata {
-                            key: "split.no".into(),
-                            reason: format!("{} has split.no {:?}, expected {}", p.display(), no, i - 1),
-                        });
+                        return Err(split_err(
+                            "split.no",
+                            &p,
+                            format!(
+                                "has split.no {}, its name makes it shard {i} of {count} (split.no {})",
+                                no.map_or("missing".into(), |n| n.to_string()),
+                                i - 1
+                            ),
+                        ));
                     }
                     shards.push(shard);
                 }
@@ -447,11 +465,14 @@ impl File {
         let mut order = Vec::new();
         for (s, shard) in shards.iter().enumerate() {
             for (t, info) in shard.header.tensors.iter().enumerate() {
-                if index.insert(info.name.clone(), (s, t)).is_some() {
+                if let Some((other, _)) = index.insert(info.name.clone(), (s, t)) {
                     return Err(Error::Tensor {
                         path: shard.path.clone(),
                         tensor: info.name.clone(),
-                        reason: "tensor appears in more than one shard".into(),
+                        reason: format!(
+                            "tensor appears in more than one shard (also in {})",
+                            shards[other].path.display()
+                        ),
                     });
                 }
                 order.push((s, t));

@@ -62,22 +62,50 @@ fn malformed(path: &Path, reason: impl Into<String>) -> Error {
 impl Imatrix {
     /// Importance weights for matrix `m` (of `k` columns) of tensor `name`: the mean x²
     /// per column, as llama-quantize passes them. None when the tensor has no entry or
-    /// the matrix saw no input.
+    /// the matrix saw no input. An entry that cannot belong to such a tensor (values not
+    /// whole rows of `k`, no matrix `m`, counts that match neither one nor every matrix)
+    /// is an error; [`weights_for`](Self::weights_for) also checks the matrix count.
     pub fn weights(&self, name: &str, m: usize, k: usize) -> Result<Option<Vec<f32>>> {
         let Some(e) = self.entries.get(name) else {
             return Ok(None);
         };
-        if e.sum2.len() % k != 0 || (m + 1) * k > e.sum2.len() {
+        if k == 0 || e.sum2.len() % k != 0 || (m + 1) * k > e.sum2.len() {
             return Err(Error::Shape(format!(
                 "imatrix entry '{name}' has {} values, not rows of {k} for matrix {m}",
                 e.sum2.len()
             )));
         }
+        let n_mat = e.sum2.len() / k;
+        if e.counts.len() != 1 && e.counts.len() != n_mat {
+            return Err(Error::Shape(format!(
+                "imatrix entry '{name}' has {} counts for its {n_mat} matrices of {k} values",
+                e.counts.len()
+            )));
+        }
         let c = e.count(m);
-        if c <= 0.0 {
+        if !(c >= 0.0 && c.is_finite()) {
+            return Err(Error::Shape(format!("imatrix entry '{name}': count {c} of matrix {m}")));
+        }
+        if c == 0.0 {
             return Ok(None);
         }
         Ok(Some(e.sum2[m * k..(m + 1) * k].iter().map(|s| s / c).collect()))
+    }
+
+    /// [`weights`](Self::weights) for a tensor of exactly `n_mat` matrices of `k` columns:
+    /// an entry of any other size (from another model, say) is an error, as in
+    /// llama-quantize ("imatrix size ... is different from tensor size").
+    pub fn weights_for(&self, name: &str, m: usize, k: usize, n_mat: usize) -> Result<Option<Vec<f32>>> {
+        if let Some(e) = self.entries.get(name)
+            && e.sum2.len() != k * n_mat
+        {
+            return Err(Error::Shape(format!(
+                "imatrix entry '{name}' has {} values, the tensor needs {n_mat} x {k} = {}",
+                e.sum2.len(),
+                k * n_mat
+            )));
+        }
+        self.weights(name, m, k)
     }
 
     /// Read either format (GGUF by its magic, else legacy).
@@ -92,6 +120,19 @@ impl Imatrix {
 
     fn read_gguf(path: &Path) -> Result<Self> {
         let file = File::open(path)?;
+        // A model (or any other GGUF) is not an imatrix: say so instead of reading no entries.
+        match file.metadata("general.type") {
+            Some(Value::String(t)) if t == "imatrix" => {}
+            other => {
+                return Err(malformed(
+                    path,
+                    format!(
+                        "not an imatrix: general.type is {} (an imatrix GGUF says \"imatrix\")",
+                        other.map_or("missing".into(), Value::display_short)
+                    ),
+                ));
+            }
+        }
         let mut im = Imatrix {
             datasets: file
                 .metadata("imatrix.datasets")
@@ -106,17 +147,30 @@ impl Imatrix {
             ..Default::default()
         };
         for t in file.tensors() {
-            let Some(name) = t.info.name.strip_suffix(".in_sum2") else {
+            let tname = &t.info.name;
+            if let Some(name) = tname.strip_suffix(".counts") {
+                if file.tensor(&format!("{name}.in_sum2")).is_err() {
+                    return Err(malformed(path, format!("{tname} has no {name}.in_sum2")));
+                }
                 continue;
+            }
+            let Some(name) = tname.strip_suffix(".in_sum2") else {
+                return Err(malformed(
+                    path,
+                    format!("tensor {tname} is neither NAME.in_sum2 nor NAME.counts: not an imatrix"),
+                ));
             };
             let counts = file.tensor(&format!("{name}.counts"))?;
             let (sum2, counts) = (t.dequantize()?, counts.dequantize()?);
-            let n_mat = t.info.dims.get(1).copied().unwrap_or(1) as usize;
+            let n_mat = t.info.dims[1..].iter().product::<u64>() as usize;
             if counts.len() != 1 && counts.len() != n_mat {
                 return Err(malformed(
                     path,
                     format!("{name}: {} counts for {n_mat} matrices", counts.len()),
                 ));
+            }
+            if let Some(c) = counts.iter().find(|c| !(**c >= 0.0 && c.is_finite())) {
+                return Err(malformed(path, format!("{name}: count {c}")));
             }
             im.entries.insert(name.to_string(), Entry { sum2, counts });
         }
@@ -150,7 +204,7 @@ impl Imatrix {
                 .ok_or_else(|| malformed(path, format!("bad entry name at byte {at}")))?
                 .to_string();
             at += len;
-            let ncall = i32_at(&mut at)?;
+            let ncall = count_at(&mut at, "ncall")?;
             let nval = count_at(&mut at, "value count")?;
             let raw = bytes
                 .get(at..at + 4 * nval)
@@ -161,7 +215,7 @@ impl Imatrix {
                 name,
                 Entry {
                     sum2,
-                    counts: vec![ncall.max(0) as f32],
+                    counts: vec![ncall as f32],
                 },
             );
         }
@@ -193,6 +247,13 @@ impl Imatrix {
         let mut data: Vec<&[f32]> = Vec::new();
         for (name, e) in &self.entries {
             let n_mat = e.counts.len();
+            if n_mat == 0 || e.sum2.len() % n_mat != 0 {
+                return Err(Error::Shape(format!(
+                    "imatrix entry '{name}': {} counts do not split its {} values into matrices",
+                    n_mat,
+                    e.sum2.len()
+                )));
+            }
             let k = e.sum2.len() / n_mat.max(1);
             let dims = |k: usize| {
                 if n_mat > 1 {
