@@ -14,7 +14,9 @@ Written to tests/data/: eval_logits.f32 ([3 sets][16 positions][4096] f32 LE, in
 above) and eval_reference.json: the next tokens and, per set, every position's NLL, the mean
 NLL and the perplexity exp(mean NLL), and against the base: KL(base || set) per position
 and its mean, and the share of positions whose argmax equals the base's. Everything is
-computed in float64 from the stored f32 values, with log-softmax by log-sum-exp.
+computed in float64 from the stored f32 values, with log-softmax by log-sum-exp. Also
+`cli_c64`: the perplexity `lowbit perplexity -c 64 --chunks 1` must report on a text that
+starts where the prompt starts (tests/cli_model.rs), from llama.cpp's logits.
 
 usage: pip install numpy && python3 scripts/gen_eval_reference.py [FIXTURES_DIR]
 """
@@ -68,6 +70,21 @@ for name, x in sets.items():
         "same_top": float(same.mean()),
     }
     print(f"{name:5}: ppl {np.exp(nll.mean()):.6f}  mean KLD {kld.mean():.6f}  same top {same.mean():.4f}")
+
+# `lowbit perplexity -c 64 --chunks 1` on a text that starts "Sir Walter Elliot" (where the
+# prompt starts): its one chunk is BOS + the first 63 tokens, the 64 tokens of the prompt, and
+# positions 32..62 are scored (llama.cpp's protocol: the second half, predicting the next).
+# Its perplexity from llama.cpp's logits is an outside value for the CLI on tiny-moe-f16.
+lp_all = log_softmax(logits)
+scored = range(32, 63)
+cli_nll = np.array([-lp_all[p, tokens[p + 1]] for p in scored])
+reference["cli_c64"] = {
+    "text_starts_with": "Sir Walter Elliot",
+    "tokens": tokens,
+    "scored_positions": [scored.start, scored.stop],
+    "ppl": float(np.exp(cli_nll.mean())),
+}
+print(f"cli -c 64 --chunks 1: ppl {np.exp(cli_nll.mean()):.6f} over {len(cli_nll)} positions")
 
 np.stack([sets[k] for k in ("base", "noise", "temp")]).astype("<f4").tofile(os.path.join(out_dir, "eval_logits.f32"))
 with open(os.path.join(out_dir, "eval_reference.json"), "w") as f:
