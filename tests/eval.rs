@@ -181,10 +181,7 @@ fn a_kld_base_of_another_vocabulary_or_too_few_positions_is_an_error() {
         Compare::Base(&other),
         |_, _| ran += 1,
     );
-    let e = result
-        .err()
-        .expect("a base of 49152 against a model of 4096")
-        .to_string();
+    let e = result.expect_err("a base of 49152 against a model of 4096").to_string();
     assert!(e.contains("vocabulary of 49152") && e.contains("4096"), "{e}");
     assert_eq!(ran, 0, "refused before the first chunk");
 }
