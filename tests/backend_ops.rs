@@ -312,7 +312,7 @@ fn random_blocks(ty: BlockType, rows: usize, k: usize, seed: u64) -> Vec<u8> {
 fn get_rows_matches_the_codecs_for_every_format() {
     use lowbit::gpu::GPU_FORMATS;
     let tokens = [5u32, 0, 36, 5, 17, 8, 30];
-    let (n_rows, mut checked) = (37, 0);
+    let (n_rows, mut checked, mut worst) = (37, 0, 0f32);
     for binding in [None, Some(4096)] {
         let mut g = gpu_with(GpuOptions {
             max_binding_bytes: binding,
@@ -341,13 +341,15 @@ fn get_rows_matches_the_codecs_for_every_format() {
                 let what = format!("{ty} k {k} binding {binding:?}");
                 let diff = expected.iter().zip(&got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
                 let max = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-                // Measured: 0 for every format (each value is one or two f32 operations
-                // on the same operands as ggml's dequantize_row_*).
+                // Measured: 0 for every format on lavapipe (each value is one or two f32
+                // operations on the same operands as ggml's dequantize_row_*); the bound
+                // leaves room for a fused multiply-add's rounding on other devices.
                 assert!(diff <= 1e-6 * max, "{what}: max |Δ| {diff} (max {max})");
+                worst = worst.max(diff / max);
                 assert!(g.embed(&table, &[n_rows as u32]).is_err(), "{what}: token outside the table");
                 checked += 1;
             }
         }
     }
-    eprintln!("get_rows: {checked} (format, row length, binding) cases");
+    eprintln!("get_rows: {checked} (format, row length, binding) cases, max |Δ| / max {worst:e}");
 }

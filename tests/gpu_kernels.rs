@@ -407,17 +407,18 @@ fn tensors_split_across_bindings() {
             check_dense(&ctx, true, ty, 20, 512, 9);
         }
         // Long rows (k = 2048, reduced across a workgroup) stay row-major: a 5000-byte
-        // limit holds 4 Q4_0 rows (1152 bytes), 7 Q2_K rows (672) or 9 IQ1_S rows (512).
+        // limit holds 4 Q4_0 rows (1152 bytes), 7 Q2_K rows (672), 12 IQ1_S rows (400)
+        // or 1 F16 row (4096), so 20 rows take 5, 3, 2 or 20 bindings.
         let long = context_with(options(5000));
         for &ty in &[BlockType::Q4_0, BlockType::Q2_K, BlockType::IQ1_S, BlockType::F16] {
             let row_bytes = ty.row_bytes(2048).unwrap();
-            let gw = GpuWeights::upload(&long, "w", ty, 2048, &weights(ty, 11, 2048, 2)).unwrap();
+            let gw = GpuWeights::upload(&long, "w", ty, 2048, &weights(ty, 20, 2048, 2)).unwrap();
             assert_eq!(gw.interleave, 0, "{ty}");
-            assert_eq!(gw.chunks.len(), 11usize.div_ceil(5000 / row_bytes), "{ty}");
+            assert_eq!(gw.chunks.len(), 20usize.div_ceil(5000 / row_bytes), "{ty}");
             assert!(gw.chunks.len() > 1, "{ty}");
-            check(&long, ty, 11, 2048, 1);
-            check(&long, ty, 11, 2048, 3);
-            check_dense(&long, true, ty, 11, 2048, 9);
+            check(&long, ty, 20, 2048, 1);
+            check(&long, ty, 20, 2048, 3);
+            check_dense(&long, true, ty, 20, 2048, 9);
         }
     }
     let one_group = context(true, Some(1000));

@@ -110,13 +110,14 @@ fn cpu_logits_match_the_float64_reference() {
 #[test]
 fn gpu_logits_match_the_float64_reference_in_every_setting() {
     let (tokens, stride, rows) = reference();
+    let (tokens, rows) = (&tokens[..24], &rows[..24]);
     let file = smollm2();
     let mut steps = vec![13, 3];
     steps.resize(steps.len() + tokens.len() - 16, 1);
     for setting in SETTINGS {
-        let logits = stepped_logits(&mut common::gpu::backend(setting, None), &file, &tokens, &steps);
+        let logits = stepped_logits(&mut common::gpu::backend(setting, None), &file, tokens, &steps);
         // Measured: 3.05e-6 in every setting.
-        assert!(relative_error(&logits, &rows, stride, &format!("gpu {setting:?}")) <= 1e-5);
+        assert!(relative_error(&logits, rows, stride, &format!("gpu {setting:?}")) <= 1e-5);
     }
 }
 
