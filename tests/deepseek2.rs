@@ -322,39 +322,6 @@ fn group_limited_routing_keeps_only_the_best_groups() {
     assert!((weights[0] - 1.0 / (1.0 + (-0.6f32).exp())).abs() < 1e-6);
 }
 
-#[test]
-fn router_trace_records_every_token_and_moe_layer() {
-    let (tokens, _) = reference();
-    let file = fixture();
-    let model = Model::load(&file, &mut CpuBackend, |_, _| {}).unwrap();
-    let mut session = model.session(&mut CpuBackend, 8).unwrap();
-    session.trace = Some(Vec::new());
-    model
-        .forward(&mut CpuBackend, &mut session, &tokens[..6], false)
-        .unwrap();
-    model
-        .forward(&mut CpuBackend, &mut session, &tokens[6..7], false)
-        .unwrap();
-    let trace = session.trace.unwrap();
-    assert_eq!(trace.len(), 7 * 5, "7 tokens x 5 MoE layers");
-    for r in &trace {
-        assert!((1..6).contains(&r.layer));
-        assert_eq!(r.experts.len(), 4);
-        let mut e = r.experts.clone();
-        e.sort();
-        e.dedup();
-        assert_eq!(e.len(), 4, "distinct experts");
-        let groups: std::collections::BTreeSet<u32> = r.experts.iter().map(|e| e / 8).collect();
-        assert!(groups.len() <= 2, "at most 2 of 4 groups: {:?}", r.experts);
-        let sum: f32 = r.weights.iter().sum();
-        assert!((sum - 2.5).abs() < 1e-4, "weights normalized and scaled by 2.5: {sum}");
-    }
-    assert_eq!(trace.last().unwrap().position, 6);
-    let mut text = Vec::new();
-    lowbit::model::write_trace(&mut text, &trace).unwrap();
-    assert_eq!(String::from_utf8(text).unwrap().lines().count(), 1 + 35);
-}
-
 /// Attention with value heads wider than one GPU workgroup's slice (R1's latent is 512):
 /// GPU against CPU, values as a key prefix (MLA) and as their own cache, over a prefill
 /// and a decode step.

@@ -62,7 +62,7 @@ fn damage(
         .into_par_iter()
         .map(|m| -> Result<(f64, f64)> {
             let a = match imatrix {
-                Some(im) => im.weights(&p.name, m, k)?,
+                Some(im) => im.weights(&p.name, m, k, n_mat)?,
                 None => None,
             };
             let row_bytes = ty.row_bytes(k)?;

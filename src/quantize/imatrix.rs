@@ -60,22 +60,22 @@ fn malformed(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Imatrix {
-    /// Importance weights for matrix `m` (of `k` columns) of tensor `name`: the mean x²
-    /// per column, as llama-quantize passes them. None when the tensor has no entry or
-    /// the matrix saw no input. An entry that cannot belong to such a tensor (values not
-    /// whole rows of `k`, no matrix `m`, counts that match neither one nor every matrix)
-    /// is an error; [`weights_for`](Self::weights_for) also checks the matrix count.
-    pub fn weights(&self, name: &str, m: usize, k: usize) -> Result<Option<Vec<f32>>> {
+    /// Importance weights for matrix `m` of tensor `name`, a tensor of `n_mat` matrices
+    /// of `k` columns: the mean x² per column, as llama-quantize passes them. None when
+    /// the tensor has no entry or the matrix saw no input. An entry of any other size
+    /// (from another model, say: llama-quantize's "imatrix size ... is different from
+    /// tensor size"), or with counts that match neither one nor every matrix, is an error.
+    pub fn weights(&self, name: &str, m: usize, k: usize, n_mat: usize) -> Result<Option<Vec<f32>>> {
         let Some(e) = self.entries.get(name) else {
             return Ok(None);
         };
-        if k == 0 || e.sum2.len() % k != 0 || (m + 1) * k > e.sum2.len() {
+        if k == 0 || e.sum2.len() != k * n_mat || m >= n_mat {
             return Err(Error::Shape(format!(
-                "imatrix entry '{name}' has {} values, not rows of {k} for matrix {m}",
-                e.sum2.len()
+                "imatrix entry '{name}' has {} values, the tensor needs {n_mat} x {k} = {} (rows of {k})",
+                e.sum2.len(),
+                k * n_mat
             )));
         }
-        let n_mat = e.sum2.len() / k;
         if e.counts.len() != 1 && e.counts.len() != n_mat {
             return Err(Error::Shape(format!(
                 "imatrix entry '{name}' has {} counts for its {n_mat} matrices of {k} values",
@@ -90,22 +90,6 @@ impl Imatrix {
             return Ok(None);
         }
         Ok(Some(e.sum2[m * k..(m + 1) * k].iter().map(|s| s / c).collect()))
-    }
-
-    /// [`weights`](Self::weights) for a tensor of exactly `n_mat` matrices of `k` columns:
-    /// an entry of any other size (from another model, say) is an error, as in
-    /// llama-quantize ("imatrix size ... is different from tensor size").
-    pub fn weights_for(&self, name: &str, m: usize, k: usize, n_mat: usize) -> Result<Option<Vec<f32>>> {
-        if let Some(e) = self.entries.get(name)
-            && e.sum2.len() != k * n_mat
-        {
-            return Err(Error::Shape(format!(
-                "imatrix entry '{name}' has {} values, the tensor needs {n_mat} x {k} = {}",
-                e.sum2.len(),
-                k * n_mat
-            )));
-        }
-        self.weights(name, m, k)
     }
 
     /// Read either format (GGUF by its magic, else legacy).

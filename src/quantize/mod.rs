@@ -160,7 +160,7 @@ pub fn quantize_values(values: &[f32], p: &Planned, imatrix: Option<&Imatrix>) -
         .into_par_iter()
         .map(|m| {
             let weights = match imatrix {
-                Some(im) => im.weights(&p.name, m, k)?,
+                Some(im) => im.weights(&p.name, m, k, n_mat.max(1))?,
                 None => None,
             };
             quant::quantize(p.ty, &values[m * per_mat..(m + 1) * per_mat], k, weights.as_deref())
