@@ -3,8 +3,8 @@
 //! both settings of each feature gate, on awkward shapes: rows not a multiple of the rows
 //! per workgroup or tile, 1, 3, 8 and 33 columns, and tensors split across bindings.
 //!
-//! Tolerance: |gpu − cpu| ≤ 1e-5 · Σ|w·x| per output element: only the order of f32
-//! accumulation differs.
+//! Tolerance: |gpu − cpu| ≤ 1e-6 · Σ|w·x| per output element: only the order of f32
+//! accumulation differs (measured: at most 2.4e-7, matmul_id Q2_K, k = 512).
 
 use half::f16;
 use lowbit::gpu::{
@@ -93,14 +93,24 @@ fn read(ctx: &GpuContext, y: &lowbit::gpu::Tracked, n: usize) -> Vec<f32> {
 }
 
 fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], what: &str) {
+    // The largest |gpu − cpu| / Σ|w·x| seen so far in this process, printed when it grows.
+    static WORST: std::sync::Mutex<f32> = std::sync::Mutex::new(0.0);
+    let mut worst = 0f32;
     for i in 0..expected.len() {
-        let tol = 1e-5 * bound[i] + 1e-30;
+        let diff = (got[i] - expected[i]).abs();
+        let tol = 1e-6 * bound[i] + 1e-30;
         assert!(
-            (got[i] - expected[i]).abs() <= tol,
+            diff <= tol,
             "{what}: y[{i}] = {} vs cpu {} (tolerance {tol})",
             got[i],
             expected[i]
         );
+        worst = worst.max(diff / (bound[i] + 1e-30));
+    }
+    let mut w = WORST.lock().unwrap();
+    if worst > *w {
+        *w = worst;
+        eprintln!("largest |gpu - cpu| / sum |w x| so far: {worst:.2e} ({what})");
     }
 }
 
