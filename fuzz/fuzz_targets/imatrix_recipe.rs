@@ -11,8 +11,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(im) = Imatrix::parse_legacy(data, Path::new("fuzz.dat")) {
         for (name, e) in &im.entries {
             for k in [1, 32, e.sum2.len().max(1)] {
-                let _ = im.weights(name, 0, k);
-                let _ = im.weights(name, e.counts.len(), k);
+                let n_mat = e.sum2.len() / k;
+                for n in [n_mat, e.counts.len(), 1] {
+                    let _ = im.weights(name, 0, k, n);
+                    let _ = im.weights(name, e.counts.len(), k, n);
+                }
             }
         }
     }
