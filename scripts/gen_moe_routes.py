@@ -11,6 +11,9 @@ Usage: python3 scripts/gen_moe_routes.py [--check] [--stats N] [--chunks 0,128,.
   prints max |delta| and argmax agreement, and fails beyond 1e-2 of max |logit|.
 - --stats N: recompute routing.json's per-layer statistics (load histogram, consecutive
   reuse) on the first N chunks and print them next to routing.json's (N = 512: all of them).
+  Measured with --check --stats 512: max |delta| 0.0023 against llama.cpp (max |logit| 16.5),
+  argmax 64/64; per layer every expert's load within 7 of routing.json's (of ~16,300), reuse and
+  mean overlap within 2e-4. (About 1 s a chunk.)
 - --out: writes, for each chunk in --chunks (llama-perplexity protocol: chunk j is tokens
   [256 j, 256 j + 256) of the whole file tokenized with BOS, its first token made BOS), the
   token ids and, for each position and MoE layer, the 4 experts (best first), their weights,
