@@ -142,7 +142,7 @@ fn oracle(t: &HashMap<String, Weights>, tokens: &[u32], dense: usize) -> (Vec<Ve
     let mut routes = Vec::new();
     for (pos, &tok) in tokens.iter().enumerate() {
         let mut x = t["token_embd.weight"].row(tok as usize).to_vec();
-        for l in 0..n_layer {
+        for (l, keys) in keys.iter_mut().enumerate() {
             let n = |s: &str| format!("blk.{l}.{s}");
             let w = |s: &str| &t[&n(s)];
             let h = rmsnorm(&x, vec(&n("attn_norm.weight")));
@@ -151,19 +151,19 @@ fn oracle(t: &HashMap<String, Weights>, tokens: &[u32], dense: usize) -> (Vec<Ve
             let kv = w("attn_kv_a_mqa.weight").mv(0, kv_lora + rope, &h);
             let mut key = rmsnorm(&kv[..kv_lora], vec(&n("attn_kv_a_norm.weight")));
             key.extend(rotate(&kv[kv_lora..], pos));
-            keys[l].push(key);
+            keys.push(key);
             let mut o = Vec::with_capacity(heads * v_head);
             for hd in 0..heads {
                 let qh = &q[hd * (nope + rope)..(hd + 1) * (nope + rope)];
                 // Absorbed: the query in latent space, attn_k_b's 512 rows of this head.
                 let mut qk = w("attn_k_b.weight").mv(hd * kv_lora, kv_lora, &qh[..nope]);
                 qk.extend(rotate(&qh[nope..], pos));
-                let s: Vec<f64> = keys[l].iter().map(|k| dot(&qk, k) * kq_scale).collect();
+                let s: Vec<f64> = keys.iter().map(|k| dot(&qk, k) * kq_scale).collect();
                 let m = s.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
                 let z: f64 = e.iter().sum();
                 let mut lat = vec![0.0; kv_lora];
-                for (p, k) in e.iter().zip(&keys[l]) {
+                for (p, k) in e.iter().zip(keys.iter()) {
                     for (a, b) in lat.iter_mut().zip(&k[..kv_lora]) {
                         *a += p / z * b;
                     }

@@ -105,8 +105,10 @@ fn fixture() -> File {
 
 /// lowbit's routes for each reference chunk (one 256-token batch each, a fresh session), by
 /// [chunk][layer - 1][position]; computed once for all the tests here.
-fn lowbit_routes() -> &'static (Vec<RefChunk>, Vec<Vec<Vec<RouteRecord>>>) {
-    static ROUTES: OnceLock<(Vec<RefChunk>, Vec<Vec<Vec<RouteRecord>>>)> = OnceLock::new();
+type Routes = (Vec<RefChunk>, Vec<Vec<Vec<RouteRecord>>>);
+
+fn lowbit_routes() -> &'static Routes {
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
     ROUTES.get_or_init(|| {
         let reference = reference();
         let file = fixture();
