@@ -100,28 +100,30 @@ fn cpu_logits_match_llama_cpp() {
     }
 }
 
+/// In every kernel setting, with experts split over bindings (1 MiB: 8 experts of the
+/// F16 fixture each, so 4 bindings per expert tensor), through a prefill, a 3-token step and decode: the F16
+/// fixture against llama.cpp's logits, then two of llama.cpp's quantized fixtures against
+/// the exact CPU path (over the four settings, every block format they hold: Q8_0, Q4_0,
+/// Q5_0, IQ4_NL, Q2_K..Q6_K, IQ2_XXS, IQ1_S, IQ1_M, TQ1_0, TQ2_0, quantized embeddings
+/// included). One backend per setting, so its pipelines compile once.
 #[test]
-fn gpu_logits_match_llama_cpp_in_every_setting() {
+fn gpu_logits_match_llama_cpp_and_the_cpu_in_every_setting() {
     let (tokens, reference) = reference();
     let (tokens, reference) = (&tokens[..24], &reference[..24 * 4096]);
-    let file = fixture();
     let steps = mixed_steps(tokens.len());
-    // Every setting with experts split over many bindings (256 KiB: 2 experts each);
-    // the first also in whole bindings.
-    let runs = SETTINGS
-        .iter()
-        .map(|&s| (s, Some(256 << 10)))
-        .chain([(SETTINGS[0], None)]);
-    for (setting, binding) in runs {
-        let logits = stepped_logits(&mut common::gpu::backend(setting, binding), &file, tokens, &steps);
+    let quantized = [["Q8_0", "IQ1_M"], ["Q4_K_M", "IQ1_S"], ["Q2_K", "TQ1_0"], ["IQ2_XXS", "TQ2_0"]];
+    for (setting, names) in SETTINGS.into_iter().zip(quantized) {
+        let mut g = common::gpu::backend(setting, Some(1 << 20));
+        let logits = stepped_logits(&mut g, &fixture(), tokens, &steps);
         // Measured: 1.40e-4 of max |logit| in every setting, as the CPU.
-        assert_close(
-            &logits,
-            reference,
-            4096,
-            4e-4,
-            &format!("gpu {setting:?}, bindings {binding:?}"),
-        );
+        assert_close(&logits, reference, 4096, 4e-4, &format!("gpu {setting:?} vs llama.cpp"));
+        for name in names {
+            let file = File::open(fixtures().join(format!("tiny-moe-{name}.gguf"))).unwrap();
+            let cpu = stepped_logits(&mut CpuBackend, &file, &tokens[..20], &mixed_steps(20));
+            let gpu = stepped_logits(&mut g, &file, &tokens[..20], &mixed_steps(20));
+            // Measured: at most 1.1e-6 (Q8_0).
+            assert_close(&gpu, &cpu, 4096, 5e-6, &format!("{name} gpu {setting:?} vs cpu"));
+        }
     }
 }
 
@@ -396,25 +398,4 @@ fn uncompressed_queries_run_on_both_backends() {
     let gpu = all_logits(&mut gpu(), &lite, tokens);
     // Measured: 8.2e-7.
     assert_close(&gpu, &cpu, 4096, 3e-6, "uncompressed queries, gpu vs cpu");
-}
-
-/// llama.cpp's quantized fixtures (every block format they hold: Q8_0, Q4_0, Q5_0,
-/// IQ4_NL, Q2_K..Q6_K, IQ2_XXS, IQ1_S, IQ1_M, TQ1_0, TQ2_0, quantized embeddings
-/// included) on the GPU against the exact CPU path, each in one of the settings (each
-/// setting takes two files), through a prefill, a 3-token step and decode.
-#[test]
-fn quantized_fixtures_match_the_cpu_on_the_gpu() {
-    let names = ["Q8_0", "Q4_K_M", "Q2_K", "IQ2_XXS", "IQ1_M", "IQ1_S", "TQ1_0", "TQ2_0"];
-    let (tokens, _) = reference();
-    let tokens = &tokens[..20];
-    let steps = mixed_steps(tokens.len());
-    let mut backends: Vec<_> = SETTINGS.iter().map(|&s| (s, common::gpu::backend(s, None))).collect();
-    for (i, name) in names.iter().enumerate() {
-        let file = File::open(fixtures().join(format!("tiny-moe-{name}.gguf"))).unwrap();
-        let (setting, g) = &mut backends[i % SETTINGS.len()];
-        let cpu = stepped_logits(&mut CpuBackend, &file, tokens, &steps);
-        let gpu = stepped_logits(g, &file, tokens, &steps);
-        // Measured: at most 1.1e-6 (Q8_0).
-        assert_close(&gpu, &cpu, 4096, 5e-6, &format!("{name} gpu {setting:?} vs cpu"));
-    }
 }
