@@ -349,7 +349,10 @@ fn get_rows_matches_the_codecs_for_every_format() {
                 // leaves room for a fused multiply-add's rounding on other devices.
                 assert!(diff <= 1e-6 * max, "{what}: max |Δ| {diff} (max {max})");
                 worst = worst.max(diff / max);
-                assert!(g.embed(&table, &[n_rows as u32]).is_err(), "{what}: token outside the table");
+                assert!(
+                    g.embed(&table, &[n_rows as u32]).is_err(),
+                    "{what}: token outside the table"
+                );
                 checked += 1;
             }
         }

@@ -96,7 +96,13 @@ fn cpu_logits_match_llama_cpp() {
         let logits = stepped_logits(&mut CpuBackend, &file, &tokens, &steps);
         // Measured: 1.40e-4 of max |logit| in one batch and stepped (llama.cpp is not
         // exact either: the fixture README puts an independent JAX run 2.7e-4 away).
-        assert_close(&logits, &reference, 4096, 4e-4, &format!("cpu vs llama.cpp, {} steps", steps.len()));
+        assert_close(
+            &logits,
+            &reference,
+            4096,
+            4e-4,
+            &format!("cpu vs llama.cpp, {} steps", steps.len()),
+        );
     }
 }
 
@@ -111,7 +117,12 @@ fn gpu_logits_match_llama_cpp_and_the_cpu_in_every_setting() {
     let (tokens, reference) = reference();
     let (tokens, reference) = (&tokens[..24], &reference[..24 * 4096]);
     let steps = mixed_steps(tokens.len());
-    let quantized = [["Q8_0", "IQ1_M"], ["Q4_K_M", "IQ1_S"], ["Q2_K", "TQ1_0"], ["IQ2_XXS", "TQ2_0"]];
+    let quantized = [
+        ["Q8_0", "IQ1_M"],
+        ["Q4_K_M", "IQ1_S"],
+        ["Q2_K", "TQ1_0"],
+        ["IQ2_XXS", "TQ2_0"],
+    ];
     for (setting, names) in SETTINGS.into_iter().zip(quantized) {
         let mut g = common::gpu::backend(setting, Some(1 << 20));
         let logits = stepped_logits(&mut g, &fixture(), tokens, &steps);

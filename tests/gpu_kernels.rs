@@ -499,10 +499,7 @@ fn runs_on_a_device_handed_in_by_the_host() {
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
     let before = device.limits();
     let ctx = GpuContext::from_device(device, queue, GpuOptions::default());
-    assert!(
-        !ctx.features.subgroups,
-        "features the host did not enable are not used"
-    );
+    assert!(!ctx.features.subgroups, "features the host did not enable are not used");
     assert_eq!(
         ctx.max_binding_bytes,
         before.max_storage_buffer_binding_size.min(before.max_buffer_size)

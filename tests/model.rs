@@ -31,8 +31,8 @@ struct RefRow {
 
 /// The reference's prompt, stride and rows (layout in scripts/gen_llama_reference.py).
 fn reference() -> (Vec<u32>, usize, Vec<RefRow>) {
-    let bytes = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/smollm2_llama_ref.bin"))
-        .unwrap();
+    let bytes =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/smollm2_llama_ref.bin")).unwrap();
     assert_eq!(&bytes[..4], b"LREF");
     let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
     let float = |i: usize| f32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
@@ -92,7 +92,10 @@ fn relative_error(logits: &[f32], rows: &[RefRow], stride: usize, what: &str) ->
             worst = worst.max((row[i] - v).abs() / r.max_abs);
         }
         let max_abs = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!((max_abs - r.max_abs).abs() <= 1e-3 * r.max_abs, "{what}: max |logit| at {p}");
+        assert!(
+            (max_abs - r.max_abs).abs() <= 1e-3 * r.max_abs,
+            "{what}: max |logit| at {p}"
+        );
         assert_eq!(argmax(row) as u32, r.argmax, "{what}: argmax at position {p}");
     }
     eprintln!("{what}: max |Δ| / max |logit| = {worst:.2e}");

@@ -162,7 +162,10 @@ fn imatrix_files_round_trip_in_both_formats() {
         let k = e.sum2.len() / e.counts.len();
         for m in 0..e.counts.len() {
             let n_mat = e.counts.len();
-            let (a, b) = (im.weights(name, m, k, n_mat).unwrap(), legacy.weights(name, m, k, n_mat).unwrap());
+            let (a, b) = (
+                im.weights(name, m, k, n_mat).unwrap(),
+                legacy.weights(name, m, k, n_mat).unwrap(),
+            );
             match (a, b) {
                 (Some(a), Some(b)) => {
                     for (x, y) in a.iter().zip(&b) {
