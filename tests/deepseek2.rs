@@ -5,7 +5,7 @@
 
 mod common;
 use common::gpu::SETTINGS;
-use common::noise;
+use common::{mixed_steps, noise, stepped_logits};
 use lowbit::backend::{Backend, Gating, Router};
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::{File, SplitPolicy, TensorInfo, TensorSpec, TensorView, Value, write};
@@ -64,28 +64,6 @@ fn assert_close(a: &[f32], b: &[f32], width: usize, rel: f32, what: &str) {
 /// The default GPU backend (every feature the device has).
 fn gpu() -> GpuBackend {
     common::gpu::backend(SETTINGS[0], None)
-}
-
-/// Logits of every position, the tokens fed in steps of `steps` tokens.
-fn stepped_logits<B: Backend>(backend: &mut B, file: &File, tokens: &[u32], steps: &[usize]) -> Vec<f32> {
-    assert_eq!(steps.iter().sum::<usize>(), tokens.len());
-    let model = Model::load(file, backend, |_, _| {}).unwrap();
-    let mut session = model.session(backend, tokens.len()).unwrap();
-    let mut out = Vec::new();
-    let mut at = 0;
-    for &n in steps {
-        out.extend(model.forward(backend, &mut session, &tokens[at..at + n], true).unwrap());
-        at += n;
-    }
-    out
-}
-
-/// Steps that take each product path: a prefill of 13 tokens (matmul, matmul_id), one
-/// of 3 (matvec and matvec_id of 3 columns), then single-token decode.
-fn mixed_steps(n: usize) -> Vec<usize> {
-    let mut steps = vec![13, 3];
-    steps.resize(steps.len() + n - 16, 1);
-    steps
 }
 
 #[test]

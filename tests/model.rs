@@ -8,6 +8,7 @@
 mod common;
 
 use common::gpu::SETTINGS;
+use common::{mixed_steps, stepped_logits};
 use lowbit::backend::Backend;
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::File;
@@ -66,20 +67,6 @@ fn argmax(v: &[f32]) -> usize {
         .0
 }
 
-/// Logits of every position, the prompt fed in steps of `steps` tokens.
-fn stepped_logits<B: Backend>(backend: &mut B, file: &File, tokens: &[u32], steps: &[usize]) -> Vec<f32> {
-    assert_eq!(steps.iter().sum::<usize>(), tokens.len());
-    let model = Llama::load(file, backend, |_, _| {}).unwrap();
-    let mut session = model.session(backend, tokens.len()).unwrap();
-    let mut out = Vec::new();
-    let mut at = 0;
-    for &n in steps {
-        out.extend(model.forward(backend, &mut session, &tokens[at..at + n], true).unwrap());
-        at += n;
-    }
-    out
-}
-
 /// The largest |Δ| against the reference, relative to each row's max |logit|, over
 /// the strided logits and the top 16; the same argmax and max |logit| at every position.
 fn relative_error(logits: &[f32], rows: &[RefRow], stride: usize, what: &str) -> f32 {
@@ -115,8 +102,7 @@ fn gpu_logits_match_the_float64_reference_in_every_setting() {
     let (tokens, stride, rows) = reference();
     let (tokens, rows) = (&tokens[..24], &rows[..24]);
     let file = smollm2();
-    let mut steps = vec![13, 3];
-    steps.resize(steps.len() + tokens.len() - 16, 1);
+    let steps = mixed_steps(tokens.len());
     for setting in SETTINGS {
         let logits = stepped_logits(&mut common::gpu::backend(setting, None), &file, tokens, &steps);
         // Measured: 3.05e-6 in every setting.

@@ -13,4 +13,32 @@ pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// Logits of every position of `tokens` from `file` on `backend`, the tokens fed in
+/// steps of `steps[i]` tokens (prefills, multi-token steps and single-token decode).
+pub fn stepped_logits<B: lowbit::backend::Backend>(
+    backend: &mut B,
+    file: &lowbit::gguf::File,
+    tokens: &[u32],
+    steps: &[usize],
+) -> Vec<f32> {
+    assert_eq!(steps.iter().sum::<usize>(), tokens.len());
+    let model = lowbit::model::Model::load(file, backend, |_, _| {}).unwrap();
+    let mut session = model.session(backend, tokens.len()).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &n in steps {
+        out.extend(model.forward(backend, &mut session, &tokens[at..at + n], true).unwrap());
+        at += n;
+    }
+    out
+}
+
+/// Steps that take each product path: a prefill of 13 tokens (matmul, matmul_id), one
+/// of 3 (matvec and matvec_id of 3 columns), then single-token decode.
+pub fn mixed_steps(n: usize) -> Vec<usize> {
+    let mut steps = vec![13, 3];
+    steps.resize(steps.len() + n - 16, 1);
+    steps
+}
+
 pub mod gpu;
