@@ -347,6 +347,11 @@ fn matvec_all_formats_storage_activations() {
 }
 
 #[test]
+fn matvec_all_formats_shared_memory_reduction_storage_activations() {
+    run_all_formats(false, false);
+}
+
+#[test]
 fn uniform_activation_binding_needs_a_fitting_buffer() {
     let ctx = context(true, None);
     if ctx.max_uniform_x_bytes == 0 {
