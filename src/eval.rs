@@ -49,9 +49,7 @@ impl Scores {
         (!self.same_top.is_empty())
             .then(|| self.same_top.iter().filter(|&&b| b).count() as f64 / self.same_top.len() as f64)
     }
-}
 
-impl Scores {
     /// Score one position whose `logits` predict `next`, saving or comparing its
     /// log-probabilities as `compare` says. A base's row is the one of this position: the
     /// number of positions scored before it.

@@ -25,6 +25,26 @@ fn lowbit(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `perplexity` of `model` on `text` in chunks of 64 tokens on the CPU backend, with
+/// `extra` arguments.
+fn perplexity(model: &str, text: &std::path::Path, chunks: usize, extra: &[&str]) -> (bool, String, String) {
+    let chunks = chunks.to_string();
+    let args = [
+        "perplexity",
+        "-m",
+        model,
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "64",
+        "--chunks",
+        &chunks,
+        "--backend",
+        "cpu",
+    ];
+    lowbit(&[&args[..], extra].concat())
+}
+
 #[test]
 fn perplexity_saves_logits_and_compares_against_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -32,20 +52,7 @@ fn perplexity_saves_logits_and_compares_against_them() {
     let austen = std::fs::read_to_string(root().join("../shared/fixtures/austen.txt")).unwrap();
     std::fs::write(&text, &austen[..6000]).unwrap();
     let base = dir.path().join("base.kl");
-    let args = [
-        "perplexity",
-        "-m",
-        &model(),
-        "-f",
-        text.to_str().unwrap(),
-        "-c",
-        "64",
-        "--chunks",
-        "3",
-        "--backend",
-        "cpu",
-    ];
-    let (ok, out, err) = lowbit(&[&args[..], &["--save-logits", base.to_str().unwrap()]].concat());
+    let (ok, out, err) = perplexity(&model(), &text, 3, &["--save-logits", base.to_str().unwrap()]);
     assert!(ok, "{err}");
     let last = out.trim_end().lines().last().unwrap();
     assert!(last.starts_with("PPL = ") && last.contains(" +/- "), "{out}");
@@ -58,7 +65,7 @@ fn perplexity_saves_logits_and_compares_against_them() {
     eprintln!("SmolLM2 perplexity {ppl} vs float64 oracle {reference:.6}: |Δ|/ppl {rel:.2e}");
     assert!(rel < 1e-5, "{ppl} vs {reference}"); // a few times what is measured
 
-    let (ok, out, err) = lowbit(&[&args[..], &["--kld-base", base.to_str().unwrap()]].concat());
+    let (ok, out, err) = perplexity(&model(), &text, 3, &["--kld-base", base.to_str().unwrap()]);
     assert!(ok, "{err}");
     // Against itself only the f16 rounding of the saved log-probabilities remains, which
     // the renormalized KL turns into a tiny positive remainder: printed as 0.000000
@@ -71,21 +78,12 @@ fn perplexity_saves_logits_and_compares_against_them() {
     assert!(out.trim_end().ends_with(last), "same perplexity against itself");
 
     // A base saved from another vocabulary (SmolLM2: 49152) against tiny-moe (4096).
-    let (ok, _, err) = lowbit(&[
-        "perplexity",
-        "-m",
+    let (ok, _, err) = perplexity(
         &fixture("tiny-moe-f16.gguf"),
-        "-f",
-        text.to_str().unwrap(),
-        "-c",
-        "64",
-        "--chunks",
-        "1",
-        "--backend",
-        "cpu",
-        "--kld-base",
-        base.to_str().unwrap(),
-    ]);
+        &text,
+        1,
+        &["--kld-base", base.to_str().unwrap()],
+    );
     assert!(!ok && err.trim_end().lines().count() == 1, "{err}");
     assert!(err.contains("vocabulary of 49152") && err.contains("4096"), "{err}");
 }
@@ -133,19 +131,7 @@ fn tiny_moe_perplexity_matches_llama_cpp_logits() {
         "the chunk is the prompt llama.cpp's logits are of"
     );
 
-    let (ok, out, err) = lowbit(&[
-        "perplexity",
-        "-m",
-        &fixture("tiny-moe-f16.gguf"),
-        "-f",
-        text.to_str().unwrap(),
-        "-c",
-        "64",
-        "--chunks",
-        "1",
-        "--backend",
-        "cpu",
-    ]);
+    let (ok, out, err) = perplexity(&fixture("tiny-moe-f16.gguf"), &text, 1, &[]);
     assert!(ok, "{err}");
     let ppl = number_after(&out, "PPL = ");
     let reference = reference_ppl("eval_reference.json", &["cli_c64"]);

@@ -180,6 +180,11 @@ impl<B: Backend> Deepseek2<B> {
         let embed = ld.matrix(backend, "token_embd.weight", &[c.n_embd, c.n_vocab])?;
         let output_norm = ld.matrix(backend, "output_norm.weight", &[c.n_embd])?;
         let output = ld.matrix(backend, "output.weight", &[c.n_embd, c.n_vocab])?;
+        // DeepSeek-V3 has a router bias in every MoE layer, V2 in none: once any layer has
+        // one, every MoE layer must (a single missing one is a damaged file, and loading
+        // it without would silently change that layer's routing).
+        let bias_name = |l: usize| format!("blk.{l}.exp_probs_b.bias");
+        let biased = (c.dense_lead..c.n_layer).any(|l| ld.has(&bias_name(l)));
         let mut layers = Vec::with_capacity(c.n_layer);
         let q_width = c.n_head * c.qk_head();
         for l in 0..c.n_layer {
@@ -243,11 +248,10 @@ impl<B: Backend> Deepseek2<B> {
                     None
                 };
                 let (e, f, d) = (c.n_expert, c.expert_ff, c.n_embd);
-                let bias_name = format!("blk.{l}.exp_probs_b.bias");
                 Ffn::Moe(Moe {
                     router: ld.matrix(backend, &n("ffn_gate_inp"), &[d, e])?,
-                    bias: if ld.has(&bias_name) {
-                        Some(ld.matrix(backend, &bias_name, &[e])?)
+                    bias: if biased {
+                        Some(ld.matrix(backend, &bias_name(l), &[e])?)
                     } else {
                         None
                     },

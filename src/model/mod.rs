@@ -82,28 +82,6 @@ pub fn write_trace(out: &mut impl Write, records: &[RouteRecord]) -> std::io::Re
     Ok(())
 }
 
-/// A tensor the loader takes as optional (`blk.N.{optional}`, such as DeepSeek-V3's
-/// router bias, absent from DeepSeek-V2) must be in every layer that has `marker` or in
-/// none: one missing from a single layer is a damaged file, not a model without it, and
-/// loading it would silently change that layer.
-fn check_all_or_none(file: &File, arch: &str, marker: &str, optional: &str) -> Result<()> {
-    let n_layer = file
-        .metadata(&format!("{arch}.block_count"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let has = |l: u64, s: &str| file.tensor(&format!("blk.{l}.{s}")).is_ok();
-    let layers: Vec<u64> = (0..n_layer).filter(|&l| has(l, marker)).collect();
-    let with: Vec<u64> = layers.iter().copied().filter(|&l| has(l, optional)).collect();
-    match layers.iter().find(|&&l| !has(l, optional)) {
-        Some(l) if !with.is_empty() => Err(Error::Tensor {
-            path: file.path().to_path_buf(),
-            tensor: format!("blk.{l}.{optional}"),
-            reason: format!("missing, but layers {with:?} have it"),
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// Any supported architecture, chosen by `general.architecture`.
 pub enum Model<B: Backend> {
     Llama(Box<Llama<B>>),
@@ -119,10 +97,7 @@ impl<B: Backend> Model<B> {
             .unwrap_or_default();
         match arch {
             "llama" => Ok(Model::Llama(Box::new(Llama::load(file, backend, progress)?))),
-            "deepseek2" => {
-                check_all_or_none(file, "deepseek2", "ffn_gate_inp.weight", "exp_probs_b.bias")?;
-                Ok(Model::Deepseek2(Box::new(Deepseek2::load(file, backend, progress)?)))
-            }
+            "deepseek2" => Ok(Model::Deepseek2(Box::new(Deepseek2::load(file, backend, progress)?))),
             other => Err(Error::Unsupported(format!(
                 "{}: architecture '{other}' (supported: llama, deepseek2)",
                 file.path().display()
