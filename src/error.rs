@@ -31,6 +31,9 @@ pub enum Error {
     /// A GPU failure: no adapter, a validation or out-of-memory error, a lost device.
     #[error("GPU: {0}")]
     Gpu(String),
+    /// A memory budget that cannot hold what it must, or a bad budget setting.
+    #[error("memory budget: {0}")]
+    Budget(String),
     #[error("metadata key '{key}': {reason}")]
     Metadata { key: String, reason: String },
 }

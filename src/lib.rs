@@ -17,6 +17,7 @@ pub mod model;
 pub mod quant;
 pub mod quantize;
 pub mod sample;
+pub mod stream;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -5,6 +5,6 @@ pub mod reader;
 pub mod value;
 pub mod writer;
 
-pub use reader::{File, Header, Shard, TensorInfo, TensorView, parse};
+pub use reader::{File, Header, Shard, TensorInfo, TensorRef, TensorView, parse};
 pub use value::{Value, ValueType};
 pub use writer::{SplitPolicy, TensorSpec, header_size, write};

@@ -12,6 +12,7 @@ use crate::quant::{self, BlockType};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -338,11 +339,46 @@ impl Shard {
 /// opened as one. Metadata comes from the first shard (which carries all of it);
 /// tensors come from every shard.
 pub struct File {
-    shards: Vec<Shard>,
+    shards: Vec<Arc<Shard>>,
     /// Tensor name to (shard, index in that shard's header).
     index: HashMap<String, (usize, usize)>,
     /// All tensors in shard order, then file order.
     order: Vec<(usize, usize)>,
+}
+
+/// A tensor that owns its shard: its bytes can be read again at any time, from any
+/// thread, for as long as the reference lives (the file stays mapped), without reopening
+/// the file. Streamed experts keep one per tensor.
+#[derive(Clone)]
+pub struct TensorRef {
+    pub shard: Arc<Shard>,
+    /// Index in the shard's header.
+    index: usize,
+}
+
+impl TensorRef {
+    pub fn info(&self) -> &TensorInfo {
+        &self.shard.header.tensors[self.index]
+    }
+
+    /// The tensor's byte range in its shard.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        let info = self.info();
+        // In bounds: `parse` checked file_offset + size <= file length.
+        info.file_offset as usize..(info.file_offset + info.size) as usize
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.shard.bytes()[self.range()]
+    }
+
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView {
+            info: self.info(),
+            bytes: self.bytes(),
+            path: &self.shard.path,
+        }
+    }
 }
 
 /// A tensor's info and its bytes, borrowed from the memory map (no copy).
@@ -478,6 +514,7 @@ impl File {
                 order.push((s, t));
             }
         }
+        let shards = shards.into_iter().map(Arc::new).collect();
         let file = File { shards, index, order };
         if let Some(expected) = file.metadata("split.tensors.count").and_then(Value::as_u64)
             && expected != file.order.len() as u64
@@ -490,7 +527,7 @@ impl File {
         Ok(file)
     }
 
-    pub fn shards(&self) -> &[Shard] {
+    pub fn shards(&self) -> &[Arc<Shard>] {
         &self.shards
     }
 
@@ -529,13 +566,26 @@ impl File {
         }
     }
 
-    /// A tensor by name.
-    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
-        let &(s, t) = self.index.get(name).ok_or_else(|| Error::Tensor {
+    fn find(&self, name: &str) -> Result<(usize, usize)> {
+        self.index.get(name).copied().ok_or_else(|| Error::Tensor {
             path: self.path().to_path_buf(),
             tensor: name.to_string(),
             reason: "no such tensor".into(),
-        })?;
+        })
+    }
+
+    /// A tensor by name.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
+        let (s, t) = self.find(name)?;
         Ok(self.view(s, t))
+    }
+
+    /// A tensor by name, as a reference that keeps its shard open.
+    pub fn tensor_ref(&self, name: &str) -> Result<TensorRef> {
+        let (s, index) = self.find(name)?;
+        Ok(TensorRef {
+            shard: self.shards[s].clone(),
+            index,
+        })
     }
 }

@@ -1,0 +1,19 @@
+//! Expert streaming: the host-side half of running a MoE model larger than VRAM.
+//!
+//! * [`plan`]: the device-memory plan of a model under a `--vram-budget` (what stays
+//!   resident, the KV cache, scratch, and the slot pools the rest of the budget becomes).
+//! * [`cache`]: the slots of one pool and the eviction policies (`--expert-policy`).
+//! * [`belady`]: the offline optimum over a recorded router trace.
+//! * [`stats`]: hit rate, upload bytes, stalls and read-backs per layer (`--stats`).
+//!
+//! The device half (pools in VRAM, uploads, the expert-to-slot tables) is
+//! `crate::gpu::stream`.
+
+pub mod belady;
+pub mod cache;
+pub mod plan;
+pub mod stats;
+
+pub use cache::{ExpertKey, PolicyKind, SlotCache, Use};
+pub use plan::{MemoryPlan, StreamOptions, parse_size};
+pub use stats::StreamStats;
