@@ -5,7 +5,8 @@
 //! to other rows of the same data (`[n][heads * d]` as `[n * heads][d]`) without a copy.
 
 use crate::error::{Error, Result};
-use crate::gguf::TensorView;
+use crate::gguf::{TensorRef, TensorView};
+use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 
 /// Largest rotated dimension count (`freqs` in `shaders/rope.wgsl` holds `MAX_ROPE_DIMS / 2`).
 pub const MAX_ROPE_DIMS: usize = 256;
@@ -138,6 +139,8 @@ pub trait Backend {
     type Routes;
     /// A key/value cache for one layer.
     type Cache;
+    /// A MoE layer's routed experts (gate, up and down stacks), resident or streamed.
+    type Routed;
 
     /// A short description of the device.
     fn name(&self) -> String;
@@ -152,6 +155,45 @@ pub trait Backend {
     /// Markdown table.
     fn profile_report(&self, passes: usize) -> Option<String> {
         let _ = passes;
+        None
+    }
+    /// Plan device memory before any weight is uploaded. A backend without a device
+    /// budget refuses one.
+    fn plan(&mut self, plan: &MemoryPlan, options: &StreamOptions) -> Result<()> {
+        let _ = plan;
+        match options.vram_budget {
+            Some(_) => Err(Error::Unsupported(format!(
+                "{} has no VRAM budget (--vram-budget needs the GPU backend)",
+                self.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+    /// Every weight is loaded (what a budget leaves can become expert pools now).
+    fn loaded(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The routed experts of one MoE layer from its `[gate, up, down]` 3-D tensors
+    /// `[k, rows, n_expert]`, which stay readable through their references.
+    fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<Self::Routed>;
+    /// The routed FFN of a MoE layer, into `acc`: for token t and its routes j,
+    /// `acc[t] += Σ_j w_tj · down_e(silu(gate_e · h_t) ⊙ up_e · h_t)` with `e` the routed
+    /// expert. `next`, when the backend [`predicts`](Self::predicts), is the next MoE
+    /// layer's experts and the routes its router gives for `h` (a prediction to prefetch).
+    fn routed_ffn(
+        &mut self,
+        experts: &Self::Routed,
+        h: &Self::Tensor,
+        routes: &Self::Routes,
+        acc: &mut Self::Tensor,
+        next: Option<(&Self::Routed, &Self::Routes)>,
+    ) -> Result<()>;
+    /// Whether [`routed_ffn`](Self::routed_ffn) wants the next layer's predicted routes.
+    fn predicts(&self) -> bool {
+        false
+    }
+    /// What expert streaming did since load, when experts stream.
+    fn stream_stats(&self) -> Option<StreamStats> {
         None
     }
     fn matrix(&mut self, t: &TensorView) -> Result<Self::Matrix>;
@@ -275,6 +317,45 @@ pub trait Backend {
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Copy to the host (waits for the device).
     fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>>;
+}
+
+/// A MoE layer's routed experts as three resident stacks (gate, up, down).
+pub struct ResidentExperts<E> {
+    pub shape: ExpertLayer,
+    pub parts: [E; 3],
+}
+
+/// [`Backend::routed`] by uploading the three stacks whole.
+pub fn resident_routed<B: Backend + ?Sized>(
+    b: &mut B,
+    shape: &ExpertLayer,
+    tensors: &[TensorRef; 3],
+) -> Result<ResidentExperts<B::Experts>> {
+    let [g, u, d] = tensors;
+    Ok(ResidentExperts {
+        shape: shape.clone(),
+        parts: [b.experts(&g.view())?, b.experts(&u.view())?, b.experts(&d.view())?],
+    })
+}
+
+/// [`Backend::routed_ffn`] of resident stacks through [`Backend::matmul_id`].
+pub fn resident_routed_ffn<B: Backend + ?Sized>(
+    b: &mut B,
+    r: &ResidentExperts<B::Experts>,
+    h: &B::Tensor,
+    routes: &B::Routes,
+    acc: &mut B::Tensor,
+) -> Result<()> {
+    let (s, [gate, up, down]) = (&r.shape, &r.parts);
+    let pairs = b.rows(h) * s.n_used;
+    let mut g = b.zeros(pairs, s.ff)?;
+    let mut u = b.zeros(pairs, s.ff)?;
+    b.matmul_id(gate, h, routes, false, &mut g)?;
+    b.matmul_id(up, h, routes, false, &mut u)?;
+    let a = b.swiglu(&g, &u)?;
+    let mut d = b.zeros(pairs, s.n_embd)?;
+    b.matmul_id(down, &a, routes, true, &mut d)?;
+    b.add_pair_sums(&d, s.n_used, acc)
 }
 
 /// How a gate turns router logits into expert probabilities (`expert_gating_func`).

@@ -8,7 +8,8 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Output, Routing, group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, NOT_RESIDENT, OTHER_WAVE, Output,
+    Routing, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -235,6 +236,7 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
             ids: &ib.buffer,
             slot_of: &tb.buffer,
             weights: &wbuf.buffer,
+            fault: &ctx.fault_buffer().unwrap().buffer,
             n_tokens: tokens,
             n_used,
             weighted: true,
@@ -250,6 +252,66 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
         gx.chunks.len()
     );
     assert_close(&read(ctx, &y, pairs * rows), &expected, &bound, &what);
+}
+
+/// A pair whose expert is not resident is not computed and sets the fault word, which
+/// the host turns into an error; a pair of another wave is skipped without a fault.
+#[test]
+fn non_resident_experts_fault_and_other_waves_are_skipped() {
+    let ctx = context(true, None);
+    let (ty, rows, k) = (BlockType::Q8_0, 8, 64);
+    let expert = weights(ty, rows, k, 77);
+    let gx = GpuExperts::upload(&ctx, "experts", ty, k, rows, &expert).unwrap();
+    let (x, xb) = activations(&ctx, k, 3);
+    let run = |table: &[u32]| {
+        let ids = [0u32, 1, 2];
+        let up = |name, bytes: &[u8]| ctx.upload(name, bytes, wgpu::BufferUsages::STORAGE).unwrap();
+        let ib = up("ids", bytemuck::cast_slice(&ids));
+        let tb = up("slot table", bytemuck::cast_slice(table));
+        let wb = up("weights", bytemuck::cast_slice(&[1f32; 3]));
+        let y = ctx
+            .upload(
+                "y",
+                bytemuck::cast_slice(&vec![7f32; 3 * rows]),
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            )
+            .unwrap();
+        let act = Activations {
+            buffer: &xb.buffer,
+            cols: 1,
+            stride: k,
+            norm: None,
+        };
+        let fault = ctx.fault_buffer().unwrap();
+        let r = Routing {
+            ids: &ib.buffer,
+            slot_of: &tb.buffer,
+            weights: &wb.buffer,
+            fault: &fault.buffer,
+            n_tokens: 1,
+            n_used: 3,
+            weighted: false,
+        };
+        let mut rec = ctx.recorder();
+        gx.matvec_id(&ctx, &mut rec, &act, &r, &y.buffer, rows).unwrap();
+        ctx.queue.submit([rec.finish()]);
+        let words = ctx.read_back(&fault.buffer, 8).unwrap();
+        (read(&ctx, &y, 3 * rows), words)
+    };
+    let (want, _) = lowbit::cpu::matvec(ty, &expert, k, &x, 1).unwrap();
+    let (y, words) = run(&[0, OTHER_WAVE, NOT_RESIDENT]);
+    for r in 0..rows {
+        assert!((y[r] - want[r]).abs() <= 1e-4 * want[r].abs().max(1.0));
+    }
+    assert!(y[rows..].iter().all(|&v| v == 7.0), "skipped pairs were written");
+    assert_eq!(bytemuck::pod_collect_to_vec::<u8, u32>(&words), vec![1, 2]);
+    let err = ctx.check_fault(&words).unwrap_err().to_string();
+    assert!(err.contains("expert 2") && err.contains("without being resident"), "{err}");
+    // The check cleared the word: a step without a missing expert reads it clean.
+    let (_, words) = run(&[0, 0, 0]);
+    assert!(ctx.check_fault(&words).is_ok());
+    assert!(group_by_expert(&[0, 2], &[0, OTHER_WAVE, NOT_RESIDENT]).is_err());
+    assert_eq!(group_by_expert(&[0, 1], &[0, OTHER_WAVE, NOT_RESIDENT]).unwrap().1, vec![0, 0, 1]);
 }
 
 /// Run matvec on the GPU and compare with the CPU reference.

@@ -3,11 +3,13 @@
 //! codecs (no dequantized copy of the model).
 
 use crate::backend::{
+    ResidentExperts, resident_routed, resident_routed_ffn,
     Backend, Heads, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id, check_pair_sums,
     check_split, check_swiglu_stacked,
 };
 use crate::error::{Error, Result};
-use crate::gguf::TensorView;
+use crate::gguf::{TensorRef, TensorView};
+use crate::stream::ExpertLayer;
 use crate::quant::{self, BlockType};
 use rayon::prelude::*;
 
@@ -89,6 +91,22 @@ impl Backend for CpuBackend {
     type Experts = CpuExperts;
     type Routes = CpuRoutes;
     type Cache = CpuCache;
+    type Routed = ResidentExperts<CpuExperts>;
+
+    fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<Self::Routed> {
+        resident_routed(self, shape, tensors)
+    }
+
+    fn routed_ffn(
+        &mut self,
+        experts: &Self::Routed,
+        h: &CpuTensor,
+        routes: &CpuRoutes,
+        acc: &mut CpuTensor,
+        _next: Option<(&Self::Routed, &CpuRoutes)>,
+    ) -> Result<()> {
+        resident_routed_ffn(self, experts, h, routes, acc)
+    }
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())

@@ -14,16 +14,19 @@
 use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Norm, Output};
-use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
+use super::moe::GpuExperts;
+use super::stream::Streamer;
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
 use super::recorder::Recorder;
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, attention_of_parts, check_attention,
-    check_copy_columns, check_matmul_id, check_pair_sums, check_split, check_swiglu_stacked, swiglu_product_unfused,
+    check_copy_columns, check_pair_sums, check_split, check_swiglu_stacked, swiglu_product_unfused,
 };
 use crate::error::{Error, Result};
-use crate::gguf::TensorView;
+use crate::backend::{ResidentExperts, resident_routed};
+use crate::gguf::{TensorRef, TensorView};
+use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::time::Instant;
@@ -33,6 +36,12 @@ pub struct GpuTensor {
     buffer: Tracked,
     pub n: usize,
     pub width: usize,
+}
+
+impl GpuTensor {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer.buffer
+    }
 }
 
 /// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions, f32 (no
@@ -48,25 +57,34 @@ pub struct GpuCache {
 /// A stack of matrices with its expert→slot table (the identity: every matrix resident).
 pub struct GpuExpertStack {
     pub pool: GpuExperts,
-    slot_of: Tracked,
+    pub(crate) slot_of: Tracked,
 }
 
 /// Pairs grouped by matrix for `matmul_id`, on the device.
-struct GroupedBuffers {
-    order: Tracked,
-    segments: Tracked,
-    n_segments: usize,
-    max_count: usize,
+pub(crate) struct GroupedBuffers {
+    pub(crate) order: Tracked,
+    pub(crate) segments: Tracked,
+    pub(crate) n_segments: usize,
+    pub(crate) max_count: usize,
 }
 
 /// Routes on the device; the ids are also kept on the host when known there.
 pub struct GpuRoutes {
-    ids: Tracked,
-    weights: Tracked,
-    n_tokens: usize,
-    n_used: usize,
-    host_ids: OnceCell<Vec<u32>>,
-    grouped: OnceCell<GroupedBuffers>,
+    pub(crate) ids: Tracked,
+    pub(crate) weights: Tracked,
+    pub(crate) n_tokens: usize,
+    pub(crate) n_used: usize,
+    pub(crate) host_ids: OnceCell<Vec<u32>>,
+    /// Grouped by the identity table (resident stacks).
+    pub(crate) grouped: OnceCell<GroupedBuffers>,
+}
+
+/// A MoE layer's routed experts on the GPU.
+pub enum GpuRouted {
+    /// All uploaded at load.
+    Resident(ResidentExperts<GpuExpertStack>),
+    /// Streamed through the pools of [`Streamer`]; its layer index there.
+    Streamed(usize),
 }
 
 pub struct GpuBackend {
@@ -74,6 +92,8 @@ pub struct GpuBackend {
     recorder: Option<Recorder>,
     /// Time per operation, when profiling.
     profile: Option<OpProfile>,
+    /// Expert streaming, when loaded under a VRAM budget.
+    pub(crate) stream: Option<Streamer>,
 }
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -222,12 +242,13 @@ impl GpuBackend {
             ctx,
             recorder: None,
             profile: None,
+            stream: None,
         }
     }
 
     /// Record operation `op` into this step's command encoder (created on first use);
     /// while profiling, into one of its own, submitted and waited for.
-    fn record<T>(
+    pub(crate) fn record<T>(
         &mut self,
         op: impl Into<Cow<'static, str>>,
         f: impl FnOnce(&GpuContext, &mut Recorder) -> Result<T>,
@@ -253,7 +274,7 @@ impl GpuBackend {
         Ok(out)
     }
 
-    fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
+    pub(crate) fn tensor(&self, n: usize, width: usize) -> Result<GpuTensor> {
         Ok(GpuTensor {
             buffer: self
                 .ctx
@@ -357,33 +378,8 @@ impl GpuBackend {
         Ok(out)
     }
 
-    /// The routes' pairs grouped by matrix (built on first use, reading the ids back
-    /// when only the device has them).
-    fn grouped<'r>(&mut self, routes: &'r GpuRoutes, count: usize) -> Result<&'r GroupedBuffers> {
-        if routes.host_ids.get().is_none() {
-            self.flush();
-            let bytes = self.ctx.read_back(&routes.ids.buffer, routes.ids.buffer.size())?;
-            let _ = routes.host_ids.set(bytemuck::pod_collect_to_vec(&bytes));
-        }
-        if routes.grouped.get().is_none() {
-            let ids = &routes.host_ids.get().expect("set above")[..routes.n_tokens * routes.n_used];
-            let identity: Vec<u32> = (0..count as u32).collect();
-            let (order, segments) = group_by_expert(ids, &identity)?;
-            let max_count = segments.chunks(3).map(|s| s[2] as usize).max().unwrap_or(0);
-            let usage = wgpu::BufferUsages::STORAGE;
-            let g = GroupedBuffers {
-                order: self.ctx.upload("pair order", bytemuck::cast_slice(&order), usage)?,
-                segments: self.ctx.upload("segments", bytemuck::cast_slice(&segments), usage)?,
-                n_segments: segments.len() / 3,
-                max_count,
-            };
-            let _ = routes.grouped.set(g);
-        }
-        Ok(routes.grouped.get().expect("set above"))
-    }
-
     /// Submit the recorded step.
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if let Some(rec) = self.recorder.take() {
             self.ctx.queue.submit([rec.finish()]);
         }
@@ -460,6 +456,52 @@ impl Backend for GpuBackend {
     type Experts = GpuExpertStack;
     type Routes = GpuRoutes;
     type Cache = GpuCache;
+    type Routed = GpuRouted;
+
+    /// With a budget: refuse it now when the resident part cannot fit, then hold every
+    /// allocation to it and stream the routed experts.
+    fn plan(&mut self, plan: &MemoryPlan, options: &StreamOptions) -> Result<()> {
+        let Some(budget) = options.vram_budget else {
+            return Ok(());
+        };
+        plan.pool_bytes(budget)?;
+        self.ctx.set_vram_budget(Some(budget));
+        self.stream = Some(Streamer::new(plan.clone(), options.clone()));
+        Ok(())
+    }
+
+    fn loaded(&mut self) -> Result<()> {
+        match (&mut self.stream, self.ctx.vram_budget()) {
+            (Some(s), Some(budget)) => s.allocate(&self.ctx, budget),
+            _ => Ok(()),
+        }
+    }
+
+    fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<GpuRouted> {
+        match &mut self.stream {
+            Some(s) => Ok(GpuRouted::Streamed(s.register(&self.ctx, shape, tensors)?)),
+            None => Ok(GpuRouted::Resident(resident_routed(self, shape, tensors)?)),
+        }
+    }
+
+    fn routed_ffn(
+        &mut self,
+        experts: &GpuRouted,
+        h: &GpuTensor,
+        routes: &GpuRoutes,
+        acc: &mut GpuTensor,
+        next: Option<(&GpuRouted, &GpuRoutes)>,
+    ) -> Result<()> {
+        self.routed_ffn_of(experts, h, routes, acc, next)
+    }
+
+    fn predicts(&self) -> bool {
+        self.stream.as_ref().is_some_and(|s| s.prefetches())
+    }
+
+    fn stream_stats(&self) -> Option<StreamStats> {
+        self.stream.as_ref().map(|s| s.stats(&self.ctx))
+    }
 
     fn name(&self) -> String {
         format!(
@@ -820,42 +862,7 @@ impl Backend for GpuBackend {
         weighted: bool,
         y: &mut GpuTensor,
     ) -> Result<()> {
-        let pairs = routes.n_tokens * routes.n_used;
-        let e = &w.pool;
-        check_matmul_id((x.n, x.width), (y.n, y.width), routes.n_tokens, pairs, e.rows, e.k)?;
-        let act = Activations {
-            buffer: &x.buffer.buffer,
-            cols: x.n,
-            stride: x.width,
-            norm: None,
-        };
-        if routes.n_tokens <= MAX_COLS {
-            let routing = Routing {
-                ids: &routes.ids.buffer,
-                slot_of: &w.slot_of.buffer,
-                weights: &routes.weights.buffer,
-                n_tokens: routes.n_tokens,
-                n_used: routes.n_used,
-                weighted,
-            };
-            return self.record("matvec_id", |ctx, rec| {
-                e.matvec_id(ctx, rec, &act, &routing, &y.buffer.buffer, y.width)
-            });
-        }
-        let g = self.grouped(routes, e.slots)?;
-        let grouped = Grouped {
-            order: &g.order.buffer,
-            segments: &g.segments.buffer,
-            weights: &routes.weights.buffer,
-            n_segments: g.n_segments,
-            max_count: g.max_count,
-            n_tokens: routes.n_tokens,
-            n_used: routes.n_used,
-            weighted,
-        };
-        self.record("matmul_id", |ctx, rec| {
-            e.matmul_id(ctx, rec, &act, &grouped, &y.buffer.buffer, y.width)
-        })
+        self.expert_product(&w.pool, &w.slot_of.buffer, None, x, routes, weighted, y)
     }
 
     fn add_pair_sums(&mut self, y: &GpuTensor, n_used: usize, acc: &mut GpuTensor) -> Result<()> {
@@ -1075,9 +1082,19 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    /// Reads the expert fault word with the data (once an expert kernel has run): a
+    /// routed pair that met a non-resident expert fails the step here.
     fn to_host(&mut self, x: &GpuTensor) -> Result<Vec<f32>> {
         self.flush();
-        let bytes = self.ctx.read_back(&x.buffer.buffer, (x.n * x.width * 4) as u64)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        let bytes = (x.n * x.width * 4) as u64;
+        let mut parts = vec![(&x.buffer.buffer, bytes)];
+        if let Some(f) = self.ctx.fault.get() {
+            parts.push((&f.buffer, 8));
+        }
+        let back = self.ctx.read_back_parts(&parts)?;
+        if let Some(words) = back.get(1) {
+            self.ctx.check_fault(words)?;
+        }
+        Ok(bytemuck::pod_collect_to_vec(&back[0]))
     }
 }

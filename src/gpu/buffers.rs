@@ -28,15 +28,7 @@ impl GpuContext {
     /// vec4<u32>, `shaders/weights.wgsl`).
     pub fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> Result<Tracked> {
         let size = (bytes.len().max(16) as u64).div_ceil(16) * 16;
-        let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: true,
-            })
-        })?;
-        let buffer = self.track(buffer);
+        let buffer = self.create(label, size, usage, true)?;
         buffer
             .buffer
             .slice(..)
@@ -50,34 +42,45 @@ impl GpuContext {
 
     /// An uninitialized buffer of `size` bytes.
     pub fn alloc(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
-        let size = size.max(4).div_ceil(4) * 4;
-        let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
+        self.create(label, size.max(4).div_ceil(4) * 4, usage, false)
+    }
+
+    /// A buffer of `size` bytes, counted (and checked against the budget) before it is
+    /// created.
+    fn create(&self, label: &str, size: u64, usage: wgpu::BufferUsages, mapped: bool) -> Result<Tracked> {
+        let counter = self.reserve(label, size)?;
+        let created = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage,
-                mapped_at_creation: false,
+                mapped_at_creation: mapped,
             })
-        })?;
-        Ok(self.track(buffer))
+        });
+        match created {
+            Ok(buffer) => Ok(Tracked { buffer, counter }),
+            Err(e) => {
+                counter.fetch_sub(size, Ordering::Relaxed);
+                Err(e)
+            }
+        }
     }
 
-    fn track(&self, buffer: wgpu::Buffer) -> Tracked {
-        let counter = self.allocation_counter();
-        counter.fetch_add(buffer.size(), Ordering::Relaxed);
-        Tracked { buffer, counter }
-    }
-
-    /// Copy a buffer back to the host (blocking; for results and tests).
-    pub fn read_back(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.div_ceil(4) * 4;
+    /// Copy the first bytes of several buffers back to the host in one submission and
+    /// one wait: `parts` are (buffer, bytes).
+    pub fn read_back_parts(&self, parts: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+        let sizes: Vec<u64> = parts.iter().map(|&(_, b)| b.div_ceil(4) * 4).collect();
         let staging = self.alloc(
             "read-back",
-            size,
+            sizes.iter().sum(),
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         )?;
         let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(src, 0, &staging.buffer, 0, size);
+        let mut at = 0;
+        for (&(src, _), &size) in parts.iter().zip(&sizes) {
+            enc.copy_buffer_to_buffer(src, 0, &staging.buffer, at, size);
+            at += size;
+        }
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -87,14 +90,25 @@ impl GpuContext {
         rx.recv()
             .map_err(|_| Error::Gpu("read-back never completed".into()))?
             .map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
-        let out = staging
+        let mapped = staging
             .buffer
             .slice(..)
             .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?[..bytes as usize]
-            .to_vec();
+            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        let mut out = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for (&(_, bytes), &size) in parts.iter().zip(&sizes) {
+            out.push(mapped[at as usize..(at + bytes) as usize].to_vec());
+            at += size;
+        }
+        drop(mapped);
         staging.buffer.unmap();
         Ok(out)
+    }
+
+    /// Copy a buffer back to the host (blocking; for results and tests).
+    pub fn read_back(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        Ok(self.read_back_parts(&[(src, bytes)])?.remove(0))
     }
 }
 

@@ -70,12 +70,19 @@ pub struct GpuContext {
     /// device's `max_uniform_buffer_binding_size`, 0 when turned off).
     pub max_uniform_x_bytes: u64,
     allocated: Arc<AtomicU64>,
+    /// The most `allocated` has been since the context was made.
+    peak: Arc<AtomicU64>,
+    /// Device bytes lowbit may hold at once (`--vram-budget`); an allocation past it
+    /// fails with [`Error::Budget`] instead of happening.
+    budget: Option<u64>,
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) pipelines: Mutex<HashMap<super::pipelines::PipelineKey, Arc<wgpu::ComputePipeline>>>,
     /// Pipelines of the kernels that take no packed weights, by (shader, entry point).
     pub(crate) simple: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     /// The IQ lattice tables, uploaded on first use.
     pub(crate) grid: std::sync::OnceLock<super::buffers::Tracked>,
+    /// The fault word `matvec_id` sets when an expert is not resident, made on first use.
+    pub(crate) fault: std::sync::OnceLock<super::buffers::Tracked>,
 }
 
 impl GpuContext {
@@ -160,10 +167,13 @@ impl GpuContext {
             device,
             queue,
             allocated: Arc::new(AtomicU64::new(0)),
+            peak: Arc::new(AtomicU64::new(0)),
+            budget: None,
             lost: Arc::new(Mutex::new(None)),
             pipelines: Mutex::new(HashMap::new()),
             simple: Mutex::new(HashMap::new()),
             grid: std::sync::OnceLock::new(),
+            fault: std::sync::OnceLock::new(),
         }
     }
 
@@ -172,8 +182,33 @@ impl GpuContext {
         self.allocated.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn allocation_counter(&self) -> Arc<AtomicU64> {
-        self.allocated.clone()
+    /// The largest [`allocated_bytes`](Self::allocated_bytes) so far.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    pub fn vram_budget(&self) -> Option<u64> {
+        self.budget
+    }
+
+    /// Refuse allocations that would take lowbit's device bytes past `budget`.
+    pub fn set_vram_budget(&mut self, budget: Option<u64>) {
+        self.budget = budget;
+    }
+
+    /// Count `size` new bytes, or refuse them when they would exceed the budget.
+    pub(crate) fn reserve(&self, label: &str, size: u64) -> Result<Arc<AtomicU64>> {
+        let now = self.allocated.fetch_add(size, Ordering::Relaxed) + size;
+        if let Some(budget) = self.budget
+            && now > budget
+        {
+            self.allocated.fetch_sub(size, Ordering::Relaxed);
+            return Err(Error::Budget(format!(
+                "allocating {label} ({size} bytes) would take lowbit's device memory to {now} bytes, past the VRAM budget of {budget}"
+            )));
+        }
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        Ok(self.allocated.clone())
     }
 
     /// An error if the device was lost.
@@ -200,6 +235,33 @@ impl GpuContext {
         }
         self.check_lost()?;
         Ok(out)
+    }
+
+    /// The fault word of the expert kernels (two u32: set, expert), zero until a
+    /// kernel meets an expert that is not resident.
+    pub fn fault_buffer(&self) -> Result<&super::buffers::Tracked> {
+        if let Some(f) = self.fault.get() {
+            return Ok(f);
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let f = self.upload("expert fault word", &[0u8; 8], usage)?;
+        Ok(self.fault.get_or_init(|| f))
+    }
+
+    /// An error when the fault word read back as `words` is set (and the word cleared for
+    /// the next step): a routed pair met an expert that was not resident.
+    pub fn check_fault(&self, words: &[u8]) -> Result<()> {
+        let w: Vec<u32> = bytemuck::pod_collect_to_vec(words);
+        if w.first().copied().unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        if let Some(f) = self.fault.get() {
+            self.queue.write_buffer(&f.buffer, 0, &[0u8; 8]);
+        }
+        Err(Error::Gpu(format!(
+            "expert {} reached matvec_id without being resident (its pairs were not computed)",
+            w.get(1).copied().unwrap_or(0)
+        )))
     }
 
     /// Wait until all submitted work is done.

@@ -12,11 +12,13 @@ pub mod moe;
 pub mod pipelines;
 pub mod profile;
 pub mod recorder;
+mod routed;
+pub mod stream;
 
-pub use backend::{GpuBackend, GpuTensor};
+pub use backend::{GpuBackend, GpuRouted, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};
 pub use context::{GpuContext, GpuOptions, ShaderFeatures};
 pub use matvec::{Activations, Norm, Output};
-pub use moe::{GpuExperts, Grouped, Routing, group_by_expert};
+pub use moe::{GpuExperts, Grouped, NOT_RESIDENT, OTHER_WAVE, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};
 pub use recorder::Recorder;

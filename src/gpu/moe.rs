@@ -6,8 +6,8 @@
 //! A GGUF stores a layer's experts as a 3-D tensor `[k, rows, n_expert]`: expert `e` is
 //! the contiguous byte range of rows `[e * rows, (e + 1) * rows)`. [`GpuExperts`] holds
 //! `n_slots` such matrices; without streaming, slot `e` holds expert `e` and the table is
-//! the identity. A later expert cache fills slots as the router asks and rewrites only
-//! the table, so a miss never rebuilds a pipeline or a bind group layout.
+//! the identity. Streaming (`super::stream`) fills slots as the router asks and rewrites
+//! only the table, so a miss never rebuilds a pipeline or a bind group layout.
 
 use super::buffers::Tracked;
 use super::context::GpuContext;
@@ -34,13 +34,22 @@ pub struct GpuExperts {
     pub chunks: Vec<SlotChunk>,
 }
 
+/// A slot table entry: the expert is not in the pool. A pair routed to it is a
+/// scheduler bug; `matvec_id` records it in the fault word and `group_by_expert` fails.
+pub const NOT_RESIDENT: u32 = u32::MAX;
+/// A slot table entry: the expert's pairs run in another wave of this step.
+pub const OTHER_WAVE: u32 = u32::MAX - 1;
+
 /// Routing decisions on the device for `matvec_id`: for pair `t * n_used + j`,
 /// `ids` holds the expert (u32), `weights` the routing weight (f32); `slot_of[e]` is
-/// expert e's slot in the pool (u32; 0xffffffff when not resident).
+/// expert e's slot in the pool (u32, or [`NOT_RESIDENT`] / [`OTHER_WAVE`]). `fault`
+/// (two u32) is set when a pair's expert is [`NOT_RESIDENT`]: word 0 to 1, word 1 to
+/// the expert.
 pub struct Routing<'a> {
     pub ids: &'a wgpu::Buffer,
     pub slot_of: &'a wgpu::Buffer,
     pub weights: &'a wgpu::Buffer,
+    pub fault: &'a wgpu::Buffer,
     pub n_tokens: usize,
     pub n_used: usize,
     /// Scale each pair's result by its weight (else by 1).
@@ -63,7 +72,8 @@ pub struct Grouped<'a> {
 
 /// Host-side grouping of the pairs `t * n_used + j` by expert, for `matmul_id`.
 /// Returns `(order, segments)`: `order` lists pair indices expert by expert, and each
-/// segment is `[slot, offset into order, count]` for one expert present in `ids`.
+/// segment is `[slot, offset into order, count]` for one expert present in `ids`
+/// (experts of [`OTHER_WAVE`] are left out; a [`NOT_RESIDENT`] one is an error).
 pub fn group_by_expert(ids: &[u32], slot_of: &[u32]) -> Result<(Vec<u32>, Vec<u32>)> {
     let mut by_expert: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
     for (pair, &e) in ids.iter().enumerate() {
@@ -75,6 +85,15 @@ pub fn group_by_expert(ids: &[u32], slot_of: &[u32]) -> Result<(Vec<u32>, Vec<u3
         let slot = *slot_of
             .get(e as usize)
             .ok_or_else(|| Error::Shape(format!("expert {e} has no slot table entry")))?;
+        match slot {
+            OTHER_WAVE => continue,
+            NOT_RESIDENT => {
+                return Err(Error::Gpu(format!(
+                    "expert {e} reached matmul_id without being resident"
+                )));
+            }
+            _ => {}
+        }
         segments.extend_from_slice(&[slot, order.len() as u32, pairs.len() as u32]);
         order.extend(pairs);
     }
@@ -82,17 +101,53 @@ pub fn group_by_expert(ids: &[u32], slot_of: &[u32]) -> Result<(Vec<u32>, Vec<u3
 }
 
 impl GpuExperts {
-    /// Upload `n_slots` expert matrices from `bytes` (GGUF layout of a 3-D expert tensor,
-    /// or any run of whole experts), split into chunks of whole experts per binding.
+    /// Upload expert matrices from `bytes` (GGUF layout of a 3-D expert tensor, or any
+    /// run of whole experts), one slot each, split into chunks of whole experts per
+    /// binding.
     pub fn upload(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, rows: usize, bytes: &[u8]) -> Result<Self> {
-        let expert_bytes = ty.row_bytes(k)? * rows;
-        if !k.is_multiple_of(32) || expert_bytes == 0 || !bytes.len().is_multiple_of(expert_bytes) {
+        let expert_bytes = Self::expert_bytes(name, ty, k, rows)?;
+        if !bytes.len().is_multiple_of(expert_bytes) {
             return Err(Error::Shape(format!(
                 "experts '{name}': {} bytes are not whole {rows} x {k} {ty} matrices",
                 bytes.len()
             )));
         }
-        let slots = bytes.len() / expert_bytes;
+        Self::build(ctx, name, ty, k, rows, bytes.len() / expert_bytes, Some(bytes))
+    }
+
+    /// A pool of `slots` empty slots for `rows` x `k` matrices of `ty`, filled later with
+    /// [`write_slot`](Self::write_slot).
+    pub fn alloc(ctx: &GpuContext, name: &str, ty: BlockType, k: usize, rows: usize, slots: usize) -> Result<Self> {
+        let b = Self::expert_bytes(name, ty, k, rows)?;
+        if !b.is_multiple_of(4) {
+            return Err(Error::Shape(format!(
+                "experts '{name}': streamed matrices of {b} bytes (buffer writes need multiples of 4)"
+            )));
+        }
+        Self::build(ctx, name, ty, k, rows, slots, None)
+    }
+
+    /// Bytes of one matrix; the kernels need rows of whole 32-element units.
+    pub fn expert_bytes(name: &str, ty: BlockType, k: usize, rows: usize) -> Result<usize> {
+        let b = ty.row_bytes(k)? * rows;
+        if !k.is_multiple_of(32) || b == 0 {
+            return Err(Error::Shape(format!(
+                "experts '{name}': {rows} x {k} {ty} matrices (rows must be multiples of 32 elements)"
+            )));
+        }
+        Ok(b)
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        name: &str,
+        ty: BlockType,
+        k: usize,
+        rows: usize,
+        slots: usize,
+        bytes: Option<&[u8]>,
+    ) -> Result<Self> {
+        let expert_bytes = Self::expert_bytes(name, ty, k, rows)?;
         let per_chunk = ctx.max_binding_bytes as usize / expert_bytes;
         if per_chunk == 0 {
             return Err(Error::Gpu(format!(
@@ -100,14 +155,14 @@ impl GpuExperts {
                 ctx.max_binding_bytes
             )));
         }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         let mut chunks = Vec::new();
         for first_slot in (0..slots).step_by(per_chunk) {
             let n = per_chunk.min(slots - first_slot);
-            let buffer = ctx.upload(
-                name,
-                &bytes[first_slot * expert_bytes..(first_slot + n) * expert_bytes],
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            )?;
+            let buffer = match bytes {
+                Some(b) => ctx.upload(name, &b[first_slot * expert_bytes..(first_slot + n) * expert_bytes], usage)?,
+                None => ctx.alloc(name, (n * expert_bytes) as u64, usage)?,
+            };
             chunks.push(SlotChunk {
                 buffer,
                 first_slot,
@@ -121,6 +176,25 @@ impl GpuExperts {
             slots,
             chunks,
         })
+    }
+
+    /// Queue `bytes` (one matrix) into `slot`; it lands before the next submission.
+    pub fn write_slot(&self, ctx: &GpuContext, slot: usize, bytes: &[u8]) -> Result<()> {
+        let expert_bytes = self.ty.row_bytes(self.k)? * self.rows;
+        let chunk = self
+            .chunks
+            .iter()
+            .find(|c| slot >= c.first_slot && slot < c.first_slot + c.slots)
+            .ok_or_else(|| Error::Shape(format!("slot {slot} is outside a pool of {}", self.slots)))?;
+        if bytes.len() != expert_bytes {
+            return Err(Error::Shape(format!(
+                "{} bytes for a slot of {expert_bytes}",
+                bytes.len()
+            )));
+        }
+        let offset = ((slot - chunk.first_slot) * expert_bytes) as u64;
+        ctx.queue.write_buffer(&chunk.buffer.buffer, offset, bytes);
+        Ok(())
     }
 
     fn params(
@@ -209,6 +283,7 @@ impl GpuExperts {
                 routing.ids,
                 routing.slot_of,
                 routing.weights,
+                routing.fault,
             ];
             ctx.dispatch(rec, key, bytemuck::bytes_of(&params), &buffers, (gx, gy, pairs as u32))?;
         }

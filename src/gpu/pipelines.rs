@@ -275,7 +275,8 @@ impl GpuContext {
     /// The bind group layout of the kernels that read packed weights: 0 uniform
     /// parameters, 1 weights, 2 activations, 3 output, 4 IQ lattice tables, and for the
     /// expert kernels 5..=7 (ids or order, slot table or segments, routing weights), for
-    /// a dense matvec with a fused norm 5 (the norm's weight, uniform).
+    /// a dense matvec with a fused norm 5 (the norm's weight, uniform); `matvec_id` also
+    /// 8, the fault word it sets when an expert is not resident.
     /// Explicit, so that formats whose decoder ignores the lattice take the same bindings.
     fn weights_kernel_layout(&self, key: &PipelineKey) -> wgpu::BindGroupLayout {
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
@@ -305,6 +306,9 @@ impl GpuContext {
         ];
         if key.kernel.routed() {
             entries.extend([entry(5, read), entry(6, read), entry(7, read)]);
+            if key.kernel == Kernel::MatvecId {
+                entries.push(entry(8, wgpu::BufferBindingType::Storage { read_only: false }));
+            }
         } else if key.norm_pages > 0 {
             entries.push(entry(5, wgpu::BufferBindingType::Uniform));
         }

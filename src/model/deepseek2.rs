@@ -16,6 +16,7 @@ use crate::backend::{Backend, Heads, Rope, Values};
 use crate::error::{Error, Result};
 use crate::gguf::{File, TensorInfo, TensorView};
 use crate::quant::{self, BlockType};
+use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions};
 
 enum Query<B: Backend> {
     /// `attn_q_a` → RMSNorm (`attn_q_a_norm`) → `attn_q_b`.
@@ -49,9 +50,8 @@ struct Mlp<B: Backend> {
 struct Moe<B: Backend> {
     router: B::Matrix,
     bias: Option<B::Matrix>,
-    gate: B::Experts,
-    up: B::Experts,
-    down: B::Experts,
+    /// Gate, up and down of the routed experts.
+    experts: B::Routed,
     shared: Option<Mlp<B>>,
 }
 
@@ -130,6 +130,12 @@ impl<P: FnMut(usize, usize)> Loader<'_, P> {
         Ok(m)
     }
 
+    /// A reference to a tensor of the expected shape that keeps its shard open.
+    fn tensor_ref(&self, name: &str, dims: &[usize]) -> Result<crate::gguf::TensorRef> {
+        self.view(name, dims)?;
+        self.file.tensor_ref(name)
+    }
+
     fn has(&self, name: &str) -> bool {
         self.file.tensor(name).is_ok()
     }
@@ -167,10 +173,65 @@ fn split_kv_b(kv_b: &TensorView, c: &Deepseek2Config) -> Result<(TensorInfo, Vec
     ))
 }
 
+/// The routed-expert layers of a deepseek2 file, typed and sized from its tensors.
+fn expert_layers(file: &File, c: &Deepseek2Config) -> Result<Vec<ExpertLayer>> {
+    (c.dense_lead..c.n_layer)
+        .map(|l| {
+            let part = |name: &str| -> Result<(BlockType, u64)> {
+                let t = file.tensor(&format!("blk.{l}.ffn_{name}_exps.weight"))?;
+                Ok((t.info.ty, t.info.size / c.n_expert.max(1) as u64))
+            };
+            let parts = [part("gate")?, part("up")?, part("down")?];
+            Ok(ExpertLayer {
+                layer: l,
+                n_expert: c.n_expert,
+                n_used: c.n_used,
+                n_embd: c.n_embd,
+                ff: c.expert_ff,
+                types: parts.map(|p| p.0),
+                part_bytes: parts.map(|p| p.1),
+            })
+        })
+        .collect()
+}
+
+/// The device-memory plan of a deepseek2 file for `n_ctx` positions: the latent cache,
+/// and scratch for a forward pass of `n_ctx` tokens (every activation of a layer live
+/// at once, generously, plus 2 MiB for routes, parameters and page rounding).
+pub fn memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
+    let c = Deepseek2Config::from_gguf(file)?;
+    let kv = (c.n_layer * n_ctx * c.cache_width() * 4) as u64;
+    let per_token = 6 * c.n_embd
+        + 2 * c.n_head * c.qk_head()
+        + 2 * c.n_head * c.cache_width()
+        + c.n_head * (c.kv_lora + c.v_head)
+        + 2 * c.cache_width()
+        + 2 * c.n_expert
+        + c.n_used * (3 * c.expert_ff + c.n_embd)
+        + 3 * c.n_ff.max(c.expert_ff * c.n_shared)
+        + c.n_vocab;
+    let scratch = (4 * n_ctx * per_token) as u64 + (2 << 20);
+    Ok(MemoryPlan::of(file, kv, scratch, expert_layers(file, &c)?))
+}
+
 impl<B: Backend> Deepseek2<B> {
-    /// Load every weight onto `backend`; `progress(done, total)` is called per tensor.
+    /// Load every weight onto `backend`, everything resident; `progress(done, total)`
+    /// is called per tensor.
     pub fn load(file: &File, backend: &mut B, progress: impl FnMut(usize, usize)) -> Result<Self> {
+        Self::load_with(file, backend, &StreamOptions::default(), progress)
+    }
+
+    /// Load under `options`: with a VRAM budget, the memory plan is checked before any
+    /// upload, and the routed experts stream.
+    pub fn load_with(
+        file: &File,
+        backend: &mut B,
+        options: &StreamOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Self> {
         let c = Deepseek2Config::from_gguf(file)?;
+        backend.plan(&memory_plan(file, options.n_ctx)?, options)?;
+        let experts = expert_layers(file, &c)?;
         let mut ld = Loader {
             file,
             done: 0,
@@ -248,16 +309,25 @@ impl<B: Backend> Deepseek2<B> {
                     None
                 };
                 let (e, f, d) = (c.n_expert, c.expert_ff, c.n_embd);
+                let router = ld.matrix(backend, &n("ffn_gate_inp"), &[d, e])?;
+                let bias = if biased {
+                    Some(ld.matrix(backend, &bias_name(l), &[e])?)
+                } else {
+                    None
+                };
+                let tensors = [
+                    ld.tensor_ref(&n("ffn_gate_exps"), &[d, f, e])?,
+                    ld.tensor_ref(&n("ffn_up_exps"), &[d, f, e])?,
+                    ld.tensor_ref(&n("ffn_down_exps"), &[f, d, e])?,
+                ];
+                let experts = backend.routed(&experts[l - c.dense_lead], &tensors)?;
+                for _ in 0..3 {
+                    ld.tick();
+                }
                 Ffn::Moe(Moe {
-                    router: ld.matrix(backend, &n("ffn_gate_inp"), &[d, e])?,
-                    bias: if biased {
-                        Some(ld.matrix(backend, &bias_name(l), &[e])?)
-                    } else {
-                        None
-                    },
-                    gate: ld.experts(backend, &n("ffn_gate_exps"), &[d, f, e])?,
-                    up: ld.experts(backend, &n("ffn_up_exps"), &[d, f, e])?,
-                    down: ld.experts(backend, &n("ffn_down_exps"), &[f, d, e])?,
+                    router,
+                    bias,
+                    experts,
                     shared,
                 })
             };
@@ -268,6 +338,7 @@ impl<B: Backend> Deepseek2<B> {
                 ffn,
             });
         }
+        backend.loaded()?;
         let rope_q = Rope::new(
             c.n_head,
             c.qk_head(),
@@ -350,7 +421,18 @@ impl<B: Backend> Deepseek2<B> {
         b.matmul_add(&m.down, &s, x)
     }
 
-    fn moe(&self, b: &mut B, m: &Moe<B>, h: &B::Tensor, x: &mut B::Tensor, trace: Trace) -> Result<()> {
+    /// The MoE FFN of one layer into `x` (`h` is x normalized by the layer's
+    /// `ffn_norm`). `next` is the next MoE layer, whose router is applied to `x` to
+    /// predict its experts when the backend prefetches.
+    fn moe(
+        &self,
+        b: &mut B,
+        m: &Moe<B>,
+        h: &B::Tensor,
+        x: &mut B::Tensor,
+        next: Option<(&B::Matrix, &Moe<B>)>,
+        trace: Trace,
+    ) -> Result<()> {
         let c = &self.config;
         let n = b.rows(h);
         let logits = b.matmul(&m.router, h)?;
@@ -367,15 +449,15 @@ impl<B: Backend> Deepseek2<B> {
                 });
             }
         }
-        let pairs = n * c.n_used;
-        let mut g = b.zeros(pairs, c.expert_ff)?;
-        let mut u = b.zeros(pairs, c.expert_ff)?;
-        b.matmul_id(&m.gate, h, &routes, false, &mut g)?;
-        b.matmul_id(&m.up, h, &routes, false, &mut u)?;
-        let s = b.swiglu(&g, &u)?;
-        let mut d = b.zeros(pairs, c.n_embd)?;
-        b.matmul_id(&m.down, &s, &routes, true, &mut d)?;
-        b.add_pair_sums(&d, c.n_used, x)?;
+        let predicted = match next {
+            Some((norm, next)) if b.predicts() => {
+                let hn = b.rms_norm(x, norm, c.rms_eps)?;
+                let logits = b.matmul(&next.router, &hn)?;
+                Some((&next.experts, b.route(&logits, next.bias.as_ref(), &c.router())?))
+            }
+            _ => None,
+        };
+        b.routed_ffn(&m.experts, h, &routes, x, predicted.as_ref().map(|(e, r)| (*e, r)))?;
         if let Some(shared) = &m.shared {
             Self::shared_expert(b, shared, h, x)?;
         }
@@ -402,7 +484,11 @@ impl<B: Backend> Deepseek2<B> {
                 Ffn::Moe(m) => {
                     let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
                     let trace = session.trace.as_mut().map(|r| (r, pos0, l));
-                    self.moe(b, m, &h, &mut x, trace)?
+                    let next = self.layers.get(l + 1).and_then(|n| match &n.ffn {
+                        Ffn::Moe(next) => Some((&n.ffn_norm, next)),
+                        Ffn::Dense(_) => None,
+                    });
+                    self.moe(b, m, &h, &mut x, next, trace)?
                 }
             }
         }

@@ -15,6 +15,7 @@ pub use llama::Llama;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gguf::{File, Value};
+use crate::stream::{MemoryPlan, StreamOptions};
 use std::io::Write;
 
 /// The experts one token used in one MoE layer.
@@ -82,6 +83,29 @@ pub fn write_trace(out: &mut impl Write, records: &[RouteRecord]) -> std::io::Re
     Ok(())
 }
 
+fn architecture(file: &File) -> &str {
+    file.metadata("general.architecture")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The device-memory plan of a model file for `n_ctx` positions (see
+/// [`deepseek2::memory_plan`]).
+pub fn memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
+    match architecture(file) {
+        "deepseek2" => deepseek2::memory_plan(file, n_ctx),
+        _ => llama_memory_plan(file, n_ctx),
+    }
+}
+
+/// A llama file's plan: everything resident, K and V caches, scratch for `n_ctx` tokens.
+fn llama_memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
+    let c = LlamaConfig::from_gguf(file)?;
+    let kv = (c.n_layer * 2 * n_ctx * c.kv_dim() * 4) as u64;
+    let scratch = (4 * n_ctx * (8 * c.n_embd + 3 * c.n_ff + c.n_vocab)) as u64 + (2 << 20);
+    Ok(MemoryPlan::of(file, kv, scratch, Vec::new()))
+}
+
 /// Any supported architecture, chosen by `general.architecture`.
 pub enum Model<B: Backend> {
     Llama(Box<Llama<B>>),
@@ -89,15 +113,30 @@ pub enum Model<B: Backend> {
 }
 
 impl<B: Backend> Model<B> {
-    /// Load every weight onto `backend`; `progress(done, total)` is called per tensor.
+    /// Load every weight onto `backend`, all resident; `progress(done, total)` is called
+    /// per tensor.
     pub fn load(file: &File, backend: &mut B, progress: impl FnMut(usize, usize)) -> Result<Self> {
-        let arch = file
-            .metadata("general.architecture")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        match arch {
-            "llama" => Ok(Model::Llama(Box::new(Llama::load(file, backend, progress)?))),
-            "deepseek2" => Ok(Model::Deepseek2(Box::new(Deepseek2::load(file, backend, progress)?))),
+        Self::load_with(file, backend, &StreamOptions::default(), progress)
+    }
+
+    /// Load under `options` (a VRAM budget: checked against the memory plan before any
+    /// upload; the routed experts of a MoE model stream through slot pools).
+    pub fn load_with(
+        file: &File,
+        backend: &mut B,
+        options: &StreamOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Self> {
+        match architecture(file) {
+            "llama" => {
+                backend.plan(&llama_memory_plan(file, options.n_ctx)?, options)?;
+                let model = Llama::load(file, backend, progress)?;
+                backend.loaded()?;
+                Ok(Model::Llama(Box::new(model)))
+            }
+            "deepseek2" => Ok(Model::Deepseek2(Box::new(Deepseek2::load_with(
+                file, backend, options, progress,
+            )?))),
             other => Err(Error::Unsupported(format!(
                 "{}: architecture '{other}' (supported: llama, deepseek2)",
                 file.path().display()

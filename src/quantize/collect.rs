@@ -5,9 +5,10 @@
 //! so collecting is slower than inference.
 
 use super::imatrix::{Entry, Imatrix};
-use crate::backend::{Backend, Heads, Rope, Router, Values};
+use crate::backend::{Backend, Heads, ResidentExperts, Rope, Router, Values, resident_routed, resident_routed_ffn};
 use crate::error::Result;
-use crate::gguf::TensorView;
+use crate::gguf::{TensorRef, TensorView};
+use crate::stream::ExpertLayer;
 use std::collections::BTreeMap;
 
 /// A backend value with the GGUF name of the tensor it came from.
@@ -95,6 +96,21 @@ impl<B: Backend> Backend for Collect<B> {
     type Experts = Named<B::Experts>;
     type Routes = CollectRoutes<B::Routes>;
     type Cache = B::Cache;
+    type Routed = ResidentExperts<Named<B::Experts>>;
+
+    fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<Self::Routed> {
+        resident_routed(self, shape, tensors)
+    }
+    fn routed_ffn(
+        &mut self,
+        experts: &Self::Routed,
+        h: &Self::Tensor,
+        routes: &Self::Routes,
+        acc: &mut Self::Tensor,
+        _next: Option<(&Self::Routed, &Self::Routes)>,
+    ) -> Result<()> {
+        resident_routed_ffn(self, experts, h, routes, acc)
+    }
 
     fn name(&self) -> String {
         format!("{} (collecting an imatrix)", self.inner.name())

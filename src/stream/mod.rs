@@ -15,5 +15,5 @@ pub mod plan;
 pub mod stats;
 
 pub use cache::{ExpertKey, PolicyKind, SlotCache, Use};
-pub use plan::{MemoryPlan, StreamOptions, parse_size};
+pub use plan::{ExpertLayer, MemoryPlan, StreamOptions, parse_size};
 pub use stats::StreamStats;

@@ -32,6 +32,9 @@ pub struct ExpertLayer {
     pub layer: usize,
     pub n_expert: usize,
     pub n_used: usize,
+    /// Gate and up are `[ff][n_embd]` per expert, down `[n_embd][ff]`.
+    pub n_embd: usize,
+    pub ff: usize,
     pub types: [BlockType; 3],
     pub part_bytes: [u64; 3],
 }
