@@ -62,9 +62,6 @@ enum Command {
         n_predict: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Print prefill and decode tok/s and memory use.
-        #[arg(long)]
-        stats: bool,
         /// Time each operation of the decode steps and print the table (GPU backend;
         /// every operation is waited for on its own, so decoding is slower).
         #[arg(long)]
@@ -184,9 +181,43 @@ struct RunArgs {
     /// (`position layer expert:weight ...` lines).
     #[arg(long)]
     router_trace: Option<PathBuf>,
+    /// Device memory lowbit may use (e.g. 6GiB, 900MiB); routed experts stream through
+    /// the part the resident weights, KV cache and scratch leave (GPU backend).
+    #[arg(long, value_parser = lowbit::stream::parse_size)]
+    vram_budget: Option<u64>,
+    /// Which streamed expert to evict: lru, or reuse (layer-aware reuse distance).
+    #[arg(long, default_value = "reuse", value_parser = lowbit::stream::PolicyKind::parse)]
+    expert_policy: lowbit::stream::PolicyKind,
+    /// Predict the next MoE layer's experts with its router and upload them early.
+    #[arg(long)]
+    prefetch: bool,
+    /// Print speed, memory use and (when experts stream) streaming statistics.
+    #[arg(long)]
+    stats: bool,
 }
 
 impl RunArgs {
+    /// Streaming options for a context of `n_ctx` positions.
+    fn stream(&self, n_ctx: usize) -> lowbit::stream::StreamOptions {
+        lowbit::stream::StreamOptions {
+            vram_budget: self.vram_budget,
+            policy: self.expert_policy,
+            prefetch: self.prefetch,
+            n_ctx,
+        }
+    }
+
+    /// With --stats: memory use and what streaming did.
+    fn print_stats<B: Backend>(&self, backend: &B) {
+        if !self.stats {
+            return;
+        }
+        eprintln!("memory: {}", backend.memory_report());
+        if let Some(s) = backend.stream_stats() {
+            eprint!("{}", s.report());
+        }
+    }
+
     fn start_trace<B: Backend>(&self, session: &mut lowbit::model::Session<B>) {
         if self.router_trace.is_some() {
             session.trace = Some(Vec::new());
@@ -347,11 +378,12 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn load<B: Backend>(backend: &mut B, path: &std::path::Path) -> Result<(File, Model<B>, Tokenizer)> {
-    let file = File::open(path)?;
+/// Open `run.model` and load it for a context of `n_ctx` positions.
+fn load<B: Backend>(backend: &mut B, run: &RunArgs, n_ctx: usize) -> Result<(File, Model<B>, Tokenizer)> {
+    let file = File::open(&run.model)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let bar = progress_bar(0, "loading");
-    let model = Model::load(&file, backend, |done, total| {
+    let model = Model::load_with(&file, backend, &run.stream(n_ctx), |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -445,10 +477,10 @@ fn imatrix<B: Backend>(
     legacy: bool,
 ) -> Result<()> {
     let mut collect = lowbit::quantize::collect::Collect::new(backend);
-    let (_, model, tokenizer) = load(&mut collect, &run.model)?;
+    let n_ctx = run.ctx_size;
+    let (_, model, tokenizer) = load(&mut collect, &run, n_ctx)?;
     let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
     let tokens = tokenizer.encode(&text, true, false)?;
-    let n_ctx = run.ctx_size;
     let chunks = chunks.unwrap_or(usize::MAX).min(tokens.len() / n_ctx);
     if chunks == 0 {
         return Err(Error::Unsupported(format!(
@@ -499,11 +531,10 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             prompt,
             n_predict,
             sampling,
-            stats,
             profile,
             ignore_eos,
         } => {
-            let (_, model, tokenizer) = load(&mut backend, &run.model)?;
+            let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train()).max(ids.len() + 1);
             let mut session = model.session(&mut backend, n_ctx)?;
@@ -525,7 +556,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 },
             )?;
             run.finish_trace(&mut session)?;
-            if stats {
+            if run.stats {
                 eprintln!("backend: {}", backend.name());
                 eprintln!(
                     "prefill: {} tokens in {:.3} s ({:.1} tok/s)",
@@ -538,8 +569,8 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                     decode,
                     n as f64 / decode.max(1e-9)
                 );
-                eprintln!("memory: {}", backend.memory_report());
             }
+            run.print_stats(&backend);
             if let Some(table) = backend.profile_report(n.saturating_sub(1)) {
                 eprintln!("decode profile, per token:\n{table}");
             }
@@ -550,7 +581,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             sampling,
             n_predict,
         } => {
-            let (_, model, tokenizer) = load(&mut backend, &run.model)?;
+            let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train());
             let mut session = model.session(&mut backend, n_ctx)?;
             let mut sampler = lowbit::sample::Sampler::new(sampling.config());
@@ -561,6 +592,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 eprint!("> ");
                 let mut line = String::new();
                 if stdin.read_line(&mut line).map_err(|e| Error::io("stdin", e))? == 0 {
+                    run.print_stats(&backend);
                     return Ok(());
                 }
                 turns.push(("user".into(), line.trim_end().to_string()));
@@ -600,11 +632,12 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 Some(f) => parse_token_file(&f)?,
                 None => tokens,
             };
-            let (_, model, _) = load(&mut backend, &run.model)?;
+            let (_, model, _) = load(&mut backend, &run, tokens.len().max(1))?;
             let mut session = model.session(&mut backend, tokens.len().max(1))?;
             run.start_trace(&mut session);
             let logits = model.forward(&mut backend, &mut session, &tokens, true)?;
             run.finish_trace(&mut session)?;
+            run.print_stats(&backend);
             write_atomic(&output, bytemuck::cast_slice(&logits))?;
             eprintln!(
                 "{} positions x {} logits -> {}",
@@ -621,10 +654,10 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             save_logits,
             kld_base,
         } => {
-            let (_, model, tokenizer) = load(&mut backend, &run.model)?;
+            let n_ctx = run.ctx_size;
+            let (_, model, tokenizer) = load(&mut backend, &run, n_ctx)?;
             let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
             let tokens = tokenizer.encode(&text, true, false)?;
-            let n_ctx = run.ctx_size;
             let chunks = chunks.unwrap_or(usize::MAX).min(tokens.len() / n_ctx);
             let mut session = model.session(&mut backend, n_ctx)?;
             run.start_trace(&mut session);
@@ -673,6 +706,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             }
             let (ppl, err) = scores.perplexity();
             println!("PPL = {ppl:.4} +/- {err:.4}");
+            run.print_stats(&backend);
             Ok(())
         }
         _ => unreachable!("only model commands reach here"),

@@ -227,8 +227,8 @@ impl Streamer {
     }
 
     /// Make a wave's experts resident, upload the misses, and write the layer's table:
-    /// the wave's slots, [`OTHER_WAVE`] for the step's other experts (`step`), and
-    /// [`NOT_RESIDENT`] for the rest. Returns the table and counts the uses of `ids`.
+    /// the wave's slots, [`OTHER_WAVE`] for the step's other experts (`step`), the slots
+    /// of the other resident experts, and [`NOT_RESIDENT`] for the rest. Returns the table and counts the uses of `ids`.
     /// `tokens`: the step's tokens on its first wave, 0 on later ones.
     pub fn load_wave(
         &mut self,
@@ -249,7 +249,9 @@ impl Streamer {
         s.hits += ids.iter().filter(|e| in_wave(e) && hit.contains(e)).count() as u64;
         s.prefetch_wasted += adm.wasted as u64;
         let pool = &self.pools[self.layers[idx].pool];
-        let mut table = vec![NOT_RESIDENT; self.layers[idx].shape.n_expert];
+        let mut table: Vec<u32> = (0..self.layers[idx].shape.n_expert as u32)
+            .map(|expert| pool.cache.slot_of(ExpertKey { layer, expert }).unwrap_or(NOT_RESIDENT))
+            .collect();
         for &e in step {
             table[e as usize] = OTHER_WAVE;
         }

@@ -211,7 +211,10 @@ pub fn memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
         + 3 * c.n_ff.max(c.expert_ff * c.n_shared)
         + c.n_vocab;
     let scratch = (4 * n_ctx * per_token) as u64 + (2 << 20);
-    Ok(MemoryPlan::of(file, kv, scratch, expert_layers(file, &c)?))
+    // Per layer the per-head tables of attn_k_b and attn_v_b, per MoE layer a slot table.
+    let table = |n: usize| (4 * n as u64).div_ceil(16) * 16;
+    let tables = c.n_layer as u64 * 2 * table(c.n_head) + (c.n_layer - c.dense_lead) as u64 * table(c.n_expert);
+    Ok(MemoryPlan::of(file, tables, kv, scratch, expert_layers(file, &c)?))
 }
 
 impl<B: Backend> Deepseek2<B> {

@@ -103,7 +103,7 @@ fn llama_memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
     let c = LlamaConfig::from_gguf(file)?;
     let kv = (c.n_layer * 2 * n_ctx * c.kv_dim() * 4) as u64;
     let scratch = (4 * n_ctx * (8 * c.n_embd + 3 * c.n_ff + c.n_vocab)) as u64 + (2 << 20);
-    Ok(MemoryPlan::of(file, kv, scratch, Vec::new()))
+    Ok(MemoryPlan::of(file, 0, kv, scratch, Vec::new()))
 }
 
 /// Any supported architecture, chosen by `general.architecture`.

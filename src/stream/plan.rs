@@ -90,10 +90,11 @@ pub fn is_routed(name: &str) -> bool {
 }
 
 impl MemoryPlan {
-    /// The plan of `file`: its non-expert tensors resident, `kv_cache` and `scratch`
-    /// bytes, and the routed experts of `expert_layers`.
-    pub fn of(file: &File, kv_cache: u64, scratch: u64, expert_layers: Vec<ExpertLayer>) -> Self {
-        let mut resident: Vec<(&'static str, u64)> = Vec::new();
+    /// The plan of `file`: its non-expert tensors resident, `tables` bytes of lowbit's
+    /// own index tables (expert-to-slot, per-head), `kv_cache` and `scratch` bytes, and
+    /// the routed experts of `expert_layers`.
+    pub fn of(file: &File, tables: u64, kv_cache: u64, scratch: u64, expert_layers: Vec<ExpertLayer>) -> Self {
+        let mut resident: Vec<(&'static str, u64)> = vec![("index tables", tables)];
         for t in file.tensors() {
             if is_routed(&t.info.name) {
                 continue;

@@ -21,8 +21,19 @@ pub fn stepped_logits<B: lowbit::backend::Backend>(
     tokens: &[u32],
     steps: &[usize],
 ) -> Vec<f32> {
+    stepped_logits_with(backend, file, &Default::default(), tokens, steps)
+}
+
+/// [`stepped_logits`] of the model loaded under `options` (a VRAM budget).
+pub fn stepped_logits_with<B: lowbit::backend::Backend>(
+    backend: &mut B,
+    file: &lowbit::gguf::File,
+    options: &lowbit::stream::StreamOptions,
+    tokens: &[u32],
+    steps: &[usize],
+) -> Vec<f32> {
     assert_eq!(steps.iter().sum::<usize>(), tokens.len());
-    let model = lowbit::model::Model::load(file, backend, |_, _| {}).unwrap();
+    let model = lowbit::model::Model::load_with(file, backend, options, |_, _| {}).unwrap();
     let mut session = model.session(backend, tokens.len()).unwrap();
     let mut out = Vec::new();
     let mut at = 0;
