@@ -292,6 +292,27 @@ enum Bench {
         #[arg(long, default_value_t = 128)]
         copy_mib: u64,
     },
+    /// Expert streaming: hit rate, upload bytes and decode speed per expert budget and
+    /// policy (lru, reuse, reuse+prefetch, and Belady's optimum offline), decoding a
+    /// text token by token on the GPU.
+    Stream {
+        #[arg(short = 'm', long)]
+        model: PathBuf,
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Expert budgets as fractions of all routed-expert bytes.
+        #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.25,0.125")]
+        budgets: Vec<f64>,
+        /// Positions of the text to decode.
+        #[arg(long, default_value_t = 1000)]
+        tokens: usize,
+        /// Print the rows as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Draw hit rate against budget, one line per policy, into this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
 }
 
 fn parse_shape(s: &str) -> Result<(usize, usize)> {
@@ -910,6 +931,28 @@ fn run(cli: Cli) -> Result<()> {
             iters,
             copy_mib,
         }) => bench_kernels(&shapes, &formats, matmul_cols, iters, copy_mib),
+        Command::Bench(Bench::Stream {
+            model,
+            file,
+            budgets,
+            tokens,
+            json,
+            plot,
+        }) => {
+            use lowbit::stream::sweep;
+            if let Some(b) = budgets.iter().find(|b| !(**b > 0.0 && **b <= 1.0)) {
+                return Err(Error::Budget(format!("--budgets: {b} is not a fraction in (0, 1]")));
+            }
+            let gpu = lowbit::gpu::GpuOptions::from_env();
+            let rows = sweep::sweep(&model, &file, &budgets, tokens, &gpu, |r| {
+                eprintln!("{:.3} {}: hit rate {:.3}", r.budget, r.policy, r.hit_rate)
+            })?;
+            if let Some(path) = &plot {
+                write_atomic(path, sweep::svg(&rows).as_bytes())?;
+            }
+            out(&if json { sweep::json(&rows) + "\n" } else { sweep::table(&rows) });
+            Ok(())
+        }
         Command::Quantize(args) => quantize(args),
         command => main_with_backend(Cli { command }),
     }

@@ -246,22 +246,11 @@ fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }
 
-#[test]
-fn two_r1_layers_match_an_independent_f64_forward() {
+/// Write R1's first two layers (the first dense) typed by `ud-iq1_s` into `dir`,
+/// with the weights the oracle reads.
+fn write_r1(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String, Weights>) {
     let (metadata, specs) = r1::deepseek_r1(2, 1);
     let planned = plan_specs(&specs, &Recipe::preset("ud-iq1_s").unwrap().unwrap());
-    let find = |n: &str| planned.iter().find(|p| p.name == n).unwrap().ty;
-    assert_eq!(find("blk.1.ffn_gate_exps.weight"), BlockType::IQ1_S);
-    assert_eq!(
-        find("blk.1.ffn_down_exps.weight"),
-        BlockType::IQ2_XXS,
-        "first MoE layers' down_proj"
-    );
-    assert_eq!(find("blk.1.ffn_gate_inp.weight"), BlockType::F32);
-    assert_eq!(find("output.weight"), BlockType::Q6_K);
-    // attn_k_b rows are qk_nope = 128 long: Q6_K falls back to Q8_0.
-    assert_eq!(find("blk.0.attn_k_b.weight"), BlockType::Q8_0);
-
     let typed: Vec<TensorSpec> = planned
         .iter()
         .map(|p| TensorSpec {
@@ -270,8 +259,7 @@ fn two_r1_layers_match_an_independent_f64_forward() {
             dims: p.dims.clone(),
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r1-2layers.gguf");
+    let path = dir.join("r1-2layers.gguf");
     let t0 = Instant::now();
     let mut weights: HashMap<String, Weights> = HashMap::new();
     write(&path, &metadata, &typed, SplitPolicy::Single, |i, w| {
@@ -314,6 +302,27 @@ fn two_r1_layers_match_an_independent_f64_forward() {
         t0.elapsed()
     );
 
+    (path, weights)
+}
+
+#[test]
+fn two_r1_layers_match_an_independent_f64_forward() {
+    let (_, specs) = r1::deepseek_r1(2, 1);
+    let planned = plan_specs(&specs, &Recipe::preset("ud-iq1_s").unwrap().unwrap());
+    let find = |n: &str| planned.iter().find(|p| p.name == n).unwrap().ty;
+    assert_eq!(find("blk.1.ffn_gate_exps.weight"), BlockType::IQ1_S);
+    assert_eq!(
+        find("blk.1.ffn_down_exps.weight"),
+        BlockType::IQ2_XXS,
+        "first MoE layers' down_proj"
+    );
+    assert_eq!(find("blk.1.ffn_gate_inp.weight"), BlockType::F32);
+    assert_eq!(find("output.weight"), BlockType::Q6_K);
+    // attn_k_b rows are qk_nope = 128 long: Q6_K falls back to Q8_0.
+    assert_eq!(find("blk.0.attn_k_b.weight"), BlockType::Q8_0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (path, weights) = write_r1(dir.path());
     let file = File::open(&path).unwrap();
     let c = Deepseek2Config::from_gguf(&file).unwrap();
     assert_eq!(
@@ -413,4 +422,50 @@ fn full_r1_ud_iq1_s_plan() {
     assert!(summary.bytes_before as f64 / summary.bytes_after as f64 > 9.0);
     let plan = lowbit::inspect::memory_plan(&planned, r1::N_LAYER * r1::CACHE_WIDTH, 4096);
     assert!(plan.contains("137.2 KiB (35136 values)"), "{plan}");
+}
+
+/// R1's real expert sizes streamed on lavapipe (run with `--ignored`: about two minutes):
+/// three tokens (a 2-token prefill and a decode step) under a VRAM budget whose expert
+/// pool holds a quarter of the expert bytes give the same logits, bit for bit, as the
+/// fully resident GPU run, and device memory stays within the budget.
+#[test]
+#[ignore]
+fn r1_decodes_on_the_gpu_under_a_quarter_expert_budget() {
+    use lowbit::gpu::{GpuBackend, GpuOptions};
+    use lowbit::stream::StreamOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_r1(dir.path());
+    let file = File::open(&path).unwrap();
+    let tokens = [0u32, 17, 90_001];
+    let run = |options: &StreamOptions| {
+        let t = Instant::now();
+        let mut gpu = GpuBackend::new(GpuOptions::default()).unwrap();
+        let model = Model::load_with(&file, &mut gpu, options, |_, _| {}).unwrap();
+        let mut session = model.session(&mut gpu, 4).unwrap();
+        let mut logits = model.forward(&mut gpu, &mut session, &tokens[..2], true).unwrap();
+        logits.extend(model.forward(&mut gpu, &mut session, &tokens[2..], true).unwrap());
+        eprintln!("gpu {:?}: load and 3 tokens in {:.1?}, peak {:.1} MiB", options.vram_budget, t.elapsed(), gpu.ctx.peak_bytes() as f64 / (1 << 20) as f64);
+        (logits, gpu.stream_stats())
+    };
+    let (resident, _) = run(&StreamOptions::default());
+    let plan = lowbit::model::memory_plan(&file, 4).unwrap();
+    let budget = plan.budget_for(0.25);
+    eprintln!(
+        "experts {:.1} MiB, resident {:.1} MiB, budget {:.1} MiB",
+        plan.expert_bytes() as f64 / (1 << 20) as f64,
+        plan.resident_bytes() as f64 / (1 << 20) as f64,
+        budget as f64 / (1 << 20) as f64
+    );
+    let options = StreamOptions {
+        vram_budget: Some(budget),
+        n_ctx: 4,
+        ..Default::default()
+    };
+    let (streamed, stats) = run(&options);
+    let stats = stats.unwrap();
+    eprint!("{}", stats.report());
+    assert!(stats.slot_fraction <= 0.25, "{}", stats.slot_fraction);
+    assert!(stats.vram_peak <= budget);
+    assert!(stats.total().demand_bytes > 0);
+    assert!(resident.iter().zip(&streamed).all(|(a, b)| a.to_bits() == b.to_bits()));
 }

@@ -183,7 +183,8 @@ impl GpuBackend {
         let _ = routes.host_ids.set(ids.clone());
         let step: Vec<u32> = ids.iter().copied().collect::<BTreeSet<u32>>().into_iter().collect();
         let waves = s.waves(idx, &ids, n_tokens);
-        let mut stall = start.elapsed();
+        let wait = start.elapsed();
+        let mut upload = std::time::Duration::ZERO;
         for (w, wave) in waves.iter().enumerate() {
             let t = Instant::now();
             if w > 0 {
@@ -197,10 +198,10 @@ impl GpuBackend {
                 let predicted: Vec<u32> = bytemuck::pod_collect_to_vec(p);
                 s.prefetch(&self.ctx, idx, &wave.experts, j, &predicted)?;
             }
-            stall += t.elapsed();
+            upload += t.elapsed();
             self.wave_products(s, idx, Some(&table), h, routes, (&mut g, &mut u), &mut d)?;
         }
-        s.count_wait(idx, true, stall);
+        s.count_wait(idx, wait, upload);
         self.add_pair_sums(&d, n_used, acc)
     }
 }

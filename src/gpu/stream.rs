@@ -173,6 +173,11 @@ impl Streamer {
             for &i in members {
                 self.layers[i].pool = pool;
             }
+            self.stats.pools.push(crate::stream::stats::PoolStats {
+                layers: members.iter().map(|&i| self.layers[i].shape.layer).collect(),
+                slots,
+                expert_bytes: c.expert_bytes(),
+            });
             slots_total += slots;
             slot_bytes += slots as u64 * c.expert_bytes();
             if slots == all {
@@ -181,6 +186,10 @@ impl Streamer {
                     self.load(ctx, i, &experts, 0)?;
                 }
             }
+        }
+        // Filling complete pools is loading, not streaming.
+        for l in &mut self.stats.layers {
+            l.demand_bytes = 0;
         }
         self.stats.slots = slots_total;
         self.stats.slot_fraction = slot_bytes as f64 / total.max(1) as f64;
@@ -321,11 +330,12 @@ impl Streamer {
         Ok(bytes)
     }
 
-    /// Count a read-back and stall time for layer `idx`.
-    pub fn count_wait(&mut self, idx: usize, read_back: bool, stall: Duration) {
+    /// Count a read-back of layer `idx`, the time waiting for it, and upload time.
+    pub fn count_wait(&mut self, idx: usize, wait: Duration, upload: Duration) {
         let s = &mut self.stats.layers[idx];
-        s.read_backs += read_back as u64;
-        s.stall += stall;
+        s.read_backs += 1;
+        s.wait += wait;
+        s.upload += upload;
     }
 
     /// Count the uses of a step that needed no read-back (every expert resident).

@@ -5,6 +5,7 @@
 //! * [`cache`]: the slots of one pool and the eviction policies (`--expert-policy`).
 //! * [`belady`]: the offline optimum over a recorded router trace.
 //! * [`stats`]: hit rate, upload bytes, stalls and read-backs per layer (`--stats`).
+//! * [`sweep`]: `lowbit bench stream`, budgets x policies on one text.
 //!
 //! The device half (pools in VRAM, uploads, the expert-to-slot tables) is
 //! `crate::gpu::stream`.
@@ -13,6 +14,7 @@ pub mod belady;
 pub mod cache;
 pub mod plan;
 pub mod stats;
+pub mod sweep;
 
 pub use cache::{ExpertKey, PolicyKind, SlotCache, Use};
 pub use plan::{ExpertLayer, MemoryPlan, StreamOptions, parse_size};

@@ -20,8 +20,10 @@ pub struct LayerStats {
     pub chosen_with_prediction: u64,
     /// Prefetched experts evicted before any use.
     pub prefetch_wasted: u64,
-    /// Time the host waited for the routes and uploaded misses before the layer ran.
-    pub stall: Duration,
+    /// Time the host waited for the routes to come back (the read-back also waits for
+    /// the work recorded before the router), and time it spent queueing uploads.
+    pub wait: Duration,
+    pub upload: Duration,
     pub read_backs: u64,
     /// Waves the layer's steps took (a step whose experts exceed the pool takes several).
     pub waves: u64,
@@ -46,6 +48,15 @@ pub struct StreamStats {
     /// Expert slots over all pools and the share of all expert bytes they hold.
     pub slots: usize,
     pub slot_fraction: f64,
+    pub pools: Vec<PoolStats>,
+}
+
+/// One slot pool: the model layers it serves, its slots, and one expert's bytes.
+#[derive(Clone, Debug, Default)]
+pub struct PoolStats {
+    pub layers: Vec<usize>,
+    pub slots: usize,
+    pub expert_bytes: u64,
 }
 
 impl StreamStats {
@@ -61,7 +72,8 @@ impl StreamStats {
             t.predicted_used += l.predicted_used;
             t.chosen_with_prediction += l.chosen_with_prediction;
             t.prefetch_wasted += l.prefetch_wasted;
-            t.stall += l.stall;
+            t.wait += l.wait;
+            t.upload += l.upload;
             t.read_backs += l.read_backs;
             t.waves += l.waves;
         }
@@ -91,9 +103,9 @@ impl StreamStats {
         );
         let _ = writeln!(
             out,
-            "| layer | hit rate | MiB uploaded / token | prefetch precision | prefetch recall | stall ms / token | read-backs / token |"
+            "| layer | hit rate | MiB uploaded / token | prefetch precision | prefetch recall | read-back wait ms / token | upload ms / token | read-backs / token |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
         let total = self.total();
         let rows = self.layers.iter().map(|l| (l.layer.to_string(), l));
         for (name, l) in rows.chain(std::iter::once(("all".to_string(), &total))) {
@@ -106,12 +118,13 @@ impl StreamStats {
             };
             let _ = writeln!(
                 out,
-                "| {name} | {:.1}% | {:.3} | {} | {} | {:.2} | {:.2} |",
+                "| {name} | {:.1}% | {:.3} | {} | {} | {:.2} | {:.2} | {:.2} |",
                 100.0 * l.hit_rate(),
                 per_token(mib(l.demand_bytes + l.prefetch_bytes)),
                 ratio(l.predicted_used, l.predicted),
                 ratio(l.predicted_used, l.chosen_with_prediction),
-                per_token(l.stall.as_secs_f64() * 1e3),
+                per_token(l.wait.as_secs_f64() * 1e3),
+                per_token(l.upload.as_secs_f64() * 1e3),
                 per_token(l.read_backs as f64),
             );
         }
