@@ -431,6 +431,7 @@ fn full_r1_ud_iq1_s_plan() {
 #[test]
 #[ignore]
 fn r1_decodes_on_the_gpu_under_a_quarter_expert_budget() {
+    use lowbit::backend::Backend;
     use lowbit::gpu::{GpuBackend, GpuOptions};
     use lowbit::stream::StreamOptions;
     let dir = tempfile::tempdir().unwrap();
