@@ -5,6 +5,7 @@
 //! * [`gpu`]: wgpu context and fused kernels that decode packed blocks in registers.
 //! * [`cpu`]: reference operations the GPU kernels are checked against.
 //! * [`inspect`]: per-tensor-class size and bits-per-weight summaries.
+//! * [`stream`]: expert streaming under a VRAM budget (plan, slot policies, Belady, stats).
 
 pub mod backend;
 pub mod cpu;

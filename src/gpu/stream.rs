@@ -58,7 +58,7 @@ pub struct Streamer {
     predicted: Vec<Option<BTreeSet<u32>>>,
 }
 
-/// The experts of one layer step that run together, and what loading them did.
+/// Experts of one layer step that run together (sorted).
 pub struct Wave {
     pub experts: Vec<u32>,
 }
@@ -210,11 +210,6 @@ impl Streamer {
     pub fn bindings(&self, idx: usize) -> (&[GpuExperts; 3], &wgpu::Buffer) {
         let l = &self.layers[idx];
         (&self.pools[l.pool].parts, &l.table.buffer)
-    }
-
-    /// The streamed index of model layer `layer`.
-    pub fn index_of(&self, layer: usize) -> Option<usize> {
-        self.by_layer.get(&(layer as u32)).copied()
     }
 
     /// Split a step's distinct experts (of the pair ids `ids`) into waves that fit the

@@ -27,13 +27,6 @@ pub struct ExpertKey {
     pub expert: u32,
 }
 
-/// A use of an expert by a layer step, with the router's weight for it.
-#[derive(Clone, Copy, Debug)]
-pub struct Use {
-    pub key: ExpertKey,
-    pub weight: f32,
-}
-
 /// `--expert-policy`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PolicyKind {

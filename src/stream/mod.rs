@@ -16,6 +16,6 @@ pub mod plan;
 pub mod stats;
 pub mod sweep;
 
-pub use cache::{ExpertKey, PolicyKind, SlotCache, Use};
+pub use cache::{ExpertKey, PolicyKind, SlotCache};
 pub use plan::{ExpertLayer, MemoryPlan, StreamOptions, parse_size};
 pub use stats::StreamStats;
