@@ -82,7 +82,7 @@ pub struct GpuRoutes {
 /// A MoE layer's routed experts on the GPU.
 pub enum GpuRouted {
     /// All uploaded at load.
-    Resident(ResidentExperts<GpuExpertStack>),
+    Resident(Box<ResidentExperts<GpuExpertStack>>),
     /// Streamed through the pools of [`Streamer`]; its layer index there.
     Streamed(usize),
 }
@@ -480,7 +480,7 @@ impl Backend for GpuBackend {
     fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<GpuRouted> {
         match &mut self.stream {
             Some(s) => Ok(GpuRouted::Streamed(s.register(&self.ctx, shape, tensors)?)),
-            None => Ok(GpuRouted::Resident(resident_routed(self, shape, tensors)?)),
+            None => Ok(GpuRouted::Resident(Box::new(resident_routed(self, shape, tensors)?))),
         }
     }
 
