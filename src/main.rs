@@ -950,7 +950,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &plot {
                 write_atomic(path, sweep::svg(&rows).as_bytes())?;
             }
-            out(&if json { sweep::json(&rows) + "\n" } else { sweep::table(&rows) });
+            out(&if json {
+                sweep::json(&rows) + "\n"
+            } else {
+                sweep::table(&rows)
+            });
             Ok(())
         }
         Command::Quantize(args) => quantize(args),

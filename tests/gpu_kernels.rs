@@ -8,8 +8,8 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, NOT_RESIDENT, OTHER_WAVE, Output,
-    Routing, group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, NOT_RESIDENT, OTHER_WAVE,
+    Output, Routing, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -306,12 +306,18 @@ fn non_resident_experts_fault_and_other_waves_are_skipped() {
     assert!(y[rows..].iter().all(|&v| v == 7.0), "skipped pairs were written");
     assert_eq!(bytemuck::pod_collect_to_vec::<u8, u32>(&words), vec![1, 2]);
     let err = ctx.check_fault(&words).unwrap_err().to_string();
-    assert!(err.contains("expert 2") && err.contains("without being resident"), "{err}");
+    assert!(
+        err.contains("expert 2") && err.contains("without being resident"),
+        "{err}"
+    );
     // The check cleared the word: a step without a missing expert reads it clean.
     let (_, words) = run(&[0, 0, 0]);
     assert!(ctx.check_fault(&words).is_ok());
     assert!(group_by_expert(&[0, 2], &[0, OTHER_WAVE, NOT_RESIDENT]).is_err());
-    assert_eq!(group_by_expert(&[0, 1], &[0, OTHER_WAVE, NOT_RESIDENT]).unwrap().1, vec![0, 0, 1]);
+    assert_eq!(
+        group_by_expert(&[0, 1], &[0, OTHER_WAVE, NOT_RESIDENT]).unwrap().1,
+        vec![0, 0, 1]
+    );
 }
 
 /// Run matvec on the GPU and compare with the CPU reference.

@@ -445,7 +445,12 @@ fn r1_decodes_on_the_gpu_under_a_quarter_expert_budget() {
         let mut session = model.session(&mut gpu, 4).unwrap();
         let mut logits = model.forward(&mut gpu, &mut session, &tokens[..2], true).unwrap();
         logits.extend(model.forward(&mut gpu, &mut session, &tokens[2..], true).unwrap());
-        eprintln!("gpu {:?}: load and 3 tokens in {:.1?}, peak {:.1} MiB", options.vram_budget, t.elapsed(), gpu.ctx.peak_bytes() as f64 / (1 << 20) as f64);
+        eprintln!(
+            "gpu {:?}: load and 3 tokens in {:.1?}, peak {:.1} MiB",
+            options.vram_budget,
+            t.elapsed(),
+            gpu.ctx.peak_bytes() as f64 / (1 << 20) as f64
+        );
         (logits, gpu.stream_stats())
     };
     let (resident, _) = run(&StreamOptions::default());

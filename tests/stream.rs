@@ -16,7 +16,12 @@ use lowbit::stream::{PolicyKind, StreamOptions};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> File {
-    File::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name)).unwrap()
+    File::open(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// The first `n` tokens of llama.cpp's reference prompt.
@@ -63,12 +68,27 @@ fn budgets_give_identical_logits(name: &str, settings: &[Setting]) {
             );
             let stats = b.stream_stats().expect("streaming");
             let total = stats.total();
-            assert!(stats.vram_peak <= budget, "{what}: peak {} over {budget}", stats.vram_peak);
+            assert!(
+                stats.vram_peak <= budget,
+                "{what}: peak {} over {budget}",
+                stats.vram_peak
+            );
             assert_eq!(stats.tokens, tokens.len() as u64, "{what}");
-            assert_eq!(total.uses, (tokens.len() * 4 * 5) as u64, "{what}: every (token, layer, expert) use counted");
+            assert_eq!(
+                total.uses,
+                (tokens.len() * 4 * 5) as u64,
+                "{what}: every (token, layer, expert) use counted"
+            );
             if fraction < 1.0 {
-                assert!(total.hits < total.uses && total.demand_bytes > 0, "{what}: nothing streamed");
-                assert!(stats.slot_fraction <= fraction + 0.05, "{what}: {} of experts in slots", stats.slot_fraction);
+                assert!(
+                    total.hits < total.uses && total.demand_bytes > 0,
+                    "{what}: nothing streamed"
+                );
+                assert!(
+                    stats.slot_fraction <= fraction + 0.05,
+                    "{what}: {} of experts in slots",
+                    stats.slot_fraction
+                );
             } else {
                 assert_eq!(total.hits, total.uses, "{what}");
             }
@@ -78,7 +98,10 @@ fn budgets_give_identical_logits(name: &str, settings: &[Setting]) {
                 assert!(total.waves > (steps.len() * 5) as u64, "{what}: no step took two waves");
             }
             if prefetch {
-                assert!(total.predicted > 0 && total.prefetch_bytes > 0, "{what}: nothing prefetched");
+                assert!(
+                    total.predicted > 0 && total.prefetch_bytes > 0,
+                    "{what}: nothing prefetched"
+                );
             }
         }
     }
@@ -99,16 +122,28 @@ fn a_budget_too_small_is_refused_before_any_upload() {
     let file = fixture("tiny-moe-f16.gguf");
     let plan = memory_plan(&file, 64).unwrap();
     let setting = SETTINGS[0];
-    for budget in [plan.resident_bytes() / 2, plan.fixed_bytes() + plan.min_pool_bytes() - 1] {
+    for budget in [
+        plan.resident_bytes() / 2,
+        plan.fixed_bytes() + plan.min_pool_bytes() - 1,
+    ] {
         let mut b = backend(setting, None);
         let options = StreamOptions {
             vram_budget: Some(budget),
             n_ctx: 64,
             ..Default::default()
         };
-        let err = Model::load_with(&file, &mut b, &options, |_, _| {}).err().expect("refused");
+        let err = Model::load_with(&file, &mut b, &options, |_, _| {})
+            .err()
+            .expect("refused");
         let msg = err.to_string();
-        for part in ["resident", "attention", "embeddings", "KV cache", "scratch", "expert slots"] {
+        for part in [
+            "resident",
+            "attention",
+            "embeddings",
+            "KV cache",
+            "scratch",
+            "expert slots",
+        ] {
             assert!(msg.contains(part), "{msg}: no {part}");
         }
         assert_eq!(b.ctx.allocated_bytes(), 0, "uploaded before refusing: {msg}");
@@ -123,10 +158,15 @@ fn a_budget_too_small_is_refused_before_any_upload() {
     let mut b = backend(setting, None);
     let toks = tokens(20);
     let logits = stepped_logits_with(&mut b, &file, &options, &toks, &mixed_steps(20));
-    assert_eq!(logits, stepped_logits(&mut backend(setting, None), &file, &toks, &mixed_steps(20)));
+    assert_eq!(
+        logits,
+        stepped_logits(&mut backend(setting, None), &file, &toks, &mixed_steps(20))
+    );
     assert!(b.ctx.peak_bytes() <= budget);
     // The CPU backend has no VRAM to budget.
-    let err = Model::load_with(&file, &mut CpuBackend, &options, |_, _| {}).err().unwrap();
+    let err = Model::load_with(&file, &mut CpuBackend, &options, |_, _| {})
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("--vram-budget needs the GPU"), "{err}");
 }
 
@@ -144,4 +184,3 @@ fn allocations_past_the_budget_fail_and_leave_the_count() {
     drop(kept);
     assert_eq!(b.ctx.allocated_bytes(), before);
 }
-

@@ -3,14 +3,13 @@
 //! codecs (no dequantized copy of the model).
 
 use crate::backend::{
-    ResidentExperts, resident_routed, resident_routed_ffn,
-    Backend, Heads, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id, check_pair_sums,
-    check_split, check_swiglu_stacked,
+    Backend, Heads, ResidentExperts, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
+    check_pair_sums, check_split, check_swiglu_stacked, resident_routed, resident_routed_ffn,
 };
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
-use crate::stream::ExpertLayer;
 use crate::quant::{self, BlockType};
+use crate::stream::ExpertLayer;
 use rayon::prelude::*;
 
 /// Activations `[n][width]`.

@@ -15,16 +15,16 @@ use super::buffers::{GpuWeights, Tracked};
 use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Norm, Output};
 use super::moe::GpuExperts;
-use super::stream::Streamer;
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::profile::OpProfile;
 use super::recorder::Recorder;
+use super::stream::Streamer;
 use crate::backend::{
     Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, attention_of_parts, check_attention,
     check_copy_columns, check_pair_sums, check_split, check_swiglu_stacked, swiglu_product_unfused,
 };
-use crate::error::{Error, Result};
 use crate::backend::{ResidentExperts, resident_routed};
+use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
 use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 use std::borrow::Cow;

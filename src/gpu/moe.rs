@@ -160,7 +160,11 @@ impl GpuExperts {
         for first_slot in (0..slots).step_by(per_chunk) {
             let n = per_chunk.min(slots - first_slot);
             let buffer = match bytes {
-                Some(b) => ctx.upload(name, &b[first_slot * expert_bytes..(first_slot + n) * expert_bytes], usage)?,
+                Some(b) => ctx.upload(
+                    name,
+                    &b[first_slot * expert_bytes..(first_slot + n) * expert_bytes],
+                    usage,
+                )?,
                 None => ctx.alloc(name, (n * expert_bytes) as u64, usage)?,
             };
             chunks.push(SlotChunk {

@@ -47,7 +47,14 @@ impl GpuBackend {
         y: &mut GpuTensor,
     ) -> Result<()> {
         let pairs = routes.n_tokens * routes.n_used;
-        check_matmul_id((x.n, x.width), (y.n, y.width), routes.n_tokens, pairs, pool.rows, pool.k)?;
+        check_matmul_id(
+            (x.n, x.width),
+            (y.n, y.width),
+            routes.n_tokens,
+            pairs,
+            pool.rows,
+            pool.k,
+        )?;
         let act = Activations {
             buffer: x.buffer(),
             cols: x.n,

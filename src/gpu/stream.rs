@@ -86,7 +86,10 @@ impl Streamer {
         for (p, t) in tensors.iter().enumerate() {
             let info = t.info();
             let per_expert = info.size / shape.n_expert.max(1) as u64;
-            if info.ty != shape.types[p] || per_expert != shape.part_bytes[p] || info.dims.get(2) != Some(&(shape.n_expert as u64)) {
+            if info.ty != shape.types[p]
+                || per_expert != shape.part_bytes[p]
+                || info.dims.get(2) != Some(&(shape.n_expert as u64))
+            {
                 return Err(Error::Tensor {
                     path: t.shard.path.clone(),
                     tensor: info.name.clone(),
@@ -125,7 +128,8 @@ impl Streamer {
         let mut classes: Vec<(ExpertLayer, Vec<usize>)> = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
             let same = |c: &ExpertLayer| {
-                (c.types, c.part_bytes, c.n_embd, c.ff) == (l.shape.types, l.shape.part_bytes, l.shape.n_embd, l.shape.ff)
+                (c.types, c.part_bytes, c.n_embd, c.ff)
+                    == (l.shape.types, l.shape.part_bytes, l.shape.n_embd, l.shape.ff)
             };
             match classes.iter_mut().find(|(c, _)| same(c)) {
                 Some((_, members)) => members.push(i),
@@ -266,7 +270,8 @@ impl Streamer {
                 .slot_of(key)
                 .ok_or_else(|| Error::Gpu(format!("expert {e} of layer {layer} was admitted but has no slot")))?;
         }
-        ctx.queue.write_buffer(&self.layers[idx].table.buffer, 0, bytemuck::cast_slice(&table));
+        ctx.queue
+            .write_buffer(&self.layers[idx].table.buffer, 0, bytemuck::cast_slice(&table));
         Ok(table)
     }
 
@@ -283,19 +288,41 @@ impl Streamer {
         self.stats.layers[idx].demand_bytes += bytes;
         if self.pools[pool].complete {
             let table: Vec<u32> = (0..self.layers[idx].shape.n_expert as u32)
-                .map(|e| self.pools[pool].cache.slot_of(ExpertKey { layer, expert: e }).unwrap_or(NOT_RESIDENT))
+                .map(|e| {
+                    self.pools[pool]
+                        .cache
+                        .slot_of(ExpertKey { layer, expert: e })
+                        .unwrap_or(NOT_RESIDENT)
+                })
                 .collect();
-            ctx.queue.write_buffer(&self.layers[idx].table.buffer, 0, bytemuck::cast_slice(&table));
+            ctx.queue
+                .write_buffer(&self.layers[idx].table.buffer, 0, bytemuck::cast_slice(&table));
         }
         Ok(adm)
     }
 
     /// Upload predicted experts of streamed layer `next` without evicting `pinned` (the
     /// running layer `idx`'s wave).
-    pub fn prefetch(&mut self, ctx: &GpuContext, idx: usize, pinned: &[u32], next: usize, predicted: &[u32]) -> Result<()> {
-        let (layer, next_layer) = (self.layers[idx].shape.layer as u32, self.layers[next].shape.layer as u32);
+    pub fn prefetch(
+        &mut self,
+        ctx: &GpuContext,
+        idx: usize,
+        pinned: &[u32],
+        next: usize,
+        predicted: &[u32],
+    ) -> Result<()> {
+        let (layer, next_layer) = (
+            self.layers[idx].shape.layer as u32,
+            self.layers[next].shape.layer as u32,
+        );
         let distinct: BTreeSet<u32> = predicted.iter().copied().collect();
-        let keys: Vec<ExpertKey> = distinct.iter().map(|&expert| ExpertKey { layer: next_layer, expert }).collect();
+        let keys: Vec<ExpertKey> = distinct
+            .iter()
+            .map(|&expert| ExpertKey {
+                layer: next_layer,
+                expert,
+            })
+            .collect();
         let pin: Vec<ExpertKey> = if self.layers[next].pool == self.layers[idx].pool {
             pinned.iter().map(|&expert| ExpertKey { layer, expert }).collect()
         } else {

@@ -157,11 +157,7 @@ impl MemoryPlan {
             return Ok(budget - self.fixed_bytes());
         }
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
-        let parts: Vec<String> = self
-            .resident
-            .iter()
-            .map(|(k, b)| format!("{k} {}", mib(*b)))
-            .collect();
+        let parts: Vec<String> = self.resident.iter().map(|(k, b)| format!("{k} {}", mib(*b))).collect();
         Err(Error::Budget(format!(
             "a VRAM budget of {} cannot hold this model: it needs {} resident ({}), {} of KV cache, {} of scratch and at least {} of expert slots ({} experts of the largest class), {} in all; the experts total {}",
             mib(budget),

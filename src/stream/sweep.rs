@@ -97,7 +97,10 @@ pub fn sweep(
     tokens.truncate(n_tokens);
     let plan = memory_plan(&file, tokens.len())?;
     if plan.expert_layers.is_empty() {
-        return Err(Error::Unsupported(format!("{}: no routed experts to stream", model.display())));
+        return Err(Error::Unsupported(format!(
+            "{}: no routed experts to stream",
+            model.display()
+        )));
     }
     // The trace for Belady, then the resident speed without the trace's read-backs.
     let (_, _, trace) = decode(&file, gpu, &Default::default(), &tokens, true)?;
@@ -111,7 +114,11 @@ pub fn sweep(
     }];
     progress(&rows[0]);
     for &budget in budgets {
-        let runs = [(PolicyKind::Lru, false), (PolicyKind::Reuse, false), (PolicyKind::Reuse, true)];
+        let runs = [
+            (PolicyKind::Lru, false),
+            (PolicyKind::Reuse, false),
+            (PolicyKind::Reuse, true),
+        ];
         let mut pools = Vec::new();
         for (policy, prefetch) in runs {
             let options = StreamOptions {
@@ -121,7 +128,9 @@ pub fn sweep(
                 n_ctx: tokens.len(),
             };
             let (tok_s, b, _) = decode(&file, gpu, &options, &tokens, false)?;
-            let stats = b.stream_stats().ok_or_else(|| Error::Gpu("no streaming statistics".into()))?;
+            let stats = b
+                .stream_stats()
+                .ok_or_else(|| Error::Gpu("no streaming statistics".into()))?;
             pools = stats.pools.clone();
             let name = if prefetch {
                 format!("{}+prefetch", policy.name())
@@ -137,7 +146,12 @@ pub fn sweep(
             });
             progress(rows.last().expect("pushed"));
         }
-        let pool_of = |layer: u32| pools.iter().position(|p| p.layers.contains(&(layer as usize))).unwrap_or(0);
+        let pool_of = |layer: u32| {
+            pools
+                .iter()
+                .position(|p| p.layers.contains(&(layer as usize)))
+                .unwrap_or(0)
+        };
         let slots: Vec<usize> = pools.iter().map(|p| p.slots).collect();
         let (mut hits, uses) = belady(&trace, pool_of, &slots);
         if plan.budget_for(budget) >= plan.budget_for(1.0) {
@@ -203,7 +217,11 @@ pub fn json(rows: &[Row]) -> String {
 /// Hit rate against budget (log scale), one line per policy, as an SVG document.
 pub fn svg(rows: &[Row]) -> String {
     let (w, h, m) = (640.0, 400.0, 60.0);
-    let budgets: Vec<f64> = rows.iter().filter(|r| r.policy != "resident").map(|r| r.budget).collect();
+    let budgets: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.policy != "resident")
+        .map(|r| r.budget)
+        .collect();
     let lo = budgets.iter().cloned().fold(f64::INFINITY, f64::min).log2();
     let hi = budgets.iter().cloned().fold(f64::NEG_INFINITY, f64::max).log2();
     let x = |b: f64| m + (b.log2() - lo) / (hi - lo).max(1e-9) * (w - 2.0 * m);
@@ -221,18 +239,44 @@ pub fn svg(rows: &[Row]) -> String {
     );
     for i in 0..=4 {
         let r = i as f64 / 4.0;
-        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}%</text>", m - 6.0, y(r) + 4.0, 100.0 * r);
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}%</text>",
+            m - 6.0,
+            y(r) + 4.0,
+            100.0 * r
+        );
     }
     let mut ticks = budgets.clone();
     ticks.sort_by(f64::total_cmp);
     ticks.dedup();
     for b in &ticks {
-        let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.1}%</text>", x(*b), h - m + 18.0, 100.0 * b);
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:.1}%</text>",
+            x(*b),
+            h - m + 18.0,
+            100.0 * b
+        );
     }
-    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">expert budget (share of expert bytes)</text>", w / 2.0, h - 15.0);
-    let _ = writeln!(out, "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">hit rate</text>", h / 2.0, h / 2.0);
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">expert budget (share of expert bytes)</text>",
+        w / 2.0,
+        h - 15.0
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">hit rate</text>",
+        h / 2.0,
+        h / 2.0
+    );
     let colors = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd"];
-    let mut policies: Vec<&str> = rows.iter().filter(|r| r.policy != "resident").map(|r| r.policy.as_str()).collect();
+    let mut policies: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.policy != "resident")
+        .map(|r| r.policy.as_str())
+        .collect();
     policies.dedup();
     let mut seen = Vec::new();
     for p in policies {
@@ -241,10 +285,18 @@ pub fn svg(rows: &[Row]) -> String {
         }
         seen.push(p);
         let color = colors[(seen.len() - 1) % colors.len()];
-        let mut pts: Vec<(f64, f64)> = rows.iter().filter(|r| r.policy == p).map(|r| (r.budget, r.hit_rate)).collect();
+        let mut pts: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.policy == p)
+            .map(|r| (r.budget, r.hit_rate))
+            .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         let line: Vec<String> = pts.iter().map(|&(b, r)| format!("{:.1},{:.1}", x(b), y(r))).collect();
-        let _ = writeln!(out, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", line.join(" "));
+        let _ = writeln!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            line.join(" ")
+        );
         let ly = m + 16.0 * seen.len() as f64;
         let _ = writeln!(
             out,
