@@ -8,7 +8,6 @@ use super::moe::{GpuExperts, Grouped, Routing, group_by_expert};
 use super::stream::Streamer;
 use crate::backend::{Backend, check_matmul_id, resident_routed_ffn};
 use crate::error::{Error, Result};
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 impl GpuBackend {
@@ -188,8 +187,9 @@ impl GpuBackend {
         let back = self.ctx.read_back_parts(&parts)?;
         let ids: Vec<u32> = bytemuck::pod_collect_to_vec(&back[0]);
         let _ = routes.host_ids.set(ids.clone());
-        let step: Vec<u32> = ids.iter().copied().collect::<BTreeSet<u32>>().into_iter().collect();
         let waves = s.waves(idx, &ids, n_tokens);
+        // The step's distinct experts, sorted: the waves in order.
+        let step: Vec<u32> = waves.iter().flat_map(|w| w.experts.iter().copied()).collect();
         let wait = start.elapsed();
         let mut upload = std::time::Duration::ZERO;
         for (w, wave) in waves.iter().enumerate() {

@@ -233,8 +233,9 @@ impl<B: Backend> Deepseek2<B> {
         progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
         let c = Deepseek2Config::from_gguf(file)?;
-        backend.plan(&memory_plan(file, options.n_ctx)?, options)?;
-        let experts = expert_layers(file, &c)?;
+        let plan = memory_plan(file, options.n_ctx)?;
+        backend.plan(&plan, options)?;
+        let experts = plan.expert_layers;
         let mut ld = Loader {
             file,
             done: 0,
