@@ -99,7 +99,7 @@ fn budgets_give_identical_logits(name: &str, settings: &[Setting]) {
             }
             if prefetch {
                 assert!(
-                    total.predicted > 0 && total.prefetch_bytes > 0,
+                    total.predicted > 0 && total.prefetch_bytes > 0 && total.prefetches > 0,
                     "{what}: nothing prefetched"
                 );
             }

@@ -264,6 +264,15 @@ impl GpuContext {
         )))
     }
 
+    /// Whether every submitted command has finished (a non-blocking poll).
+    pub fn device_idle(&self) -> Result<bool> {
+        let status = self
+            .device
+            .poll(wgpu::PollType::Poll)
+            .map_err(|e| Error::Gpu(format!("polling the GPU: {e}")))?;
+        Ok(status.is_queue_empty())
+    }
+
     /// Wait until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
         self.device

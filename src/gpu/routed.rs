@@ -199,16 +199,20 @@ impl GpuBackend {
             }
             let tokens = if w == 0 { n_tokens as u64 } else { 0 };
             let table = s.load_wave(&self.ctx, idx, wave, &step, &ids, tokens)?;
-            if w + 1 == waves.len()
-                && let (Some((j, _)), Some(p)) = (next, back.get(1))
-            {
-                let predicted: Vec<u32> = bytemuck::pod_collect_to_vec(p);
-                s.prefetch(&self.ctx, idx, &wave.experts, j, &predicted)?;
-            }
             upload += t.elapsed();
             self.wave_products(s, idx, Some(&table), h, routes, (&mut g, &mut u), &mut d)?;
         }
         s.count_wait(idx, wait, upload);
+        if let (Some((j, _)), Some(p), Some(last)) = (next, back.get(1), waves.last()) {
+            // The products go first: the predicted experts' host copies then run while
+            // the device computes them, and their device copies land after them.
+            self.flush();
+            let t = Instant::now();
+            let predicted: Vec<u32> = bytemuck::pod_collect_to_vec(p);
+            s.prefetch(&self.ctx, idx, &last.experts, j, &predicted)?;
+            let busy = !self.ctx.device_idle()?;
+            s.count_prefetch(idx, t.elapsed(), busy);
+        }
         self.add_pair_sums(&d, n_used, acc)
     }
 }

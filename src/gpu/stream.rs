@@ -16,6 +16,14 @@
 //! next submission, and every earlier command was submitted before them (the read-back
 //! flushes, and so does each later wave), so a slot is never overwritten under a kernel
 //! that still reads its old expert.
+//!
+//! Prefetch (the next layer's predicted experts) runs after the layer's products were
+//! submitted, so its host copies (reading the file, filling wgpu's staging memory)
+//! overlap the device computing them. The device copies cannot overlap kernels on
+//! wgpu's one queue: wgpu-hal's Vulkan barriers OR the stage masks of every buffer they
+//! move (`wgpu-hal/src/vulkan/command.rs`, `transition_buffers`), so a copy into a pool
+//! buffer that kernels read waits for every earlier dispatch, and the first dispatch
+//! after a copy waits for every earlier copy.
 
 use super::buffers::Tracked;
 use super::context::GpuContext;
@@ -302,7 +310,8 @@ impl Streamer {
     }
 
     /// Upload predicted experts of streamed layer `next` without evicting `pinned` (the
-    /// running layer `idx`'s wave).
+    /// running layer `idx`'s last wave). Call it after that wave's products were
+    /// submitted: its writes land after them.
     pub fn prefetch(
         &mut self,
         ctx: &GpuContext,
@@ -358,6 +367,15 @@ impl Streamer {
         s.read_backs += 1;
         s.wait += wait;
         s.upload += upload;
+    }
+
+    /// Count a prefetch's host time, and whether the device was still computing the
+    /// running layer when it ended (the copy overlapped compute).
+    pub fn count_prefetch(&mut self, idx: usize, time: Duration, device_busy: bool) {
+        let s = &mut self.stats.layers[idx];
+        s.prefetch_time += time;
+        s.prefetches += 1;
+        s.prefetches_under_compute += device_busy as u64;
     }
 
     /// Count the uses of a step that needed no read-back (every expert resident).

@@ -21,9 +21,14 @@ pub struct LayerStats {
     /// Prefetched experts evicted before any use.
     pub prefetch_wasted: u64,
     /// Time the host waited for the routes to come back (the read-back also waits for
-    /// the work recorded before the router), and time it spent queueing uploads.
+    /// the work recorded before the router), and time it spent queueing demand uploads.
     pub wait: Duration,
     pub upload: Duration,
+    /// Host time of the prefetches run from this layer, their number, and how many ended
+    /// while the device was still computing the layer (their copies overlapped it).
+    pub prefetch_time: Duration,
+    pub prefetches: u64,
+    pub prefetches_under_compute: u64,
     pub read_backs: u64,
     /// Waves the layer's steps took (a step whose experts exceed the pool takes several).
     pub waves: u64,
@@ -74,6 +79,9 @@ impl StreamStats {
             t.prefetch_wasted += l.prefetch_wasted;
             t.wait += l.wait;
             t.upload += l.upload;
+            t.prefetch_time += l.prefetch_time;
+            t.prefetches += l.prefetches;
+            t.prefetches_under_compute += l.prefetches_under_compute;
             t.read_backs += l.read_backs;
             t.waves += l.waves;
         }
@@ -103,9 +111,9 @@ impl StreamStats {
         );
         let _ = writeln!(
             out,
-            "| layer | hit rate | MiB uploaded / token | prefetch precision | prefetch recall | read-back wait ms / token | upload ms / token | read-backs / token |"
+            "| layer | hit rate | MiB uploaded / token | prefetch precision | prefetch recall | read-back wait ms / token | demand upload ms / token | prefetch ms / token | prefetches under compute | read-backs / token |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let total = self.total();
         let rows = self.layers.iter().map(|l| (l.layer.to_string(), l));
         for (name, l) in rows.chain(std::iter::once(("all".to_string(), &total))) {
@@ -118,13 +126,15 @@ impl StreamStats {
             };
             let _ = writeln!(
                 out,
-                "| {name} | {:.1}% | {:.3} | {} | {} | {:.2} | {:.2} | {:.2} |",
+                "| {name} | {:.1}% | {:.3} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} |",
                 100.0 * l.hit_rate(),
                 per_token(mib(l.demand_bytes + l.prefetch_bytes)),
                 ratio(l.predicted_used, l.predicted),
                 ratio(l.predicted_used, l.chosen_with_prediction),
                 per_token(l.wait.as_secs_f64() * 1e3),
                 per_token(l.upload.as_secs_f64() * 1e3),
+                per_token(l.prefetch_time.as_secs_f64() * 1e3),
+                ratio(l.prefetches_under_compute, l.prefetches),
                 per_token(l.read_backs as f64),
             );
         }
