@@ -376,7 +376,7 @@ fn main_with_backend(cli: Cli) -> Result<()> {
         _ => unreachable!("only model commands reach here"),
     };
     match choice {
-        BackendChoice::Cpu => run_model(lowbit::cpu::CpuBackend, cli.command),
+        BackendChoice::Cpu => run_model(lowbit::cpu::CpuBackend::default(), cli.command),
         BackendChoice::Gpu => run_model(
             lowbit::gpu::GpuBackend::new(lowbit::gpu::GpuOptions::from_env())?,
             cli.command,

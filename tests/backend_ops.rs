@@ -54,6 +54,7 @@ fn f32_view<'a>(info: &'a TensorInfo, data: &'a [f32]) -> TensorView<'a> {
         info,
         bytes: bytemuck::cast_slice(data),
         path: Path::new("backend_ops"),
+        shard: None,
     }
 }
 
@@ -69,8 +70,8 @@ fn split_columns_matches_the_cpu_for_one_row_and_several() {
     for n in [1, 3] {
         let data = noise(n * 20, n as u64, 1.0);
         let widths = [8, 4, 8];
-        let x = CpuBackend.upload(&data, n, 20).unwrap();
-        let cpu = split(&mut CpuBackend, &x, &widths);
+        let x = CpuBackend::default().upload(&data, n, 20).unwrap();
+        let cpu = split(&mut CpuBackend::default(), &x, &widths);
         // Independent of both backends: the columns cut out by hand.
         let mut offset = 0;
         for (part, w) in cpu.iter().zip(widths) {
@@ -81,7 +82,7 @@ fn split_columns_matches_the_cpu_for_one_row_and_several() {
         let xg = g.upload(&data, n, 20).unwrap();
         assert_eq!(split(&mut g, &xg, &widths), cpu, "{n} rows");
         assert!(g.split_columns(&xg, &[8, 8]).is_err());
-        assert!(CpuBackend.split_columns(&x, &[8, 16]).is_err());
+        assert!(CpuBackend::default().split_columns(&x, &[8, 16]).is_err());
     }
 }
 
@@ -97,7 +98,7 @@ fn stacked_swiglu_is_swiglu_of_the_halves() {
         let plain = b.swiglu(&gate, &up).unwrap();
         (b.to_host(&stacked).unwrap(), b.to_host(&plain).unwrap())
     }
-    let (cpu_stacked, cpu_plain) = run(&mut CpuBackend, &data, n, f);
+    let (cpu_stacked, cpu_plain) = run(&mut CpuBackend::default(), &data, n, f);
     assert_eq!(cpu_stacked, cpu_plain);
     let silu = |v: f32| v / (1.0 + (-v).exp());
     assert!((cpu_stacked[f + 1] - silu(data[2 * f + 1]) * data[3 * f + 1]).abs() < 1e-6);
@@ -126,7 +127,7 @@ fn rope_rotates_the_leading_heads_of_wider_rows() {
         b.rope(&mut alone, rope, 4).unwrap();
         (b.to_host(&wide).unwrap(), b.to_host(&alone).unwrap())
     }
-    let (cpu_wide, cpu_alone) = run(&mut CpuBackend, &rope, &data, n, width);
+    let (cpu_wide, cpu_alone) = run(&mut CpuBackend::default(), &rope, &data, n, width);
     let lead = heads * head_dim;
     for (r, row) in cpu_wide.chunks(width).enumerate() {
         assert_eq!(&row[..lead], &cpu_alone[r * lead..(r + 1) * lead]);
@@ -165,14 +166,14 @@ fn stacked_matrix_product_is_the_parts_side_by_side() {
     let xg = g.upload(&x, 2, k).unwrap();
     let y = g.matmul(&stacked, &xg).unwrap();
     let got = split(&mut g, &y, &rows);
-    let xc = CpuBackend.upload(&x, 2, k).unwrap();
+    let xc = CpuBackend::default().upload(&x, 2, k).unwrap();
     for (view, got) in views.iter().zip(&got) {
-        let m = CpuBackend.matrix(view).unwrap();
-        let y = CpuBackend.matmul(&m, &xc).unwrap();
-        assert_close(&CpuBackend.to_host(&y).unwrap(), got, &view.info.name);
+        let m = CpuBackend::default().matrix(view).unwrap();
+        let y = CpuBackend::default().matmul(&m, &xc).unwrap();
+        assert_close(&CpuBackend::default().to_host(&y).unwrap(), got, &view.info.name);
     }
     assert!(
-        CpuBackend.stacked_matrix(&views).unwrap().is_none(),
+        CpuBackend::default().stacked_matrix(&views).unwrap().is_none(),
         "the CPU gains nothing from stacking"
     );
     let other_k = info("short", BlockType::F32, 32, 32);
@@ -204,7 +205,7 @@ fn norm_matmul_matches_the_cpu_fused_or_not() {
                 b.to_host(&y).unwrap()
             }
             for n in [1, 3, 9] {
-                let cpu = run(&mut CpuBackend, &w_view, &n_view, n, k);
+                let cpu = run(&mut CpuBackend::default(), &w_view, &n_view, n, k);
                 assert!(g.start_profile().unwrap());
                 let got = run(&mut g, &w_view, &n_view, n, k);
                 let fused = g.profile_report(1).unwrap().contains("matvec+norm");
@@ -241,7 +242,7 @@ fn attention_over_a_stacked_product_matches_the_cpu() {
         assert!(b.attention_stacked(&short, widths, &mut cache, &h, 5).is_err());
         out
     }
-    let cpu = run(&mut CpuBackend);
+    let cpu = run(&mut CpuBackend::default());
     let got = run(&mut gpu());
     assert_close(&cpu, &got, "stacked attention");
 }
@@ -275,7 +276,7 @@ fn swiglu_product_matches_the_cpu_fused_or_not() {
             for normed in [false, true] {
                 for n in [1, 3, 9] {
                     let what = format!("k {k}, {n} rows, norm {normed}, {setting:?}");
-                    let cpu = run(&mut CpuBackend, &w_view, &n_view, normed, n, k);
+                    let cpu = run(&mut CpuBackend::default(), &w_view, &n_view, normed, n, k);
                     assert_eq!(cpu.len(), n * f);
                     assert!(g.start_profile().unwrap());
                     let got = run(&mut g, &w_view, &n_view, normed, n, k);
@@ -337,6 +338,7 @@ fn get_rows_matches_the_codecs_for_every_format() {
                     info: &ti,
                     bytes: &bytes,
                     path: Path::new("get_rows"),
+                    shard: None,
                 };
                 let table = g.matrix(&view).unwrap();
                 let got = g.embed(&table, &tokens).unwrap();

@@ -71,7 +71,7 @@ fn cpu_logits_match_llama_cpp() {
     let (tokens, reference) = reference();
     let file = fixture();
     for steps in [vec![tokens.len()], mixed_steps(tokens.len())] {
-        let logits = stepped_logits(&mut CpuBackend, &file, &tokens, &steps);
+        let logits = stepped_logits(&mut CpuBackend::default(), &file, &tokens, &steps);
         // Measured: 1.40e-4 of max |logit| in one batch and stepped (llama.cpp is not
         // exact either: the fixture README puts an independent JAX run 2.7e-4 away).
         assert_close(
@@ -108,7 +108,7 @@ fn gpu_logits_match_llama_cpp_and_the_cpu_in_every_setting() {
         assert_close(&logits, reference, 4096, 4e-4, &format!("gpu {setting:?} vs llama.cpp"));
         for name in names {
             let file = File::open(fixtures().join(format!("tiny-moe-{name}.gguf"))).unwrap();
-            let cpu = stepped_logits(&mut CpuBackend, &file, &tokens[..20], &mixed_steps(20));
+            let cpu = stepped_logits(&mut CpuBackend::default(), &file, &tokens[..20], &mixed_steps(20));
             let gpu = stepped_logits(&mut g, &file, &tokens[..20], &mixed_steps(20));
             // Measured: at most 1.1e-6 (Q8_0).
             assert_close(&gpu, &cpu, 4096, 5e-6, &format!("{name} gpu {setting:?} vs cpu"));
@@ -202,8 +202,8 @@ fn the_older_kv_b_layout_gives_the_same_logits() {
     assert!(merged.tensor("blk.0.attn_kv_b.weight").is_ok());
     let (tokens, reference) = reference();
     let tokens = &tokens[..16];
-    let split = all_logits(&mut CpuBackend, &fixture(), tokens);
-    let from_merged = all_logits(&mut CpuBackend, &merged, tokens);
+    let split = all_logits(&mut CpuBackend::default(), &fixture(), tokens);
+    let from_merged = all_logits(&mut CpuBackend::default(), &merged, tokens);
     // Measured: 0 (the same arithmetic on rearranged weights).
     assert_close(&from_merged, &split, 4096, 0.0, "kv_b layout vs k_b/v_b");
     assert_close(
@@ -258,6 +258,7 @@ fn gpu_router_matches_the_reference() {
             info: &info,
             bytes: bytemuck::cast_slice(&bias),
             path: Path::new("test"),
+            shard: None,
         };
         let b = g.matrix(&view).unwrap();
         let x = g.upload(&logits, n, n_expert).unwrap();
@@ -344,7 +345,7 @@ fn wide_value_heads_match_the_cpu() {
     }
     let mut g = gpu();
     for own in [false, true] {
-        let (c, x) = (run(&mut CpuBackend, own), run(&mut g, own));
+        let (c, x) = (run(&mut CpuBackend::default(), own), run(&mut g, own));
         let max = c.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = c.iter().zip(&x).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(diff <= 1e-5 * max.max(1.0), "own values {own}: max |Δ| {diff}");
@@ -383,7 +384,7 @@ fn uncompressed_queries_run_on_both_backends() {
     assert_eq!(lowbit::model::Deepseek2Config::from_gguf(&lite).unwrap().q_lora, None);
     let (tokens, _) = reference();
     let tokens = &tokens[..12];
-    let cpu = all_logits(&mut CpuBackend, &lite, tokens);
+    let cpu = all_logits(&mut CpuBackend::default(), &lite, tokens);
     let gpu = all_logits(&mut gpu(), &lite, tokens);
     // Measured: 8.2e-7.
     assert_close(&gpu, &cpu, 4096, 3e-6, "uncompressed queries, gpu vs cpu");

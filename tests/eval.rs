@@ -161,7 +161,7 @@ fn a_kld_base_of_another_vocabulary_or_too_few_positions_is_an_error() {
     // The perplexity loop refuses a base of another vocabulary before running the model.
     let file =
         File::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-moe-f16.gguf")).unwrap();
-    let mut backend = CpuBackend;
+    let mut backend = CpuBackend::default();
     let model = Model::load(&file, &mut backend, |_, _| {}).unwrap();
     let mut session = model.session(&mut backend, 8).unwrap();
     let other = BaseLogprobs {

@@ -92,7 +92,7 @@ fn relative_error(logits: &[f32], rows: &[RefRow], stride: usize, what: &str) ->
 #[test]
 fn cpu_logits_match_the_float64_reference() {
     let (tokens, stride, rows) = reference();
-    let logits = stepped_logits(&mut CpuBackend, &smollm2(), &tokens, &[tokens.len()]);
+    let logits = stepped_logits(&mut CpuBackend::default(), &smollm2(), &tokens, &[tokens.len()]);
     // Measured: 3.9e-6 (f32 against float64 arithmetic).
     assert!(relative_error(&logits, &rows, stride, "cpu") <= 1e-5);
 }
@@ -128,7 +128,7 @@ fn greedy<B: Backend>(mut backend: B, file: &File, tok: &Tokenizer, prompt: &str
 fn greedy_generation_is_coherent_on_both_backends() {
     let file = smollm2();
     let tok = Tokenizer::from_gguf(&file).unwrap();
-    let cpu = greedy(CpuBackend, &file, &tok, "The capital of France is", 8);
+    let cpu = greedy(CpuBackend::default(), &file, &tok, "The capital of France is", 8);
     let gpu = greedy(
         common::gpu::backend(SETTINGS[0], None),
         &file,
@@ -145,20 +145,23 @@ fn greedy_generation_is_coherent_on_both_backends() {
 fn bad_models_are_errors() {
     let f16 =
         File::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-moe-f16.gguf")).unwrap();
-    let err = Llama::load(&f16, &mut CpuBackend, |_, _| {}).err().unwrap().to_string();
+    let err = Llama::load(&f16, &mut CpuBackend::default(), |_, _| {})
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("deepseek2"), "{err}");
     let file = smollm2();
-    let model = Llama::load(&file, &mut CpuBackend, |_, _| {}).unwrap();
-    let mut session = model.session(&mut CpuBackend, 4).unwrap();
+    let model = Llama::load(&file, &mut CpuBackend::default(), |_, _| {}).unwrap();
+    let mut session = model.session(&mut CpuBackend::default(), 4).unwrap();
     assert!(
         model
-            .forward(&mut CpuBackend, &mut session, &[1, 2, 3, 4, 5], false)
+            .forward(&mut CpuBackend::default(), &mut session, &[1, 2, 3, 4, 5], false)
             .is_err(),
         "context overflow"
     );
     assert!(
         model
-            .forward(&mut CpuBackend, &mut session, &[99_999_999], false)
+            .forward(&mut CpuBackend::default(), &mut session, &[99_999_999], false)
             .is_err(),
         "token outside the vocabulary"
     );

@@ -190,7 +190,7 @@ fn imatrix_files_round_trip_in_both_formats() {
 fn collected_imatrix_has_llama_cpp_structure_and_agrees_with_it() {
     let reference = Imatrix::read(&fixtures().join("imatrix.gguf")).unwrap();
     let file = f16();
-    let mut collect = Collect::new(CpuBackend);
+    let mut collect = Collect::new(CpuBackend::default());
     let model = Model::load(&file, &mut collect, |_, _| {}).unwrap();
     let text = std::fs::read_to_string(fixtures().join("austen.txt")).unwrap();
     let tok = lowbit::tokenizer::Tokenizer::from_gguf(&file).unwrap();
@@ -344,7 +344,7 @@ fn ud_iq1_s_output_is_a_standard_gguf_and_interruptions_leave_nothing() {
     // It runs, and the F16 model's top choice survives at most positions.
     let tokens: Vec<u32> = (0..16).map(|i| 100 + 37 * i).collect();
     let run = |f: &File| {
-        let mut b = CpuBackend;
+        let mut b = CpuBackend::default();
         let m = Model::load(f, &mut b, |_, _| {}).unwrap();
         let mut s = m.session(&mut b, 16).unwrap();
         m.forward(&mut b, &mut s, &tokens, true).unwrap()
@@ -384,7 +384,7 @@ fn collecting_works_through_the_gpu_backend_too() {
     let tokens: Vec<u32> = (0..24).map(|i| 50 + 13 * i).collect();
     let stats = |backend: &mut dyn FnMut() -> Imatrix| backend();
     let mut on_cpu = || {
-        let mut c = Collect::new(CpuBackend);
+        let mut c = Collect::new(CpuBackend::default());
         let m = Model::load(&file, &mut c, |_, _| {}).unwrap();
         let mut s = m.session(&mut c, 24).unwrap();
         m.forward(&mut c, &mut s, &tokens, false).unwrap();

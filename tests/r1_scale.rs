@@ -344,7 +344,7 @@ fn two_r1_layers_match_an_independent_f64_forward() {
     // A prefill of two tokens and a decode step; token 90001 is past 16-bit row indices.
     let tokens = [0u32, 17, 90_001];
     let t = Instant::now();
-    let mut cpu = CpuBackend;
+    let mut cpu = CpuBackend::default();
     let model = Model::load(&file, &mut cpu, |_, _| {}).unwrap();
     let mut session = model.session(&mut cpu, 4).unwrap();
     session.trace = Some(Vec::new());

@@ -117,7 +117,7 @@ fn lowbit_routes() -> &'static Routes {
         let text = std::fs::read_to_string(fixtures().join("persuasion.txt")).unwrap();
         let ids = tokenizer.encode(&text, true, false).unwrap();
         eprintln!("persuasion.txt: {} tokens in {:.2?}", ids.len(), t0.elapsed());
-        let model = Model::load(&file, &mut CpuBackend, |_, _| {}).unwrap();
+        let model = Model::load(&file, &mut CpuBackend::default(), |_, _| {}).unwrap();
         let mut out = Vec::new();
         for c in &reference {
             let mut chunk = ids[c.index * CTX..(c.index + 1) * CTX].to_vec();
@@ -128,9 +128,11 @@ fn lowbit_routes() -> &'static Routes {
                 c.index
             );
             let t = Instant::now();
-            let mut session = model.session(&mut CpuBackend, CTX).unwrap();
+            let mut session = model.session(&mut CpuBackend::default(), CTX).unwrap();
             session.trace = Some(Vec::new());
-            model.forward(&mut CpuBackend, &mut session, &chunk, false).unwrap();
+            model
+                .forward(&mut CpuBackend::default(), &mut session, &chunk, false)
+                .unwrap();
             let trace = session.trace.take().unwrap();
             assert_eq!(trace.len(), CTX * MOE_LAYERS.len());
             let mut by_layer: Vec<Vec<RouteRecord>> = vec![Vec::new(); MOE_LAYERS.len()];
@@ -358,14 +360,14 @@ fn router_trace_records_every_token_and_moe_layer() {
     let c = &reference[0];
     assert_eq!(c.index, 0);
     let file = fixture();
-    let model = Model::load(&file, &mut CpuBackend, |_, _| {}).unwrap();
-    let mut session = model.session(&mut CpuBackend, 8).unwrap();
+    let model = Model::load(&file, &mut CpuBackend::default(), |_, _| {}).unwrap();
+    let mut session = model.session(&mut CpuBackend::default(), 8).unwrap();
     session.trace = Some(Vec::new());
     model
-        .forward(&mut CpuBackend, &mut session, &c.tokens[..6], false)
+        .forward(&mut CpuBackend::default(), &mut session, &c.tokens[..6], false)
         .unwrap();
     model
-        .forward(&mut CpuBackend, &mut session, &c.tokens[6..7], false)
+        .forward(&mut CpuBackend::default(), &mut session, &c.tokens[6..7], false)
         .unwrap();
     let trace = session.trace.unwrap();
     assert_eq!(trace.len(), 7 * 5, "7 tokens x 5 MoE layers");

@@ -164,7 +164,7 @@ fn a_budget_too_small_is_refused_before_any_upload() {
     );
     assert!(b.ctx.peak_bytes() <= budget);
     // The CPU backend has no VRAM to budget.
-    let err = Model::load_with(&file, &mut CpuBackend, &options, |_, _| {})
+    let err = Model::load_with(&file, &mut CpuBackend::default(), &options, |_, _| {})
         .err()
         .unwrap();
     assert!(err.to_string().contains("--vram-budget needs the GPU"), "{err}");

@@ -1,7 +1,9 @@
 //! The CPU backend: every operation written plainly, parallel over rows with rayon.
 //! Weights stay packed; each matmul dequantizes one row at a time with the bit-exact
-//! codecs (no dequantized copy of the model).
+//! codecs (no dequantized copy of the model). They are computed straight from the file's
+//! memory map, or under a RAM budget from owned memory (see [`WeightBytes`]).
 
+use super::weights::WeightBytes;
 use crate::backend::{
     Backend, Heads, ResidentExperts, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
     check_pair_sums, check_split, check_swiglu_stacked, resident_routed, resident_routed_ffn,
@@ -25,7 +27,7 @@ pub struct CpuMatrix {
     ty: BlockType,
     k: usize,
     rows: usize,
-    bytes: Vec<u8>,
+    bytes: WeightBytes,
 }
 
 /// `count` packed matrices `[rows][k]`, one after another.
@@ -51,8 +53,13 @@ pub struct CpuCache {
     n_ctx: usize,
 }
 
+/// The CPU reference backend. Weights are computed from the file's memory map, or,
+/// under a RAM budget, from memory it owns.
 #[derive(Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    /// Read weights into owned memory instead of computing from the map.
+    owned: bool,
+}
 
 /// Dot product with 8 independent partial sums (vectorizes; the reference order for CPU).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -128,7 +135,7 @@ impl Backend for CpuBackend {
             ty: t.info.ty,
             k,
             rows: t.info.n_rows() as usize,
-            bytes: t.bytes.to_vec(),
+            bytes: WeightBytes::of(t, self.owned)?,
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod backend;
 mod matvec;
+mod weights;
 
 pub use backend::{CpuBackend, CpuTensor};
 pub use matvec::matvec;

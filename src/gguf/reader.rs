@@ -310,6 +310,8 @@ pub struct Shard {
     pub path: PathBuf,
     pub header: Header,
     map: Mmap,
+    /// The open file, for explicit reads that bypass the map ([`TensorRef::read`]).
+    file: std::fs::File,
 }
 
 impl Shard {
@@ -321,7 +323,34 @@ impl Shard {
         // contract of memory-mapped model files (llama.cpp makes the same one).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
         let header = parse(&map, &path)?;
-        Ok(Shard { path, header, map })
+        Ok(Shard {
+            path,
+            header,
+            map,
+            file,
+        })
+    }
+
+    /// Read `buf.len()` bytes at `offset` with an explicit read (`pread`), not through
+    /// the map: the bytes land in `buf` only, so the page cache does not count in this
+    /// process's resident size, and a file that shrank gives an error instead of a fault.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            let mut done = 0;
+            while done < buf.len() {
+                let n = std::os::windows::fs::FileExt::seek_read(&self.file, &mut buf[done..], offset + done as u64)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                done += n;
+            }
+            Ok(())
+        }
     }
 
     /// The file's bytes.
@@ -377,7 +406,27 @@ impl TensorRef {
             info: self.info(),
             bytes: self.bytes(),
             path: &self.shard.path,
+            shard: Some(&self.shard),
         }
+    }
+
+    /// Bytes `range` of the tensor (relative to its start) read into `buf` with an
+    /// explicit read (see [`Shard::read_at`]); the error names the file and the tensor.
+    pub fn read(&self, range: std::ops::Range<usize>, buf: &mut [u8]) -> Result<()> {
+        let info = self.info();
+        if range.end > info.size as usize || range.len() != buf.len() {
+            return Err(Error::Tensor {
+                path: self.shard.path.clone(),
+                tensor: info.name.clone(),
+                reason: format!("bytes {range:?} of a tensor of {} into {} bytes", info.size, buf.len()),
+            });
+        }
+        let at = info.file_offset + range.start as u64;
+        self.shard.read_at(at, buf).map_err(|e| Error::Tensor {
+            path: self.shard.path.clone(),
+            tensor: info.name.clone(),
+            reason: format!("reading {} bytes at offset {at}: {e}", buf.len()),
+        })
     }
 }
 
@@ -387,9 +436,35 @@ pub struct TensorView<'a> {
     pub info: &'a TensorInfo,
     pub bytes: &'a [u8],
     pub path: &'a Path,
+    /// The shard `bytes` lie in, when they are the file's own (not computed at load).
+    pub shard: Option<&'a Arc<Shard>>,
 }
 
 impl TensorView<'_> {
+    /// The shard and the byte range in it that `bytes` are, when they are the file's.
+    pub fn mapped(&self) -> Option<(Arc<Shard>, std::ops::Range<usize>)> {
+        let shard = self.shard?;
+        let base = shard.bytes().as_ptr() as usize;
+        let start = (self.bytes.as_ptr() as usize).checked_sub(base)?;
+        let range = start..start + self.bytes.len();
+        (range.end <= shard.bytes().len()).then(|| (shard.clone(), range))
+    }
+
+    /// The bytes in memory this process owns: read from the file with an explicit read
+    /// when they are the file's (never touching the map), copied otherwise.
+    pub fn read_owned(&self) -> Result<Vec<u8>> {
+        let Some((shard, range)) = self.mapped() else {
+            return Ok(self.bytes.to_vec());
+        };
+        let mut buf = vec![0u8; range.len()];
+        shard.read_at(range.start as u64, &mut buf).map_err(|e| Error::Tensor {
+            path: shard.path.clone(),
+            tensor: self.info.name.clone(),
+            reason: format!("reading {} bytes at offset {}: {e}", range.len(), range.start),
+        })?;
+        Ok(buf)
+    }
+
     /// Dequantize the whole tensor to f32 in ggml element order (`ne[0]` fastest).
     pub fn dequantize(&self) -> Result<Vec<f32>> {
         if !self.info.ty.can_dequantize() {
@@ -563,6 +638,7 @@ impl File {
             info,
             bytes,
             path: &shard.path,
+            shard: Some(shard),
         }
     }
 

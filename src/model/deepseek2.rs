@@ -277,11 +277,13 @@ impl<B: Backend> Deepseek2<B> {
                         info: &ki,
                         bytes: &kb,
                         path,
+                        shard: None,
                     })?;
                     let v_b = backend.experts(&TensorView {
                         info: &vi,
                         bytes: &vb,
                         path,
+                        shard: None,
                     })?;
                     ld.tick();
                     (k_b, v_b)

@@ -259,7 +259,7 @@ pub fn calibrate(
     dir: &std::path::Path,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<(String, f64, f64)>> {
-    let mut cpu = crate::cpu::CpuBackend;
+    let mut cpu = crate::cpu::CpuBackend::default();
     let base = log_probs(file, &mut cpu, &text.chunks)?;
     let kind = |i: usize| super::recipe::kind_of(&plan[i].name).to_string();
     let mut kinds: Vec<String> = sens.iter().map(|s| kind(s.index)).collect();
