@@ -19,6 +19,7 @@ pub mod quant;
 pub mod quantize;
 pub mod sample;
 pub mod stream;
+pub mod synth;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -89,11 +89,35 @@ enum Command {
         /// A file of token ids (a JSON array, or ids separated by commas or whitespace).
         #[arg(long)]
         tokens_file: Option<PathBuf>,
+        /// Feed the tokens this many at a time (1: one by one, as decoding does; 0: all
+        /// in one prefill).
+        #[arg(long, default_value_t = 0)]
+        step: usize,
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
     /// Write a GGUF whose tensor types follow a recipe, rules, or a bit budget.
     Quantize(QuantizeArgs),
+    /// Write a GGUF with a real architecture's shapes and random weights, typed by a
+    /// recipe (no tokenizer: run it with `logits --tokens` or `bench`).
+    Synth {
+        /// The architecture whose names, shapes and metadata to use: r1 (DeepSeek-R1/V3).
+        #[arg(long, default_value = "r1")]
+        like: String,
+        /// Layers in all.
+        #[arg(long, default_value_t = lowbit::model::r1::N_LAYER)]
+        layers: usize,
+        /// Leading dense layers (the rest are MoE).
+        #[arg(long = "dense-layers", default_value_t = lowbit::model::r1::DENSE_LEAD)]
+        dense_layers: usize,
+        /// A preset (ud-iq1_s, ud-iq1_m, ud-iq2_xxs, ud-q2_k_xl, uniform-TYPE) or a recipe file.
+        #[arg(long, default_value = "ud-iq1_s")]
+        recipe: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
     /// Collect an importance matrix (mean squared inputs of every product) over a text.
     Imatrix {
         #[command(flatten)]
@@ -399,17 +423,23 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Open `run.model` and load it for a context of `n_ctx` positions.
+/// Open `run.model` and load it and its tokenizer for a context of `n_ctx` positions.
 fn load<B: Backend>(backend: &mut B, run: &RunArgs, n_ctx: usize) -> Result<(File, Model<B>, Tokenizer)> {
     let file = File::open(&run.model)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
+    let model = load_model(&file, backend, run, n_ctx)?;
+    Ok((file, model, tokenizer))
+}
+
+/// Load the model of `file` for a context of `n_ctx` positions (no tokenizer needed).
+fn load_model<B: Backend>(file: &File, backend: &mut B, run: &RunArgs, n_ctx: usize) -> Result<Model<B>> {
     let bar = progress_bar(0, "loading");
-    let model = Model::load_with(&file, backend, &run.stream(n_ctx), |done, total| {
+    let model = Model::load_with(file, backend, &run.stream(n_ctx), |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    Ok((file, model, tokenizer))
+    Ok(model)
 }
 
 fn parse_token_file(path: &std::path::Path) -> Result<Vec<u32>> {
@@ -647,16 +677,29 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             run,
             tokens,
             tokens_file,
+            step,
             output,
         } => {
             let tokens = match tokens_file {
                 Some(f) => parse_token_file(&f)?,
                 None => tokens,
             };
-            let (_, model, _) = load(&mut backend, &run, tokens.len().max(1))?;
+            let model = load_model(&File::open(&run.model)?, &mut backend, &run, tokens.len().max(1))?;
             let mut session = model.session(&mut backend, tokens.len().max(1))?;
             run.start_trace(&mut session);
-            let logits = model.forward(&mut backend, &mut session, &tokens, true)?;
+            let mut logits = Vec::new();
+            let t = std::time::Instant::now();
+            for part in tokens.chunks(if step == 0 { tokens.len().max(1) } else { step }) {
+                logits.extend(model.forward(&mut backend, &mut session, part, true)?);
+            }
+            if run.stats {
+                let secs = t.elapsed().as_secs_f64();
+                eprintln!(
+                    "forward: {} tokens in {secs:.3} s ({:.2} tok/s)",
+                    tokens.len(),
+                    tokens.len() as f64 / secs
+                );
+            }
             run.finish_trace(&mut session)?;
             run.print_stats(&backend);
             write_atomic(&output, bytemuck::cast_slice(&logits))?;
@@ -958,6 +1001,34 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Quantize(args) => quantize(args),
+        Command::Synth {
+            like,
+            layers,
+            dense_layers,
+            recipe,
+            seed,
+            output,
+        } => {
+            let options = lowbit::synth::SynthOptions {
+                like,
+                layers,
+                dense_layers,
+                recipe,
+                seed,
+            };
+            let t = std::time::Instant::now();
+            let s = lowbit::synth::synth(&output, &options, lowbit::gguf::SplitPolicy::Single)?;
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            out(&format!(
+                "wrote {} tensors, {:.2} GiB ({:.1}% routed experts) to {} in {:.1?}\n",
+                s.tensors,
+                gib(s.bytes),
+                100.0 * s.expert_bytes as f64 / s.bytes.max(1) as f64,
+                output.display(),
+                t.elapsed()
+            ));
+            Ok(())
+        }
         command => main_with_backend(Cli { command }),
     }
 }
