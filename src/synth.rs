@@ -70,8 +70,11 @@ impl Rng {
     }
 }
 
+/// Metadata and tensor table.
+type Layout = (Vec<(String, Value)>, Vec<TensorSpec>);
+
 /// The metadata and tensor table of the architecture `like`, cut to the options' layers.
-fn layout(o: &SynthOptions) -> Result<(Vec<(String, Value)>, Vec<TensorSpec>)> {
+fn layout(o: &SynthOptions) -> Result<Layout> {
     if o.layers == 0 || o.dense_layers > o.layers {
         return Err(Error::Unsupported(format!(
             "synth: {} layers with {} dense: need at least 1 layer and at most that many dense",
