@@ -207,11 +207,8 @@ impl GpuBackend {
             // The products go first: the predicted experts' host copies then run while
             // the device computes them, and their device copies land after them.
             self.flush();
-            let t = Instant::now();
             let predicted: Vec<u32> = bytemuck::pod_collect_to_vec(p);
             s.prefetch(&self.ctx, idx, &last.experts, j, &predicted)?;
-            let busy = !self.ctx.device_idle()?;
-            s.count_prefetch(idx, t.elapsed(), busy);
         }
         self.add_pair_sums(&d, n_used, acc)
     }

@@ -31,44 +31,18 @@ use super::moe::{GpuExperts, NOT_RESIDENT, OTHER_WAVE};
 use crate::error::{Error, Result};
 use crate::gguf::TensorRef;
 use crate::stream::cache::Admission;
-use crate::stream::stats::LayerStats;
-use crate::stream::{ExpertKey, ExpertLayer, MemoryPlan, SlotCache, StreamOptions, StreamStats};
-use std::collections::{BTreeSet, HashMap};
+use crate::stream::plan::class_slots;
+use crate::stream::scheduler::{Scheduler, Wave};
+use crate::stream::{ExpertKey, ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 use std::time::Duration;
 
-/// A MoE layer whose experts stream.
-struct StreamedLayer {
-    shape: ExpertLayer,
-    /// Gate, up and down 3-D tensors, read again on every miss.
-    tensors: [TensorRef; 3],
-    table: Tracked,
-    /// Its pool, once allocated.
-    pool: usize,
-}
-
-/// One byte-size class: three matrices per slot, and the slots' owner.
-struct Pool {
-    parts: [GpuExperts; 3],
-    cache: SlotCache,
-    /// The pool holds every expert of its layers: nothing is evicted, no read-back needed.
-    complete: bool,
-}
-
-/// The streaming state of a [`super::GpuBackend`] loaded under a VRAM budget.
+/// The streaming state of a [`super::GpuBackend`] loaded under a VRAM budget: the
+/// scheduler, and per pool three matrices per slot, per layer its slot table.
 pub struct Streamer {
     plan: MemoryPlan,
-    options: StreamOptions,
-    layers: Vec<StreamedLayer>,
-    by_layer: HashMap<u32, usize>,
-    pools: Vec<Pool>,
-    stats: StreamStats,
-    /// Per streamed layer, the experts the previous layer's prediction prefetched for it.
-    predicted: Vec<Option<BTreeSet<u32>>>,
-}
-
-/// Experts of one layer step that run together (sorted).
-pub struct Wave {
-    pub experts: Vec<u32>,
+    s: Scheduler,
+    tables: Vec<Tracked>,
+    pools: Vec<[GpuExperts; 3]>,
 }
 
 impl Streamer {
@@ -76,53 +50,24 @@ impl Streamer {
     pub fn new(plan: MemoryPlan, options: StreamOptions) -> Self {
         Streamer {
             plan,
-            options,
-            layers: Vec::new(),
-            by_layer: HashMap::new(),
+            s: Scheduler::new(options),
+            tables: Vec::new(),
             pools: Vec::new(),
-            stats: StreamStats::default(),
-            predicted: Vec::new(),
         }
     }
 
     pub fn prefetches(&self) -> bool {
-        self.options.prefetch
+        self.s.options().prefetch
     }
 
     /// Register a MoE layer's experts (no upload yet); returns its index.
     pub fn register(&mut self, ctx: &GpuContext, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<usize> {
-        for (p, t) in tensors.iter().enumerate() {
-            let info = t.info();
-            let per_expert = info.size / shape.n_expert.max(1) as u64;
-            if info.ty != shape.types[p]
-                || per_expert != shape.part_bytes[p]
-                || info.dims.get(2) != Some(&(shape.n_expert as u64))
-            {
-                return Err(Error::Tensor {
-                    path: t.shard.path.clone(),
-                    tensor: info.name.clone(),
-                    reason: format!("{} {:?} does not match the memory plan's {shape:?}", info.ty, info.dims),
-                });
-            }
-        }
-        let idx = self.layers.len();
-        let table = ctx.upload(
+        let idx = self.s.register(shape, tensors)?;
+        self.tables.push(ctx.upload(
             "slot table",
             bytemuck::cast_slice(&vec![NOT_RESIDENT; shape.n_expert]),
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        )?;
-        self.by_layer.insert(shape.layer as u32, idx);
-        self.layers.push(StreamedLayer {
-            shape: shape.clone(),
-            tensors: tensors.clone(),
-            table,
-            pool: usize::MAX,
-        });
-        self.predicted.push(None);
-        self.stats.layers.push(LayerStats {
-            layer: shape.layer,
-            ..Default::default()
-        });
+        )?);
         Ok(idx)
     }
 
@@ -131,115 +76,65 @@ impl Streamer {
     /// filled now.
     pub fn allocate(&mut self, ctx: &GpuContext, budget: u64) -> Result<()> {
         let reserved = ctx.allocated_bytes() + self.plan.kv_cache + self.plan.scratch;
-        let mut left = budget.saturating_sub(reserved);
-        // Classes: layers whose experts have the same types and shapes share a pool.
-        let mut classes: Vec<(ExpertLayer, Vec<usize>)> = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            let same = |c: &ExpertLayer| {
-                (c.types, c.part_bytes, c.n_embd, c.ff)
-                    == (l.shape.types, l.shape.part_bytes, l.shape.n_embd, l.shape.ff)
-            };
-            match classes.iter_mut().find(|(c, _)| same(c)) {
-                Some((_, members)) => members.push(i),
-                None => classes.push((l.shape.clone(), vec![i])),
-            }
-        }
-        // Every class first gets one token's experts, then the rest in proportion.
-        let total: u64 = classes
-            .iter()
-            .map(|(c, m)| c.expert_bytes() * (c.n_expert * m.len()) as u64)
-            .sum();
-        let need: u64 = classes.iter().map(|(c, _)| c.expert_bytes() * c.n_used as u64).sum();
-        if left < need {
-            return Err(Error::Budget(format!(
+        let left = budget.saturating_sub(reserved);
+        let classes = self.s.classes();
+        let slots_of = class_slots(&classes, left).map_err(|need| {
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            Error::Budget(format!(
                 "after {:.1} MiB of resident weights, {:.1} MiB of KV cache and {:.1} MiB of scratch, a VRAM budget of {:.1} MiB leaves {:.1} MiB for expert slots; one token needs {:.1} MiB",
-                ctx.allocated_bytes() as f64 / (1 << 20) as f64,
-                self.plan.kv_cache as f64 / (1 << 20) as f64,
-                self.plan.scratch as f64 / (1 << 20) as f64,
-                budget as f64 / (1 << 20) as f64,
-                left as f64 / (1 << 20) as f64,
-                need as f64 / (1 << 20) as f64,
-            )));
-        }
-        left -= need;
-        let mut slots_total = 0;
-        let mut slot_bytes = 0;
-        for (c, members) in &classes {
-            let all = c.n_expert * members.len();
-            let share = (left as f64 * (c.expert_bytes() * all as u64) as f64 / total as f64) as u64;
-            let slots = (c.n_used + (share / c.expert_bytes()) as usize).min(all);
+                mib(ctx.allocated_bytes()),
+                mib(self.plan.kv_cache),
+                mib(self.plan.scratch),
+                mib(budget),
+                mib(left),
+                mib(need),
+            ))
+        })?;
+        for ((c, members), &slots) in classes.iter().zip(&slots_of) {
             let name = |p: &str| format!("expert pool {p} ({:?})", c.types[0]);
             let (n, f) = (c.n_embd, c.ff);
-            let parts = [
+            self.pools.push([
                 GpuExperts::alloc(ctx, &name("gate"), c.types[0], n, f, slots)?,
                 GpuExperts::alloc(ctx, &name("up"), c.types[1], n, f, slots)?,
                 GpuExperts::alloc(ctx, &name("down"), c.types[2], f, n, slots)?,
-            ];
-            let layers: Vec<u32> = members.iter().map(|&i| self.layers[i].shape.layer as u32).collect();
-            let pool = self.pools.len();
-            self.pools.push(Pool {
-                parts,
-                cache: SlotCache::new(slots, self.options.policy, &layers),
-                complete: slots == all,
-            });
-            for &i in members {
-                self.layers[i].pool = pool;
-            }
-            self.stats.pools.push(crate::stream::stats::PoolStats {
-                layers: members.iter().map(|&i| self.layers[i].shape.layer).collect(),
-                slots,
-                expert_bytes: c.expert_bytes(),
-            });
-            slots_total += slots;
-            slot_bytes += slots as u64 * c.expert_bytes();
-            if slots == all {
+            ]);
+            self.s.add_pool(slots, members);
+            if self.s.complete(members[0]) {
                 for &i in members {
                     let experts: Vec<u32> = (0..c.n_expert as u32).collect();
                     self.load(ctx, i, &experts, 0)?;
                 }
             }
         }
-        // Filling complete pools is loading, not streaming.
-        for l in &mut self.stats.layers {
-            l.demand_bytes = 0;
-        }
-        self.stats.slots = slots_total;
-        self.stats.slot_fraction = slot_bytes as f64 / total.max(1) as f64;
-        self.stats.vram_budget = budget;
+        self.s.finish_allocation(budget);
         Ok(())
     }
 
     /// Whether layer `idx`'s pool holds every expert (its table never changes).
     pub fn complete(&self, idx: usize) -> bool {
-        self.pools[self.layers[idx].pool].complete
+        self.s.complete(idx)
     }
 
     pub fn shape(&self, idx: usize) -> &ExpertLayer {
-        &self.layers[idx].shape
+        self.s.shape(idx)
     }
 
     /// The pool's gate, up and down matrices and the layer's slot table.
     pub fn bindings(&self, idx: usize) -> (&[GpuExperts; 3], &wgpu::Buffer) {
-        let l = &self.layers[idx];
-        (&self.pools[l.pool].parts, &l.table.buffer)
+        (&self.pools[self.s.pool_of(idx)], &self.tables[idx].buffer)
     }
 
-    /// Split a step's distinct experts (of the pair ids `ids`) into waves that fit the
-    /// pool, and count the step's tokens and prediction quality.
+    /// Split a step's distinct experts into waves that fit the pool (see
+    /// [`Scheduler::waves`]).
     pub fn waves(&mut self, idx: usize, ids: &[u32], n_tokens: usize) -> Vec<Wave> {
-        let distinct: BTreeSet<u32> = ids.iter().copied().collect();
-        if idx == 0 {
-            self.stats.tokens += n_tokens as u64;
-        }
-        if let Some(p) = self.predicted[idx].take() {
-            let s = &mut self.stats.layers[idx];
-            s.predicted += p.len() as u64;
-            s.predicted_used += p.intersection(&distinct).count() as u64;
-            s.chosen_with_prediction += distinct.len() as u64;
-        }
-        let slots = self.pools[self.layers[idx].pool].cache.slots();
-        let all: Vec<u32> = distinct.into_iter().collect();
-        all.chunks(slots.max(1)).map(|c| Wave { experts: c.to_vec() }).collect()
+        self.s.waves(idx, ids, n_tokens)
+    }
+
+    /// The layer's table: every resident expert's slot, [`NOT_RESIDENT`] for the rest.
+    fn table(&self, idx: usize) -> Vec<u32> {
+        (0..self.s.shape(idx).n_expert as u32)
+            .map(|e| self.s.slot_of(idx, e).unwrap_or(NOT_RESIDENT))
+            .collect()
     }
 
     /// Make a wave's experts resident, upload the misses, and write the layer's table:
@@ -256,62 +151,41 @@ impl Streamer {
         tokens: u64,
     ) -> Result<Vec<u32>> {
         let adm = self.load(ctx, idx, &wave.experts, tokens)?;
-        let layer = self.layers[idx].shape.layer as u32;
-        let s = &mut self.stats.layers[idx];
-        s.waves += 1;
-        let in_wave = |e: &u32| wave.experts.binary_search(e).is_ok();
-        let hit: BTreeSet<u32> = adm.hits.iter().filter(|k| k.layer == layer).map(|k| k.expert).collect();
-        s.uses += ids.iter().filter(|e| in_wave(e)).count() as u64;
-        s.hits += ids.iter().filter(|e| in_wave(e) && hit.contains(e)).count() as u64;
-        s.prefetch_wasted += adm.wasted as u64;
-        let pool = &self.pools[self.layers[idx].pool];
-        let mut table: Vec<u32> = (0..self.layers[idx].shape.n_expert as u32)
-            .map(|expert| pool.cache.slot_of(ExpertKey { layer, expert }).unwrap_or(NOT_RESIDENT))
-            .collect();
+        self.s.count_wave(idx, wave, &adm, ids);
+        let mut table = self.table(idx);
         for &e in step {
             table[e as usize] = OTHER_WAVE;
         }
         for &e in &wave.experts {
-            let key = ExpertKey { layer, expert: e };
-            table[e as usize] = pool
-                .cache
-                .slot_of(key)
-                .ok_or_else(|| Error::Gpu(format!("expert {e} of layer {layer} was admitted but has no slot")))?;
+            table[e as usize] = self.s.slot_of(idx, e).ok_or_else(|| {
+                Error::Gpu(format!(
+                    "expert {e} of layer {} was admitted but has no slot",
+                    self.s.shape(idx).layer
+                ))
+            })?;
         }
         ctx.queue
-            .write_buffer(&self.layers[idx].table.buffer, 0, bytemuck::cast_slice(&table));
+            .write_buffer(&self.tables[idx].buffer, 0, bytemuck::cast_slice(&table));
         Ok(table)
     }
 
     /// Admit `experts` of layer `idx` into its pool and upload the misses (demand);
     /// `tokens` advance the layer's clock.
     fn load(&mut self, ctx: &GpuContext, idx: usize, experts: &[u32], tokens: u64) -> Result<Admission> {
-        let layer = self.layers[idx].shape.layer as u32;
-        let keys: Vec<ExpertKey> = experts.iter().map(|&expert| ExpertKey { layer, expert }).collect();
-        let pool = self.layers[idx].pool;
-        let cache = &mut self.pools[pool].cache;
-        cache.start_step(layer, tokens);
-        let adm = cache.admit(&keys)?;
+        let adm = self.s.admit(idx, experts, tokens)?;
         let bytes = self.upload(ctx, &adm.loads)?;
-        self.stats.layers[idx].demand_bytes += bytes;
-        if self.pools[pool].complete {
-            let table: Vec<u32> = (0..self.layers[idx].shape.n_expert as u32)
-                .map(|e| {
-                    self.pools[pool]
-                        .cache
-                        .slot_of(ExpertKey { layer, expert: e })
-                        .unwrap_or(NOT_RESIDENT)
-                })
-                .collect();
+        self.s.count_demand(idx, bytes);
+        if self.s.complete(idx) {
             ctx.queue
-                .write_buffer(&self.layers[idx].table.buffer, 0, bytemuck::cast_slice(&table));
+                .write_buffer(&self.tables[idx].buffer, 0, bytemuck::cast_slice(&self.table(idx)));
         }
         Ok(adm)
     }
 
     /// Upload predicted experts of streamed layer `next` without evicting `pinned` (the
     /// running layer `idx`'s last wave). Call it after that wave's products were
-    /// submitted: its writes land after them.
+    /// submitted: its writes land after them. `busy` tells whether the device is still
+    /// computing when the copies are queued (they overlapped it).
     pub fn prefetch(
         &mut self,
         ctx: &GpuContext,
@@ -320,27 +194,11 @@ impl Streamer {
         next: usize,
         predicted: &[u32],
     ) -> Result<()> {
-        let (layer, next_layer) = (
-            self.layers[idx].shape.layer as u32,
-            self.layers[next].shape.layer as u32,
-        );
-        let distinct: BTreeSet<u32> = predicted.iter().copied().collect();
-        let keys: Vec<ExpertKey> = distinct
-            .iter()
-            .map(|&expert| ExpertKey {
-                layer: next_layer,
-                expert,
-            })
-            .collect();
-        let pin: Vec<ExpertKey> = if self.layers[next].pool == self.layers[idx].pool {
-            pinned.iter().map(|&expert| ExpertKey { layer, expert }).collect()
-        } else {
-            Vec::new()
-        };
-        let loads = self.pools[self.layers[next].pool].cache.prefetch(&keys, &pin);
+        let t = std::time::Instant::now();
+        let loads = self.s.prefetch(idx, pinned, next, predicted);
         let bytes = self.upload(ctx, &loads)?;
-        self.stats.layers[next].prefetch_bytes += bytes;
-        self.predicted[next] = Some(distinct);
+        let busy = !ctx.device_idle()?;
+        self.s.count_prefetch(idx, next, bytes, t.elapsed(), busy);
         Ok(())
     }
 
@@ -348,14 +206,11 @@ impl Streamer {
     fn upload(&self, ctx: &GpuContext, loads: &[(ExpertKey, u32)]) -> Result<u64> {
         let mut bytes = 0;
         for &(key, slot) in loads {
-            let idx = self.by_layer[&key.layer];
-            let l = &self.layers[idx];
-            let pool = &self.pools[l.pool];
-            for (p, t) in l.tensors.iter().enumerate() {
-                let size = l.shape.part_bytes[p] as usize;
-                let at = key.expert as usize * size;
-                pool.parts[p].write_slot(ctx, slot as usize, &t.bytes()[at..at + size])?;
-                bytes += size as u64;
+            let pool = &self.pools[self.s.pool_of(self.s.index_of(key.layer))];
+            for (p, part) in pool.iter().enumerate() {
+                let (t, range) = self.s.part(key, p);
+                bytes += range.len() as u64;
+                part.write_slot(ctx, slot as usize, &t.bytes()[range])?;
             }
         }
         Ok(bytes)
@@ -363,37 +218,19 @@ impl Streamer {
 
     /// Count a read-back of layer `idx`, the time waiting for it, and upload time.
     pub fn count_wait(&mut self, idx: usize, wait: Duration, upload: Duration) {
-        let s = &mut self.stats.layers[idx];
-        s.read_backs += 1;
-        s.wait += wait;
-        s.upload += upload;
-    }
-
-    /// Count a prefetch's host time, and whether the device was still computing the
-    /// running layer when it ended (the copy overlapped compute).
-    pub fn count_prefetch(&mut self, idx: usize, time: Duration, device_busy: bool) {
-        let s = &mut self.stats.layers[idx];
-        s.prefetch_time += time;
-        s.prefetches += 1;
-        s.prefetches_under_compute += device_busy as u64;
+        self.s.count_wait(idx, wait, upload);
     }
 
     /// Count the uses of a step that needed no read-back (every expert resident).
     pub fn count_resident_step(&mut self, idx: usize, pairs: usize, n_tokens: usize) {
-        if idx == 0 {
-            self.stats.tokens += n_tokens as u64;
-        }
-        let s = &mut self.stats.layers[idx];
-        s.uses += pairs as u64;
-        s.hits += pairs as u64;
-        s.waves += 1;
+        self.s.count_resident_step(idx, pairs, n_tokens);
     }
 
     pub fn stats(&self, ctx: &GpuContext) -> StreamStats {
         StreamStats {
             vram_in_use: ctx.allocated_bytes(),
             vram_peak: ctx.peak_bytes(),
-            ..self.stats.clone()
+            ..self.s.stats().clone()
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod belady;
 pub mod cache;
 pub mod plan;
+pub mod scheduler;
 pub mod stats;
 pub mod sweep;
 

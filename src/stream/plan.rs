@@ -173,6 +173,40 @@ impl MemoryPlan {
     }
 }
 
+/// Layers whose experts have the same types and shapes share a pool: each class's
+/// shape and the indices (into `layers`) of its members.
+pub fn pool_classes<'a>(layers: impl IntoIterator<Item = &'a ExpertLayer>) -> Vec<(ExpertLayer, Vec<usize>)> {
+    let mut classes: Vec<(ExpertLayer, Vec<usize>)> = Vec::new();
+    for (i, l) in layers.into_iter().enumerate() {
+        let same = |c: &ExpertLayer| (c.types, c.part_bytes, c.n_embd, c.ff) == (l.types, l.part_bytes, l.n_embd, l.ff);
+        match classes.iter_mut().find(|(c, _)| same(c)) {
+            Some((_, members)) => members.push(i),
+            None => classes.push((l.clone(), vec![i])),
+        }
+    }
+    classes
+}
+
+/// Slots per class for `left` bytes of pools: every class first gets one token's
+/// experts (`n_used`), then the rest in proportion to its experts' bytes, at most all its
+/// experts. `Err(need)`: `left` cannot hold one token's experts of every class.
+pub fn class_slots(classes: &[(ExpertLayer, Vec<usize>)], left: u64) -> std::result::Result<Vec<usize>, u64> {
+    let all = |c: &ExpertLayer, m: &[usize]| c.n_expert * m.len();
+    let total: u64 = classes.iter().map(|(c, m)| c.expert_bytes() * all(c, m) as u64).sum();
+    let need: u64 = classes.iter().map(|(c, _)| c.expert_bytes() * c.n_used as u64).sum();
+    if left < need {
+        return Err(need);
+    }
+    let spare = left - need;
+    Ok(classes
+        .iter()
+        .map(|(c, m)| {
+            let share = (spare as f64 * (c.expert_bytes() * all(c, m) as u64) as f64 / total as f64) as u64;
+            (c.n_used + (share / c.expert_bytes()) as usize).min(all(c, m))
+        })
+        .collect())
+}
+
 /// A size like `6GiB`, `900MiB`, `512KiB`, `2GB` or a plain byte count.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
