@@ -209,6 +209,11 @@ struct RunArgs {
     /// the part the resident weights, KV cache and scratch leave (GPU backend).
     #[arg(long, value_parser = lowbit::stream::parse_size)]
     vram_budget: Option<u64>,
+    /// Host memory lowbit may hold (e.g. 20GiB): non-expert weights and the KV cache are
+    /// read into it, and routed experts stream through a host cache in the rest, read
+    /// with explicit reads (never mapped); code, tokenizer and activations are outside it.
+    #[arg(long, value_parser = lowbit::stream::parse_size)]
+    ram_budget: Option<u64>,
     /// Which streamed expert to evict: lru, or reuse (layer-aware reuse distance).
     #[arg(long, default_value = "reuse", value_parser = lowbit::stream::PolicyKind::parse)]
     expert_policy: lowbit::stream::PolicyKind,
@@ -225,6 +230,7 @@ impl RunArgs {
     fn stream(&self, n_ctx: usize) -> lowbit::stream::StreamOptions {
         lowbit::stream::StreamOptions {
             vram_budget: self.vram_budget,
+            ram_budget: self.ram_budget,
             policy: self.expert_policy,
             prefetch: self.prefetch,
             n_ctx,

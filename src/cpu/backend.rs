@@ -11,7 +11,9 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
 use crate::quant::{self, BlockType};
-use crate::stream::ExpertLayer;
+use crate::stream::host::HostExperts;
+use crate::stream::plan::Memory;
+use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 use rayon::prelude::*;
 
 /// Activations `[n][width]`.
@@ -38,9 +40,9 @@ pub struct CpuExperts {
 
 /// Pair `t * n_used + j` uses matrix `ids[pair]`, weight `weights[pair]`.
 pub struct CpuRoutes {
-    ids: Vec<u32>,
-    weights: Vec<f32>,
-    n_used: usize,
+    pub(super) ids: Vec<u32>,
+    pub(super) weights: Vec<f32>,
+    pub(super) n_used: usize,
 }
 
 /// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions (no values
@@ -59,6 +61,14 @@ pub struct CpuCache {
 pub struct CpuBackend {
     /// Read weights into owned memory instead of computing from the map.
     owned: bool,
+    /// Under a RAM budget: the host expert cache the routed experts stream through.
+    pub(super) host: Option<HostExperts>,
+}
+
+/// A MoE layer's routed experts: resident stacks, or streamed layer i of the host cache.
+pub enum CpuRouted {
+    Resident(ResidentExperts<CpuExperts>),
+    Streamed(usize),
 }
 
 /// Dot product with 8 independent partial sums (vectorizes; the reference order for CPU).
@@ -78,17 +88,58 @@ fn shape_err(op: &str, detail: String) -> Error {
     Error::Shape(format!("{op}: {detail}"))
 }
 
-impl CpuMatrix {
-    /// `y[r] = Σ_k W[row0 + r][k] · x[k]` for the `y.len()` rows from `row0`.
-    fn rows_times(&self, row0: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
-        let rb = self.ty.row_bytes(self.k)?;
-        let mut buf = vec![0f32; self.k];
-        for (r, out) in y.iter_mut().enumerate() {
-            quant::dequantize_row(self.ty, &self.bytes[(row0 + r) * rb..][..rb], &mut buf)?;
-            *out = dot(&buf, &x[..self.k]);
+/// `y[r] = Σ_k W[r][k] · x[k]` for the `y.len()` rows of `ty` rows of `k` in `bytes`.
+fn rows_times(ty: BlockType, k: usize, bytes: &[u8], x: &[f32], y: &mut [f32]) -> Result<()> {
+    let rb = ty.row_bytes(k)?;
+    let mut buf = vec![0f32; k];
+    for (r, out) in y.iter_mut().enumerate() {
+        quant::dequantize_row(ty, &bytes[r * rb..][..rb], &mut buf)?;
+        *out = dot(&buf, &x[..k]);
+    }
+    Ok(())
+}
+
+/// The layout of the matrices a pair product reads: `rows` rows of `k` values of `ty`.
+#[derive(Clone, Copy)]
+pub(super) struct PairMatrices {
+    pub ty: BlockType,
+    pub k: usize,
+    pub rows: usize,
+}
+
+/// `y[p][..rows] = W_p · x[p, or p / n_used]`, times the pair's weight when `weighted`,
+/// for each pair p whose matrix bytes `matrix(p)` gives; other rows are left alone.
+pub(super) fn pair_products<'a>(
+    m: PairMatrices,
+    matrix: impl Fn(usize) -> Option<&'a [u8]> + Sync,
+    x: &CpuTensor,
+    routes: &CpuRoutes,
+    weighted: bool,
+    y: &mut CpuTensor,
+) -> Result<()> {
+    let pairs = routes.ids.len();
+    let per_pair = x.n == pairs;
+    check_matmul_id(
+        (x.n, x.width),
+        (y.n, y.width),
+        pairs / routes.n_used.max(1),
+        pairs,
+        m.rows,
+        m.k,
+    )?;
+    let yw = y.width;
+    y.data.par_chunks_mut(yw).enumerate().try_for_each(|(p, out)| {
+        let Some(bytes) = matrix(p) else {
+            return Ok(());
+        };
+        let xi = if per_pair { p } else { p / routes.n_used };
+        let out = &mut out[..m.rows];
+        rows_times(m.ty, m.k, bytes, &x.data[xi * x.width..], out)?;
+        if weighted {
+            out.iter_mut().for_each(|v| *v *= routes.weights[p]);
         }
         Ok(())
-    }
+    })
 }
 
 impl Backend for CpuBackend {
@@ -97,10 +148,35 @@ impl Backend for CpuBackend {
     type Experts = CpuExperts;
     type Routes = CpuRoutes;
     type Cache = CpuCache;
-    type Routed = ResidentExperts<CpuExperts>;
+    type Routed = CpuRouted;
+
+    /// A VRAM budget is refused; under a RAM budget, weights are read into owned memory
+    /// and the routed experts stream through a host cache in what it leaves
+    /// ([`Memory::Host`]), refused now when the resident part does not fit.
+    fn plan(&mut self, plan: &MemoryPlan, options: &StreamOptions) -> Result<()> {
+        if options.vram_budget.is_some() {
+            return Err(Error::Unsupported(format!(
+                "{} has no VRAM budget (--vram-budget needs the GPU backend)",
+                self.name()
+            )));
+        }
+        if let Some(budget) = options.ram_budget {
+            let left = plan.pool_bytes(budget, Memory::Host)?;
+            self.owned = true;
+            self.host = Some(HostExperts::new(options.clone(), left, budget));
+        }
+        Ok(())
+    }
+
+    fn loaded(&mut self) -> Result<()> {
+        self.host.as_mut().map_or(Ok(()), |h| h.allocate())
+    }
 
     fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<Self::Routed> {
-        resident_routed(self, shape, tensors)
+        match &mut self.host {
+            Some(h) => Ok(CpuRouted::Streamed(h.register(shape, tensors)?)),
+            None => Ok(CpuRouted::Resident(resident_routed(self, shape, tensors)?)),
+        }
     }
 
     fn routed_ffn(
@@ -109,9 +185,26 @@ impl Backend for CpuBackend {
         h: &CpuTensor,
         routes: &CpuRoutes,
         acc: &mut CpuTensor,
-        _next: Option<(&Self::Routed, &CpuRoutes)>,
+        next: Option<(&Self::Routed, &CpuRoutes)>,
     ) -> Result<()> {
-        resident_routed_ffn(self, experts, h, routes, acc)
+        match experts {
+            CpuRouted::Resident(r) => resident_routed_ffn(self, r, h, routes, acc),
+            &CpuRouted::Streamed(idx) => {
+                let next = next.and_then(|(r, p)| match r {
+                    &CpuRouted::Streamed(j) => Some((j, p)),
+                    CpuRouted::Resident(_) => None,
+                });
+                self.streamed_ffn(idx, h, routes, acc, next)
+            }
+        }
+    }
+
+    fn predicts(&self) -> bool {
+        self.host.as_ref().is_some_and(|h| h.prefetches())
+    }
+
+    fn stream_stats(&self) -> Option<StreamStats> {
+        self.host.as_ref().map(|h| h.stats())
     }
 
     fn name(&self) -> String {
@@ -338,29 +431,17 @@ impl Backend for CpuBackend {
         weighted: bool,
         y: &mut CpuTensor,
     ) -> Result<()> {
-        let pairs = routes.ids.len();
-        let per_pair = x.n == pairs;
-        check_matmul_id(
-            (x.n, x.width),
-            (y.n, y.width),
-            pairs / routes.n_used.max(1),
-            pairs,
-            w.m.rows,
-            w.m.k,
-        )?;
         if let Some(&bad) = routes.ids.iter().find(|&&e| e as usize >= w.count) {
             return Err(shape_err("matmul_id", format!("matrix {bad} of {}", w.count)));
         }
-        let yw = y.width;
-        y.data.par_chunks_mut(yw).enumerate().try_for_each(|(p, out)| {
-            let xi = if per_pair { p } else { p / routes.n_used };
-            let out = &mut out[..w.m.rows];
-            w.m.rows_times(routes.ids[p] as usize * w.m.rows, &x.data[xi * x.width..], out)?;
-            if weighted {
-                out.iter_mut().for_each(|v| *v *= routes.weights[p]);
-            }
-            Ok(())
-        })
+        let m = PairMatrices {
+            ty: w.m.ty,
+            k: w.m.k,
+            rows: w.m.rows,
+        };
+        let size = w.m.ty.row_bytes(w.m.k)? * w.m.rows;
+        let matrix = |p: usize| Some(&w.m.bytes[routes.ids[p] as usize * size..][..size]);
+        pair_products(m, matrix, x, routes, weighted, y)
     }
 
     fn add_pair_sums(&mut self, y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) -> Result<()> {

@@ -3,6 +3,7 @@
 
 mod backend;
 mod matvec;
+mod routed;
 mod weights;
 
 pub use backend::{CpuBackend, CpuTensor};

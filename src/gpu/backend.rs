@@ -464,7 +464,7 @@ impl Backend for GpuBackend {
         let Some(budget) = options.vram_budget else {
             return Ok(());
         };
-        plan.pool_bytes(budget)?;
+        plan.pool_bytes(budget, crate::stream::plan::Memory::Device)?;
         self.ctx.set_vram_budget(Some(budget));
         self.stream = Some(Streamer::new(plan.clone(), options.clone()));
         Ok(())

@@ -228,8 +228,8 @@ impl Streamer {
 
     pub fn stats(&self, ctx: &GpuContext) -> StreamStats {
         StreamStats {
-            vram_in_use: ctx.allocated_bytes(),
-            vram_peak: ctx.peak_bytes(),
+            in_use: ctx.allocated_bytes(),
+            peak: ctx.peak_bytes(),
             ..self.s.stats().clone()
         }
     }

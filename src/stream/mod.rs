@@ -12,6 +12,7 @@
 
 pub mod belady;
 pub mod cache;
+pub mod host;
 pub mod plan;
 pub mod scheduler;
 pub mod stats;

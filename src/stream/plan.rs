@@ -18,6 +18,9 @@ pub struct StreamOptions {
     /// Device bytes lowbit may hold in all; None: every weight resident, as without
     /// streaming.
     pub vram_budget: Option<u64>,
+    /// Host bytes for owned resident weights, the KV cache and the host expert cache
+    /// ([`Memory::Host`]); None: compute from the file's map, nothing owned.
+    pub ram_budget: Option<u64>,
     pub policy: PolicyKind,
     /// Upload layer l+1's predicted experts while layer l runs.
     pub prefetch: bool,
@@ -149,17 +152,27 @@ impl MemoryPlan {
         self.fixed_bytes() + (self.expert_bytes() as f64 * fraction).ceil() as u64
     }
 
-    /// Bytes left for expert pools under `budget`, or an error naming every part when
-    /// the resident part and the smallest pools do not fit.
-    pub fn pool_bytes(&self, budget: u64) -> Result<u64> {
-        let need = self.fixed_bytes() + self.min_pool_bytes();
+    /// What must stay in host memory under a RAM budget: resident weights and cache
+    /// (scratch is part of the documented overhead, see [`Memory::Host`]).
+    pub fn host_fixed_bytes(&self) -> u64 {
+        self.resident_bytes() + self.kv_cache
+    }
+
+    /// Bytes left for expert pools under `budget` of `memory`, or an error naming every
+    /// part when the resident part and the smallest pools do not fit.
+    pub fn pool_bytes(&self, budget: u64, memory: Memory) -> Result<u64> {
+        let (fixed, name, scratch) = match memory {
+            Memory::Device => (self.fixed_bytes(), "VRAM", "of scratch"),
+            Memory::Host => (self.host_fixed_bytes(), "RAM", "of scratch outside the budget"),
+        };
+        let need = fixed + self.min_pool_bytes();
         if need <= budget {
-            return Ok(budget - self.fixed_bytes());
+            return Ok(budget - fixed);
         }
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
         let parts: Vec<String> = self.resident.iter().map(|(k, b)| format!("{k} {}", mib(*b))).collect();
         Err(Error::Budget(format!(
-            "a VRAM budget of {} cannot hold this model: it needs {} resident ({}), {} of KV cache, {} of scratch and at least {} of expert slots ({} experts of the largest class), {} in all; the experts total {}",
+            "a {name} budget of {} cannot hold this model: it needs {} resident ({}), {} of KV cache, {} {scratch} and at least {} of expert slots ({} experts of the largest class), {} in all; the experts total {}",
             mib(budget),
             mib(self.resident_bytes()),
             parts.join(", "),
@@ -171,6 +184,18 @@ impl MemoryPlan {
             mib(self.expert_bytes()),
         )))
     }
+}
+
+/// Which memory a budget bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Memory {
+    /// Device memory (`--vram-budget`): everything lowbit allocates on the device.
+    #[default]
+    Device,
+    /// Host memory (`--ram-budget`): owned resident weights, the KV cache and the host
+    /// expert cache. Outside it (the documented overhead): code, the tokenizer,
+    /// activations and parsed metadata.
+    Host,
 }
 
 /// Layers whose experts have the same types and shapes share a pool: each class's

@@ -132,7 +132,7 @@ impl Scheduler {
         let slot_bytes: u64 = self.stats.pools.iter().map(|p| p.slots as u64 * p.expert_bytes).sum();
         self.stats.slots = self.stats.pools.iter().map(|p| p.slots).sum();
         self.stats.slot_fraction = slot_bytes as f64 / total.max(1) as f64;
-        self.stats.vram_budget = budget;
+        self.stats.budget = budget;
     }
 
     pub fn layer_count(&self) -> usize {
@@ -259,6 +259,11 @@ impl Scheduler {
         s.read_backs += 1;
         s.wait += wait;
         s.upload += upload;
+    }
+
+    /// Count time spent moving layer `idx`'s demand misses into their slots.
+    pub fn count_transfer(&mut self, idx: usize, time: Duration) {
+        self.stats.layers[idx].upload += time;
     }
 
     /// Count the uses of a step that needed no read-back (every expert resident).

@@ -1,5 +1,6 @@
 //! What streaming did, per MoE layer and overall (`--stats`).
 
+use super::plan::Memory;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ pub struct LayerStats {
     /// Prefetched experts evicted before any use.
     pub prefetch_wasted: u64,
     /// Time the host waited for the routes to come back (the read-back also waits for
-    /// the work recorded before the router), and time it spent queueing demand uploads.
+    /// the work recorded before the router), and time it spent queueing demand uploads
+    /// (on the host: reading demand misses, the stall of that regime).
     pub wait: Duration,
     pub upload: Duration,
     /// Host time of the prefetches run from this layer, their number, and how many ended
@@ -46,10 +48,13 @@ pub struct StreamStats {
     pub layers: Vec<LayerStats>,
     /// Tokens run through the model.
     pub tokens: u64,
-    /// Device bytes lowbit holds now, its peak, and the budget.
-    pub vram_in_use: u64,
-    pub vram_peak: u64,
-    pub vram_budget: u64,
+    /// Which memory the slots are in: device (uploads) or host (reads).
+    pub memory: Memory,
+    /// Bytes lowbit holds in that memory now (on the host: the slots), its peak, and
+    /// the budget.
+    pub in_use: u64,
+    pub peak: u64,
+    pub budget: u64,
     /// Expert slots over all pools and the share of all expert bytes they hold.
     pub slots: usize,
     pub slot_fraction: f64,
@@ -99,19 +104,27 @@ impl StreamStats {
         let per_token = |v: f64| v / self.tokens.max(1) as f64;
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let mut out = String::new();
+        let (moved, moving) = match self.memory {
+            Memory::Device => ("uploaded", "upload"),
+            Memory::Host => ("read", "read"),
+        };
         let _ = writeln!(
             out,
-            "expert streaming: {} slots ({:.1}% of expert bytes), VRAM {:.1} MiB in use, peak {:.1} MiB of a {:.1} MiB budget, {} tokens",
+            "expert streaming ({}): {} slots ({:.1}% of expert bytes), {:.1} MiB in use, peak {:.1} MiB of a {:.1} MiB budget, {} tokens",
+            match self.memory {
+                Memory::Device => "VRAM slots",
+                Memory::Host => "host cache",
+            },
             self.slots,
             100.0 * self.slot_fraction,
-            mib(self.vram_in_use),
-            mib(self.vram_peak),
-            mib(self.vram_budget),
+            mib(self.in_use),
+            mib(self.peak),
+            mib(self.budget),
             self.tokens
         );
         let _ = writeln!(
             out,
-            "| layer | hit rate | MiB uploaded / token | prefetch precision | prefetch recall | read-back wait ms / token | demand upload ms / token | prefetch ms / token | prefetches under compute | read-backs / token |"
+            "| layer | hit rate | MiB {moved} / token | prefetch precision | prefetch recall | read-back wait ms / token | demand {moving} ms / token | prefetch ms / token | prefetches under compute | read-backs / token |"
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let total = self.total();

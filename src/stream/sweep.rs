@@ -126,6 +126,7 @@ pub fn sweep(
                 policy,
                 prefetch,
                 n_ctx: tokens.len(),
+                ..Default::default()
             };
             let (tok_s, b, _) = decode(&file, gpu, &options, &tokens, false)?;
             let stats = b

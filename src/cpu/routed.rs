@@ -1,0 +1,78 @@
+//! The CPU backend's streamed routed experts: a MoE layer's step under a RAM budget,
+//! wave by wave through the host expert cache ([`crate::stream::host`]). Each pair's
+//! products are the resident path's own ([`pair_products`] over the same bytes), so the
+//! logits do not depend on the budget.
+
+use super::backend::{CpuBackend, CpuRoutes, CpuTensor, PairMatrices, pair_products};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+impl CpuBackend {
+    /// A streamed layer's step: per wave, make its experts resident, then gate, up,
+    /// SwiGLU and down of the wave's pairs; the pair sums go into `acc`. With `next`
+    /// (prefetch), the next streamed layer's predicted experts are read afterwards.
+    pub(super) fn streamed_ffn(
+        &mut self,
+        idx: usize,
+        h: &CpuTensor,
+        routes: &CpuRoutes,
+        acc: &mut CpuTensor,
+        next: Option<(usize, &CpuRoutes)>,
+    ) -> Result<()> {
+        let mut host = self
+            .host
+            .take()
+            .ok_or_else(|| Error::Unsupported("streamed experts without a host cache".into()))?;
+        let out = self.streamed_waves(&mut host, idx, h, routes, acc, next);
+        self.host = Some(host);
+        out
+    }
+
+    fn streamed_waves(
+        &mut self,
+        host: &mut crate::stream::host::HostExperts,
+        idx: usize,
+        h: &CpuTensor,
+        routes: &CpuRoutes,
+        acc: &mut CpuTensor,
+        next: Option<(usize, &CpuRoutes)>,
+    ) -> Result<()> {
+        let shape = host.shape(idx).clone();
+        let pairs = routes.ids.len();
+        let n_tokens = pairs / routes.n_used.max(1);
+        let mut g = self.zeros(pairs, shape.ff)?;
+        let mut u = self.zeros(pairs, shape.ff)?;
+        let mut d = self.zeros(pairs, shape.n_embd)?;
+        let gate_up = |p: usize| PairMatrices {
+            ty: shape.types[p],
+            k: shape.n_embd,
+            rows: shape.ff,
+        };
+        let down = PairMatrices {
+            ty: shape.types[2],
+            k: shape.ff,
+            rows: shape.n_embd,
+        };
+        let waves = host.waves(idx, &routes.ids, n_tokens);
+        for (w, wave) in waves.iter().enumerate() {
+            let tokens = if w == 0 { n_tokens as u64 } else { 0 };
+            host.load_wave(idx, wave, &routes.ids, tokens)?;
+            let part = |p: usize| {
+                let host = &*host;
+                move |pair: usize| {
+                    let e = routes.ids[pair];
+                    wave.experts.binary_search(&e).ok()?;
+                    host.expert(idx, e).map(|parts| parts[p])
+                }
+            };
+            pair_products(gate_up(0), part(0), h, routes, false, &mut g)?;
+            pair_products(gate_up(1), part(1), h, routes, false, &mut u)?;
+            let a = self.swiglu(&g, &u)?;
+            pair_products(down, part(2), &a, routes, true, &mut d)?;
+        }
+        if let (Some((j, predicted)), Some(last)) = (next, waves.last()) {
+            host.prefetch(idx, &last.experts, j, &predicted.ids)?;
+        }
+        self.add_pair_sums(&d, routes.n_used, acc)
+    }
+}
