@@ -58,6 +58,7 @@ fn budgets_give_identical_logits(name: &str, settings: &[Setting]) {
                 policy,
                 prefetch,
                 n_ctx: tokens.len(),
+                ..Default::default()
             };
             let mut b = backend(setting, None);
             let logits = stepped_logits_with(&mut b, &file, &options, &tokens, &steps);

@@ -147,9 +147,18 @@ impl MemoryPlan {
         classes.iter().map(|&(b, n)| b * n as u64).sum()
     }
 
-    /// The budget whose expert pools hold `fraction` of all expert bytes.
+    /// The VRAM budget whose expert pools hold `fraction` of all expert bytes.
     pub fn budget_for(&self, fraction: f64) -> u64 {
-        self.fixed_bytes() + (self.expert_bytes() as f64 * fraction).ceil() as u64
+        self.fixed_bytes() + self.experts_share(fraction)
+    }
+
+    /// The RAM budget whose host expert cache holds `fraction` of all expert bytes.
+    pub fn ram_budget_for(&self, fraction: f64) -> u64 {
+        self.host_fixed_bytes() + self.experts_share(fraction)
+    }
+
+    fn experts_share(&self, fraction: f64) -> u64 {
+        (self.expert_bytes() as f64 * fraction).ceil() as u64
     }
 
     /// What must stay in host memory under a RAM budget: resident weights and cache

@@ -1,0 +1,136 @@
+//! Routed experts through the host cache under a RAM budget, on the trained MoE fixture:
+//! CPU logits are bit-identical to the unbudgeted run at 100%, 50%, 25% and 12.5% of
+//! the expert bytes, through prefill (in waves), 3-token steps and decode, with and
+//! without prefetch; the cache stays within its share of the budget; a budget too small
+//! for the resident part is refused with the numbers; a file that shrinks under a
+//! running model gives a read error that names the file and the tensor.
+
+mod common;
+use common::{mixed_steps, stepped_logits, stepped_logits_with};
+use lowbit::backend::Backend;
+use lowbit::cpu::CpuBackend;
+use lowbit::gguf::File;
+use lowbit::model::{Model, memory_plan};
+use lowbit::stream::{PolicyKind, StreamOptions};
+use std::path::PathBuf;
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name)
+}
+
+/// The first `n` tokens of llama.cpp's reference prompt.
+fn tokens(n: usize) -> Vec<u32> {
+    let text = std::fs::read_to_string(fixture_path("ref-prompt-tokens.json")).unwrap();
+    let all: Vec<u32> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    all[..n].to_vec()
+}
+
+fn options(ram_budget: u64, policy: PolicyKind, prefetch: bool, n_ctx: usize) -> StreamOptions {
+    StreamOptions {
+        ram_budget: Some(ram_budget),
+        policy,
+        prefetch,
+        n_ctx,
+        ..Default::default()
+    }
+}
+
+fn cpu_budgets_give_identical_logits(name: &str) {
+    let file = File::open(fixture_path(name)).unwrap();
+    let tokens = tokens(40);
+    let steps = mixed_steps(tokens.len());
+    let plan = memory_plan(&file, tokens.len()).unwrap();
+    let resident = stepped_logits(&mut CpuBackend::default(), &file, &tokens, &steps);
+    let runs = [
+        (1.0, PolicyKind::Reuse, false),
+        (0.5, PolicyKind::Lru, false),
+        (0.25, PolicyKind::Reuse, true),
+        (0.125, PolicyKind::Reuse, false),
+    ];
+    for (fraction, policy, prefetch) in runs {
+        let budget = plan.ram_budget_for(fraction);
+        let mut cpu = CpuBackend::default();
+        let o = options(budget, policy, prefetch, tokens.len());
+        let got = stepped_logits_with(&mut cpu, &file, &o, &tokens, &steps);
+        let what = format!("{name} at {fraction} with {policy:?} (prefetch {prefetch})");
+        assert!(got == resident, "{what}: logits differ from the unbudgeted run");
+        let stats = cpu.stream_stats().expect("experts stream under a RAM budget");
+        let total = stats.total();
+        assert!(
+            stats.peak <= budget - plan.host_fixed_bytes(),
+            "{what}: a cache of {} bytes passes the budget's share",
+            stats.peak
+        );
+        assert!(total.uses > 0, "{what}: no expert use counted");
+        if fraction < 1.0 {
+            assert!(
+                total.hits < total.uses && total.demand_bytes > 0,
+                "{what}: nothing streamed"
+            );
+        }
+        if prefetch {
+            assert!(
+                total.prefetch_bytes > 0 && total.prefetches > 0,
+                "{what}: nothing prefetched"
+            );
+        }
+    }
+}
+
+#[test]
+fn f16_cpu_logits_do_not_depend_on_the_ram_budget() {
+    cpu_budgets_give_identical_logits("tiny-moe-f16.gguf");
+}
+
+#[test]
+fn iq1_s_cpu_logits_do_not_depend_on_the_ram_budget() {
+    cpu_budgets_give_identical_logits("tiny-moe-IQ1_S.gguf");
+}
+
+#[test]
+fn a_ram_budget_too_small_for_the_resident_part_is_refused_with_the_numbers() {
+    let file = File::open(fixture_path("tiny-moe-f16.gguf")).unwrap();
+    let plan = memory_plan(&file, 16).unwrap();
+    let o = options(plan.host_fixed_bytes(), PolicyKind::Reuse, false, 16);
+    let err = Model::load_with(&file, &mut CpuBackend::default(), &o, |_, _| {})
+        .err()
+        .expect("a budget without room for one token's experts")
+        .to_string();
+    for part in ["RAM budget", "resident", "embeddings", "KV cache", "expert slots"] {
+        assert!(err.contains(part), "{part} missing from: {err}");
+    }
+}
+
+#[test]
+fn a_file_that_shrinks_under_a_running_model_gives_a_read_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-moe.gguf");
+    std::fs::copy(fixture_path("tiny-moe-f16.gguf"), &path).unwrap();
+    let file = File::open(&path).unwrap();
+    let tokens = tokens(24);
+    let plan = memory_plan(&file, tokens.len()).unwrap();
+    let mut cpu = CpuBackend::default();
+    let o = options(plan.ram_budget_for(0.125), PolicyKind::Reuse, false, tokens.len());
+    let model = Model::load_with(&file, &mut cpu, &o, |_, _| {}).unwrap();
+    let mut session = model.session(&mut cpu, tokens.len()).unwrap();
+    model.forward(&mut cpu, &mut session, &tokens[..4], true).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let err = tokens[4..]
+        .iter()
+        .find_map(|t| model.forward(&mut cpu, &mut session, &[*t], true).err())
+        .expect("reading experts past the new end of the file")
+        .to_string();
+    assert!(err.contains("tiny-moe.gguf") && err.contains("_exps"), "{err}");
+}
