@@ -196,6 +196,12 @@ pub trait Backend {
     fn stream_stats(&self) -> Option<StreamStats> {
         None
     }
+    /// What the host expert cache behind streamed device slots did, when there is one
+    /// (a backend whose experts stream straight into host memory reports it as
+    /// [`stream_stats`](Self::stream_stats)).
+    fn host_stats(&self) -> Option<StreamStats> {
+        None
+    }
     fn matrix(&mut self, t: &TensorView) -> Result<Self::Matrix>;
     /// A 3-D tensor `[k, rows, count]` as `count` matrices.
     fn experts(&mut self, t: &TensorView) -> Result<Self::Experts>;

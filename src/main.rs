@@ -243,7 +243,7 @@ impl RunArgs {
             return;
         }
         eprintln!("memory: {}", backend.memory_report());
-        if let Some(s) = backend.stream_stats() {
+        for s in backend.stream_stats().into_iter().chain(backend.host_stats()) {
             eprint!("{}", s.report());
         }
     }

@@ -26,6 +26,7 @@ use crate::backend::{
 use crate::backend::{ResidentExperts, resident_routed};
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
+use crate::stream::host::HostExperts;
 use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -94,6 +95,9 @@ pub struct GpuBackend {
     profile: Option<OpProfile>,
     /// Expert streaming, when loaded under a VRAM budget.
     pub(crate) stream: Option<Streamer>,
+    /// Under a RAM budget: weights are read with explicit reads for upload (the file's
+    /// map is never touched, so its pages never count in this process).
+    owned_reads: bool,
 }
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -243,7 +247,17 @@ impl GpuBackend {
             recorder: None,
             profile: None,
             stream: None,
+            owned_reads: false,
         }
+    }
+
+    /// The view's bytes to upload: read into a transient buffer under a RAM budget,
+    /// else the mapped bytes themselves.
+    fn upload_bytes<'a>(&self, t: &TensorView<'a>) -> Result<std::borrow::Cow<'a, [u8]>> {
+        Ok(match self.owned_reads {
+            true => std::borrow::Cow::Owned(t.read_owned()?),
+            false => std::borrow::Cow::Borrowed(t.bytes),
+        })
     }
 
     /// Record operation `op` into this step's command encoder (created on first use);
@@ -460,13 +474,27 @@ impl Backend for GpuBackend {
 
     /// With a budget: refuse it now when the resident part cannot fit, then hold every
     /// allocation to it and stream the routed experts.
+    /// Under a RAM budget too, every upload reads with explicit reads, and streamed
+    /// experts come from a host cache of that budget (disk, then host, then VRAM).
     fn plan(&mut self, plan: &MemoryPlan, options: &StreamOptions) -> Result<()> {
+        self.owned_reads = options.ram_budget.is_some();
         let Some(budget) = options.vram_budget else {
             return Ok(());
         };
         plan.pool_bytes(budget, crate::stream::plan::Memory::Device)?;
+        let host = match options.ram_budget {
+            Some(ram) if ram < plan.min_pool_bytes() => {
+                return Err(Error::Budget(format!(
+                    "a RAM budget of {:.1} MiB cannot hold one token's experts ({:.1} MiB) in the host cache behind the VRAM slots",
+                    ram as f64 / (1 << 20) as f64,
+                    plan.min_pool_bytes() as f64 / (1 << 20) as f64
+                )));
+            }
+            Some(ram) => Some(HostExperts::new(options.clone(), ram, ram)),
+            None => None,
+        };
         self.ctx.set_vram_budget(Some(budget));
-        self.stream = Some(Streamer::new(plan.clone(), options.clone()));
+        self.stream = Some(Streamer::new(plan.clone(), options.clone(), host));
         Ok(())
     }
 
@@ -501,6 +529,10 @@ impl Backend for GpuBackend {
 
     fn stream_stats(&self) -> Option<StreamStats> {
         self.stream.as_ref().map(|s| s.stats(&self.ctx))
+    }
+
+    fn host_stats(&self) -> Option<StreamStats> {
+        self.stream.as_ref().and_then(|s| s.host_stats())
     }
 
     fn name(&self) -> String {
@@ -538,7 +570,8 @@ impl Backend for GpuBackend {
     }
 
     fn matrix(&mut self, t: &TensorView) -> Result<GpuWeights> {
-        GpuWeights::upload(&self.ctx, &t.info.name, t.info.ty, t.info.row_len() as usize, t.bytes).map_err(|e| {
+        let bytes = self.upload_bytes(t)?;
+        GpuWeights::upload(&self.ctx, &t.info.name, t.info.ty, t.info.row_len() as usize, &bytes).map_err(|e| {
             Error::Tensor {
                 path: t.path.to_path_buf(),
                 tensor: t.info.name.clone(),
@@ -562,7 +595,10 @@ impl Backend for GpuBackend {
         }
         let names: Vec<&str> = parts.iter().map(|t| t.info.name.as_str()).collect();
         let name = names.join("+");
-        let bytes: Vec<u8> = parts.iter().flat_map(|t| t.bytes.iter().copied()).collect();
+        let mut bytes = Vec::new();
+        for t in parts {
+            bytes.extend_from_slice(&self.upload_bytes(t)?);
+        }
         GpuWeights::upload(&self.ctx, &name, ty, k as usize, &bytes)
             .map(Some)
             .map_err(|e| Error::Tensor {
@@ -583,8 +619,9 @@ impl Backend for GpuBackend {
             return Err(err(format!("{dims:?} is not 3-D")));
         }
         let (k, rows, count) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
+        let bytes = self.upload_bytes(t)?;
         let pool =
-            GpuExperts::upload(&self.ctx, &t.info.name, t.info.ty, k, rows, t.bytes).map_err(|e| err(e.to_string()))?;
+            GpuExperts::upload(&self.ctx, &t.info.name, t.info.ty, k, rows, &bytes).map_err(|e| err(e.to_string()))?;
         let identity: Vec<u32> = (0..count as u32).collect();
         let slot_of = self.ctx.upload(
             "slot table",

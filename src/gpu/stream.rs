@@ -31,6 +31,7 @@ use super::moe::{GpuExperts, NOT_RESIDENT, OTHER_WAVE};
 use crate::error::{Error, Result};
 use crate::gguf::TensorRef;
 use crate::stream::cache::Admission;
+use crate::stream::host::HostExperts;
 use crate::stream::plan::class_slots;
 use crate::stream::scheduler::{Scheduler, Wave};
 use crate::stream::{ExpertKey, ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
@@ -43,16 +44,19 @@ pub struct Streamer {
     s: Scheduler,
     tables: Vec<Tracked>,
     pools: Vec<[GpuExperts; 3]>,
+    /// Under a RAM budget too: the host cache misses are read through (else the map).
+    host: Option<HostExperts>,
 }
 
 impl Streamer {
     /// A streamer for `plan` under `options.vram_budget` (checked by the caller).
-    pub fn new(plan: MemoryPlan, options: StreamOptions) -> Self {
+    pub fn new(plan: MemoryPlan, options: StreamOptions, host: Option<HostExperts>) -> Self {
         Streamer {
             plan,
             s: Scheduler::new(options),
             tables: Vec::new(),
             pools: Vec::new(),
+            host,
         }
     }
 
@@ -63,6 +67,9 @@ impl Streamer {
     /// Register a MoE layer's experts (no upload yet); returns its index.
     pub fn register(&mut self, ctx: &GpuContext, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<usize> {
         let idx = self.s.register(shape, tensors)?;
+        if let Some(h) = &mut self.host {
+            h.register(shape, tensors)?;
+        }
         self.tables.push(ctx.upload(
             "slot table",
             bytemuck::cast_slice(&vec![NOT_RESIDENT; shape.n_expert]),
@@ -75,6 +82,9 @@ impl Streamer {
     /// cache and scratch) into slot pools; pools that can hold all their experts are
     /// filled now.
     pub fn allocate(&mut self, ctx: &GpuContext, budget: u64) -> Result<()> {
+        if let Some(h) = &mut self.host {
+            h.allocate()?;
+        }
         let reserved = ctx.allocated_bytes() + self.plan.kv_cache + self.plan.scratch;
         let left = budget.saturating_sub(reserved);
         let classes = self.s.classes();
@@ -127,6 +137,9 @@ impl Streamer {
     /// Split a step's distinct experts into waves that fit the pool (see
     /// [`Scheduler::waves`]).
     pub fn waves(&mut self, idx: usize, ids: &[u32], n_tokens: usize) -> Vec<Wave> {
+        if let (0, Some(h)) = (idx, &mut self.host) {
+            h.count_tokens(n_tokens);
+        }
         self.s.waves(idx, ids, n_tokens)
     }
 
@@ -202,18 +215,30 @@ impl Streamer {
         Ok(())
     }
 
-    /// Queue each (expert, slot)'s three matrices into its pool; returns the bytes.
-    fn upload(&self, ctx: &GpuContext, loads: &[(ExpertKey, u32)]) -> Result<u64> {
+    /// Queue each (expert, slot)'s three matrices into its pool, from the host cache
+    /// when there is one, else from the file's map; returns the bytes.
+    fn upload(&mut self, ctx: &GpuContext, loads: &[(ExpertKey, u32)]) -> Result<u64> {
         let mut bytes = 0;
         for &(key, slot) in loads {
             let pool = &self.pools[self.s.pool_of(self.s.index_of(key.layer))];
-            for (p, part) in pool.iter().enumerate() {
-                let (t, range) = self.s.part(key, p);
-                bytes += range.len() as u64;
-                part.write_slot(ctx, slot as usize, &t.bytes()[range])?;
+            let parts: [&[u8]; 3] = match &mut self.host {
+                Some(h) => h.fetch(key)?,
+                None => [0, 1, 2].map(|p| {
+                    let (t, range) = self.s.part(key, p);
+                    &t.bytes()[range]
+                }),
+            };
+            for (part, b) in pool.iter().zip(parts) {
+                bytes += b.len() as u64;
+                part.write_slot(ctx, slot as usize, b)?;
             }
         }
         Ok(bytes)
+    }
+
+    /// What the host cache behind the slots did, when there is one.
+    pub fn host_stats(&self) -> Option<StreamStats> {
+        self.host.as_ref().map(|h| h.stats())
     }
 
     /// Count a read-back of layer `idx`, the time waiting for it, and upload time.
@@ -223,6 +248,9 @@ impl Streamer {
 
     /// Count the uses of a step that needed no read-back (every expert resident).
     pub fn count_resident_step(&mut self, idx: usize, pairs: usize, n_tokens: usize) {
+        if let (0, Some(h)) = (idx, &mut self.host) {
+            h.count_tokens(n_tokens);
+        }
         self.s.count_resident_step(idx, pairs, n_tokens);
     }
 

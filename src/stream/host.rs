@@ -109,6 +109,24 @@ impl HostExperts {
         Some([gate, up, down])
     }
 
+    /// Count tokens run through the model (when the device slots in front schedule).
+    pub fn count_tokens(&mut self, n_tokens: usize) {
+        self.s.count_tokens(n_tokens);
+    }
+
+    /// The gate, up and down bytes of `key`'s expert, read into the cache first on a
+    /// miss (one use: the device slots behind which this cache sits ask one expert at a
+    /// time, and copy the bytes at once).
+    pub fn fetch(&mut self, key: ExpertKey) -> Result<[&[u8]; 3]> {
+        let idx = self.s.index_of(key.layer);
+        let wave = Wave {
+            experts: vec![key.expert],
+        };
+        self.load_wave(idx, &wave, &wave.experts, 0)?;
+        self.expert(idx, key.expert)
+            .ok_or_else(|| Error::Unsupported(format!("expert {} of layer {} has no host slot", key.expert, key.layer)))
+    }
+
     /// Read predicted experts of streamed layer `next` without evicting `pinned` (layer
     /// `idx`'s last wave).
     pub fn prefetch(&mut self, idx: usize, pinned: &[u32], next: usize, predicted: &[u32]) -> Result<()> {

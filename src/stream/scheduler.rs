@@ -179,7 +179,7 @@ impl Scheduler {
     pub fn waves(&mut self, idx: usize, ids: &[u32], n_tokens: usize) -> Vec<Wave> {
         let distinct: BTreeSet<u32> = ids.iter().copied().collect();
         if idx == 0 {
-            self.stats.tokens += n_tokens as u64;
+            self.count_tokens(n_tokens);
         }
         if let Some(p) = self.predicted[idx].take() {
             let s = &mut self.stats.layers[idx];
@@ -190,6 +190,11 @@ impl Scheduler {
         let slots = self.pools[self.layers[idx].pool].cache.slots();
         let all: Vec<u32> = distinct.into_iter().collect();
         all.chunks(slots.max(1)).map(|c| Wave { experts: c.to_vec() }).collect()
+    }
+
+    /// Count tokens run through the model.
+    pub fn count_tokens(&mut self, n_tokens: usize) {
+        self.stats.tokens += n_tokens as u64;
     }
 
     /// Admit `experts` of layer `idx` on demand (`tokens` advance the layer's clock);
@@ -269,7 +274,7 @@ impl Scheduler {
     /// Count the uses of a step that needed no read-back (every expert resident).
     pub fn count_resident_step(&mut self, idx: usize, pairs: usize, n_tokens: usize) {
         if idx == 0 {
-            self.stats.tokens += n_tokens as u64;
+            self.count_tokens(n_tokens);
         }
         let s = &mut self.stats.layers[idx];
         s.uses += pairs as u64;
