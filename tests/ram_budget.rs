@@ -1,11 +1,14 @@
 //! Routed experts through the host cache under a RAM budget, on the trained MoE fixture:
 //! CPU logits are bit-identical to the unbudgeted run at 100%, 50%, 25% and 12.5% of
 //! the expert bytes, through prefill (in waves), 3-token steps and decode, with and
-//! without prefetch; the cache stays within its share of the budget; a budget too small
+//! without prefetch; on lavapipe, in every kernel setting, a RAM budget alone and one
+//! stacked behind a VRAM budget (disk, host cache, VRAM slots) give the unbudgeted GPU
+//! run's bits; the cache stays within its share of the budget; a budget too small
 //! for the resident part is refused with the numbers; a file that shrinks under a
 //! running model gives a read error that names the file and the tensor.
 
 mod common;
+use common::gpu::{SETTINGS, backend};
 use common::{mixed_steps, stepped_logits, stepped_logits_with};
 use lowbit::backend::Backend;
 use lowbit::cpu::CpuBackend;
@@ -91,6 +94,38 @@ fn f16_cpu_logits_do_not_depend_on_the_ram_budget() {
 #[test]
 fn iq1_s_cpu_logits_do_not_depend_on_the_ram_budget() {
     cpu_budgets_give_identical_logits("tiny-moe-IQ1_S.gguf");
+}
+
+#[test]
+fn gpu_logits_do_not_depend_on_a_ram_budget_alone_or_behind_a_vram_budget() {
+    let file = File::open(fixture_path("tiny-moe-f16.gguf")).unwrap();
+    let tokens = tokens(40);
+    let steps = mixed_steps(tokens.len());
+    let plan = memory_plan(&file, tokens.len()).unwrap();
+    for setting in SETTINGS {
+        let resident = stepped_logits(&mut backend(setting, None), &file, &tokens, &steps);
+        let ram = plan.experts_share(0.25);
+        let runs = [(None, plan.ram_budget_for(0.25)), (Some(plan.budget_for(0.5)), ram)];
+        for (vram, ram) in runs {
+            let mut g = backend(setting, None);
+            let o = StreamOptions {
+                vram_budget: vram,
+                ..options(ram, PolicyKind::Reuse, vram.is_some(), tokens.len())
+            };
+            let got = stepped_logits_with(&mut g, &file, &o, &tokens, &steps);
+            let what = format!("{setting:?} with VRAM {vram:?} and RAM {ram}");
+            assert!(got == resident, "{what}: logits differ from the unbudgeted run");
+            if vram.is_some() {
+                let host = g.host_stats().expect("a host cache behind the VRAM slots");
+                let total = host.total();
+                assert!(host.peak <= ram && total.uses > 0, "{what}: {host:?}");
+                assert!(
+                    total.demand_bytes > 0 && total.hits < total.uses,
+                    "{what}: the host cache never missed"
+                );
+            }
+        }
+    }
 }
 
 #[test]

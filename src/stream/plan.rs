@@ -157,7 +157,8 @@ impl MemoryPlan {
         self.host_fixed_bytes() + self.experts_share(fraction)
     }
 
-    fn experts_share(&self, fraction: f64) -> u64 {
+    /// `fraction` of all expert bytes, rounded up.
+    pub fn experts_share(&self, fraction: f64) -> u64 {
         (self.expert_bytes() as f64 * fraction).ceil() as u64
     }
 
