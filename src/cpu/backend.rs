@@ -67,7 +67,7 @@ pub struct CpuBackend {
 
 /// A MoE layer's routed experts: resident stacks, or streamed layer i of the host cache.
 pub enum CpuRouted {
-    Resident(ResidentExperts<CpuExperts>),
+    Resident(Box<ResidentExperts<CpuExperts>>),
     Streamed(usize),
 }
 
@@ -97,6 +97,21 @@ fn rows_times(ty: BlockType, k: usize, bytes: &[u8], x: &[f32], y: &mut [f32]) -
         *out = dot(&buf, &x[..k]);
     }
     Ok(())
+}
+
+/// `silu(gate) ⊙ up` of two tensors of the same size.
+pub(super) fn swiglu_values(gate: &CpuTensor, up: &CpuTensor) -> CpuTensor {
+    let data = gate
+        .data
+        .par_iter()
+        .zip(&up.data)
+        .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+        .collect();
+    CpuTensor {
+        data,
+        n: gate.n,
+        width: gate.width,
+    }
 }
 
 /// The layout of the matrices a pair product reads: `rows` rows of `k` values of `ty`.
@@ -175,7 +190,7 @@ impl Backend for CpuBackend {
     fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<Self::Routed> {
         match &mut self.host {
             Some(h) => Ok(CpuRouted::Streamed(h.register(shape, tensors)?)),
-            None => Ok(CpuRouted::Resident(resident_routed(self, shape, tensors)?)),
+            None => Ok(CpuRouted::Resident(Box::new(resident_routed(self, shape, tensors)?))),
         }
     }
 
@@ -554,17 +569,7 @@ impl Backend for CpuBackend {
         if gate.data.len() != up.data.len() {
             return Err(shape_err("swiglu", "gate and up differ in size".into()));
         }
-        let data = gate
-            .data
-            .par_iter()
-            .zip(&up.data)
-            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
-            .collect();
-        Ok(CpuTensor {
-            data,
-            n: gate.n,
-            width: gate.width,
-        })
+        Ok(swiglu_values(gate, up))
     }
 
     fn swiglu_stacked(&mut self, gate_up: &CpuTensor) -> Result<CpuTensor> {

@@ -3,7 +3,7 @@
 //! products are the resident path's own ([`pair_products`] over the same bytes), so the
 //! logits do not depend on the budget.
 
-use super::backend::{CpuBackend, CpuRoutes, CpuTensor, PairMatrices, pair_products};
+use super::backend::{CpuBackend, CpuRoutes, CpuTensor, PairMatrices, pair_products, swiglu_values};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
@@ -57,21 +57,24 @@ impl CpuBackend {
         for (w, wave) in waves.iter().enumerate() {
             let tokens = if w == 0 { n_tokens as u64 } else { 0 };
             host.load_wave(idx, wave, &routes.ids, tokens)?;
-            let part = |p: usize| {
-                let host = &*host;
-                move |pair: usize| {
-                    let e = routes.ids[pair];
-                    wave.experts.binary_search(&e).ok()?;
-                    host.expert(idx, e).map(|parts| parts[p])
-                }
-            };
-            pair_products(gate_up(0), part(0), h, routes, false, &mut g)?;
-            pair_products(gate_up(1), part(1), h, routes, false, &mut u)?;
-            let a = self.swiglu(&g, &u)?;
-            pair_products(down, part(2), &a, routes, true, &mut d)?;
-        }
-        if let (Some((j, predicted)), Some(last)) = (next, waves.last()) {
-            host.prefetch(idx, &last.experts, j, &predicted.ids)?;
+            // The last wave's compute overlaps the read-ahead of the next layer's
+            // predicted experts.
+            let read_ahead = next
+                .filter(|_| w + 1 == waves.len())
+                .map(|(j, predicted)| (j, predicted.ids.as_slice()));
+            host.compute_with_read_ahead(idx, wave, read_ahead, |view| {
+                let part = |p: usize| {
+                    move |pair: usize| {
+                        let e = routes.ids[pair];
+                        wave.experts.binary_search(&e).ok()?;
+                        view.expert(e).map(|parts| parts[p])
+                    }
+                };
+                pair_products(gate_up(0), part(0), h, routes, false, &mut g)?;
+                pair_products(gate_up(1), part(1), h, routes, false, &mut u)?;
+                let a = swiglu_values(&g, &u);
+                pair_products(down, part(2), &a, routes, true, &mut d)
+            })?;
         }
         self.add_pair_sums(&d, routes.n_used, acc)
     }

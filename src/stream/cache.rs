@@ -210,6 +210,14 @@ impl SlotCache {
         Some(r.slot)
     }
 
+    /// Drop `key` (a cancelled read): its slot becomes free.
+    pub fn forget(&mut self, key: ExpertKey) {
+        if let Some(r) = self.resident.remove(&key) {
+            self.owner[r.slot as usize] = None;
+            self.free.push(r.slot);
+        }
+    }
+
     /// Make every expert of `uses` resident for the running layer step (a demand use of
     /// each), evicting by policy but never one of them. `uses` must fit in the pool.
     pub fn admit(&mut self, uses: &[ExpertKey]) -> Result<Admission> {

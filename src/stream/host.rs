@@ -13,7 +13,72 @@ use super::scheduler::{Scheduler, Wave};
 use super::{ExpertKey, ExpertLayer, StreamOptions, StreamStats};
 use crate::error::{Error, Result};
 use crate::gguf::TensorRef;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+
+/// What a read-ahead did: experts read whole, their bytes, its time, and whether it
+/// read them all before it was stopped.
+struct ReadAhead {
+    done: usize,
+    bytes: u64,
+    time: std::time::Duration,
+    finished: bool,
+}
+
+/// Read `targets` in order until `stop`.
+fn read_ahead_into(
+    s: &Scheduler,
+    targets: Vec<(ExpertKey, &mut Vec<u8>)>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<ReadAhead> {
+    let start = Instant::now();
+    let mut bytes = 0;
+    let n = targets.len();
+    for (done, (key, buf)) in targets.into_iter().enumerate() {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let time = start.elapsed();
+            return Ok(ReadAhead {
+                done,
+                bytes,
+                time,
+                finished: false,
+            });
+        }
+        let mut at = 0;
+        for p in 0..3 {
+            let (t, range) = s.part(key, p);
+            let n = range.len();
+            t.read(range, &mut buf[at..at + n])?;
+            at += n;
+        }
+        bytes += at as u64;
+    }
+    Ok(ReadAhead {
+        done: n,
+        bytes,
+        time: start.elapsed(),
+        finished: true,
+    })
+}
+
+/// Layer `idx`'s resident experts as [`HostExperts::compute_with_read_ahead`] lends
+/// them to the compute.
+pub struct ExpertView<'a> {
+    part_bytes: [usize; 3],
+    slots: HashMap<u32, &'a [u8]>,
+    experts: HashMap<u32, u32>,
+}
+
+impl ExpertView<'_> {
+    /// The gate, up and down bytes of `expert`, when resident.
+    pub fn expert(&self, expert: u32) -> Option<[&[u8]; 3]> {
+        let bytes = self.slots.get(self.experts.get(&expert)?)?;
+        let [g, u, _] = self.part_bytes;
+        let (gate, rest) = bytes.split_at(g);
+        let (up, down) = rest.split_at(u);
+        Some([gate, up, down])
+    }
+}
 
 /// Routed experts of the streamed layers, in host slots.
 pub struct HostExperts {
@@ -127,14 +192,74 @@ impl HostExperts {
             .ok_or_else(|| Error::Unsupported(format!("expert {} of layer {} has no host slot", key.expert, key.layer)))
     }
 
-    /// Read predicted experts of streamed layer `next` without evicting `pinned` (layer
-    /// `idx`'s last wave).
-    pub fn prefetch(&mut self, idx: usize, pinned: &[u32], next: usize, predicted: &[u32]) -> Result<()> {
-        let t = Instant::now();
-        let loads = self.s.prefetch(idx, pinned, next, predicted);
-        let bytes = self.read(&loads)?;
-        self.s.count_prefetch(idx, next, bytes, t.elapsed(), false);
-        Ok(())
+    /// Run `compute` over layer `idx`'s resident experts (the view gives an expert's
+    /// gate, up and down bytes) while, with `read_ahead = (next, predicted)`, one
+    /// background thread reads the predicted experts of streamed layer `next` into slots
+    /// that `wave` (pinned) does not use. When `compute` ends the reader stops after the
+    /// expert it is reading, and the predictions it did not reach are cancelled, so a
+    /// demand read of the next layer waits for at most one expert.
+    ///
+    /// One thread: an expert is three reads of megabytes, which one thread already
+    /// issues at the disk's sequential rate, and the compute it overlaps wants the cores.
+    pub fn compute_with_read_ahead<T: Send>(
+        &mut self,
+        idx: usize,
+        wave: &Wave,
+        read_ahead: Option<(usize, &[u32])>,
+        compute: impl FnOnce(&ExpertView) -> Result<T> + Send,
+    ) -> Result<T> {
+        let loads = match read_ahead {
+            Some((next, predicted)) => self.s.prefetch(idx, &wave.experts, next, predicted),
+            None => Vec::new(),
+        };
+        let HostExperts { s, slots, .. } = self;
+        let pool = s.pool_of(idx);
+        // Split the slots: the read-ahead's targets (written by the reader), the rest
+        // (read by the compute). Targets are never slots of the pinned wave.
+        let mut view = ExpertView {
+            part_bytes: s.shape(idx).part_bytes.map(|b| b as usize),
+            slots: HashMap::new(),
+            experts: HashMap::new(),
+        };
+        let place = |key: ExpertKey, slot: u32| (s.pool_of(s.index_of(key.layer)), slot);
+        let wanted: HashSet<(usize, u32)> = loads.iter().map(|&(key, slot)| place(key, slot)).collect();
+        let mut free: HashMap<(usize, u32), &mut Vec<u8>> = HashMap::new();
+        for (p, pool_slots) in slots.iter_mut().enumerate() {
+            for (slot, buf) in pool_slots.iter_mut().enumerate() {
+                if wanted.contains(&(p, slot as u32)) {
+                    free.insert((p, slot as u32), buf);
+                } else if p == pool {
+                    view.slots.insert(slot as u32, buf.as_slice());
+                }
+            }
+        }
+        // In the order of the loads, the most likely first.
+        let targets: Vec<(ExpertKey, &mut Vec<u8>)> = loads
+            .iter()
+            .filter_map(|&(key, slot)| Some((key, free.remove(&place(key, slot))?)))
+            .collect();
+        for &e in &wave.experts {
+            let slot = s.slot_of(idx, e).ok_or_else(|| {
+                Error::Unsupported(format!("expert {e} of layer {} is not resident", s.shape(idx).layer))
+            })?;
+            view.experts.insert(e, slot);
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let shared: &Scheduler = s;
+        let (out, read) = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| read_ahead_into(shared, targets, &stop));
+            let out = compute(&view);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (out, reader.join())
+        });
+        let r = read.map_err(|_| Error::Unsupported("the read-ahead thread panicked".into()))??;
+        for &(key, _) in &loads[r.done..] {
+            s.forget(key);
+        }
+        if let Some((next, _)) = read_ahead {
+            s.count_prefetch(idx, next, r.bytes, r.time, r.finished);
+        }
+        out
     }
 
     /// Read each (expert, slot)'s three matrices into its slot; returns the bytes.

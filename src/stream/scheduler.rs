@@ -248,6 +248,12 @@ impl Scheduler {
         self.pools[self.layers[next].pool].cache.prefetch(&keys, &pin)
     }
 
+    /// Drop `key`, whose read was cancelled: its slot becomes free.
+    pub fn forget(&mut self, key: ExpertKey) {
+        let pool = self.layers[self.by_layer[&key.layer]].pool;
+        self.pools[pool].cache.forget(key);
+    }
+
     /// Count a prefetch into layer `next` of `bytes`, run from layer `idx` in `time`, and
     /// whether the device was still computing layer `idx` when it ended.
     pub fn count_prefetch(&mut self, idx: usize, next: usize, bytes: u64, time: Duration, device_busy: bool) {
