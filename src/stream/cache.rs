@@ -311,6 +311,21 @@ mod tests {
     }
 
     #[test]
+    fn a_forgotten_expert_frees_its_slot_for_the_next_miss() {
+        let mut c = SlotCache::new(2, PolicyKind::Lru, &[1]);
+        c.start_step(1, 1);
+        c.admit(&[k(1, 0), k(1, 1)]).unwrap();
+        let slot = c.slot_of(k(1, 1)).unwrap();
+        c.forget(k(1, 1));
+        assert!(c.slot_of(k(1, 1)).is_none());
+        c.start_step(1, 1);
+        // The freed slot is taken without evicting expert 0.
+        let a = c.admit(&[k(1, 2)]).unwrap();
+        assert_eq!(a.loads, vec![(k(1, 2), slot)]);
+        assert!(c.slot_of(k(1, 0)).is_some());
+    }
+
+    #[test]
     fn lru_evicts_the_least_recently_used_and_never_a_pinned_expert() {
         let mut c = SlotCache::new(3, PolicyKind::Lru, &[1]);
         c.start_step(1, 1);

@@ -44,14 +44,7 @@ fn read_ahead_into(
                 finished: false,
             });
         }
-        let mut at = 0;
-        for p in 0..3 {
-            let (t, range) = s.part(key, p);
-            let n = range.len();
-            t.read(range, &mut buf[at..at + n])?;
-            at += n;
-        }
-        bytes += at as u64;
+        bytes += read_expert(s, key, buf)?;
     }
     Ok(ReadAhead {
         done: n,
@@ -59,6 +52,26 @@ fn read_ahead_into(
         time: start.elapsed(),
         finished: true,
     })
+}
+
+/// Read `key`'s gate, up and down matrices one after another into `buf`; returns the
+/// bytes.
+fn read_expert(s: &Scheduler, key: ExpertKey, buf: &mut [u8]) -> Result<u64> {
+    let mut at = 0;
+    for p in 0..3 {
+        let (t, range) = s.part(key, p);
+        let n = range.len();
+        t.read(range, &mut buf[at..at + n])?;
+        at += n;
+    }
+    Ok(at as u64)
+}
+
+/// A slot's gate, up and down matrices.
+fn split_parts(bytes: &[u8], part_bytes: [usize; 3]) -> [&[u8]; 3] {
+    let (gate, rest) = bytes.split_at(part_bytes[0]);
+    let (up, down) = rest.split_at(part_bytes[1]);
+    [gate, up, down]
 }
 
 /// Layer `idx`'s resident experts as [`HostExperts::compute_with_read_ahead`] lends
@@ -73,10 +86,7 @@ impl ExpertView<'_> {
     /// The gate, up and down bytes of `expert`, when resident.
     pub fn expert(&self, expert: u32) -> Option<[&[u8]; 3]> {
         let bytes = self.slots.get(self.experts.get(&expert)?)?;
-        let [g, u, _] = self.part_bytes;
-        let (gate, rest) = bytes.split_at(g);
-        let (up, down) = rest.split_at(u);
-        Some([gate, up, down])
+        Some(split_parts(bytes, self.part_bytes))
     }
 }
 
@@ -168,10 +178,7 @@ impl HostExperts {
     pub fn expert(&self, idx: usize, expert: u32) -> Option<[&[u8]; 3]> {
         let slot = self.s.slot_of(idx, expert)? as usize;
         let bytes = &self.slots[self.s.pool_of(idx)][slot];
-        let [g, u, _] = self.s.shape(idx).part_bytes.map(|b| b as usize);
-        let (gate, rest) = bytes.split_at(g);
-        let (up, down) = rest.split_at(u);
-        Some([gate, up, down])
+        Some(split_parts(bytes, self.s.shape(idx).part_bytes.map(|b| b as usize)))
     }
 
     /// Count tokens run through the model (when the device slots in front schedule).
@@ -267,15 +274,7 @@ impl HostExperts {
         let mut bytes = 0;
         for &(key, slot) in loads {
             let pool = self.s.pool_of(self.s.index_of(key.layer));
-            let buf = &mut self.slots[pool][slot as usize];
-            let mut at = 0;
-            for p in 0..3 {
-                let (t, range) = self.s.part(key, p);
-                let n = range.len();
-                t.read(range, &mut buf[at..at + n])?;
-                at += n;
-            }
-            bytes += at as u64;
+            bytes += read_expert(&self.s, key, &mut self.slots[pool][slot as usize])?;
         }
         Ok(bytes)
     }
