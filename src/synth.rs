@@ -108,14 +108,7 @@ pub fn synth(path: &Path, o: &SynthOptions, policy: SplitPolicy) -> Result<Synth
     }
     let recipe = Recipe::load(&o.recipe)?;
     let planned = plan_specs(&specs, &recipe);
-    let typed: Vec<TensorSpec> = planned
-        .iter()
-        .map(|p| TensorSpec {
-            name: p.name.clone(),
-            ty: p.ty,
-            dims: p.dims.clone(),
-        })
-        .collect();
+    let typed: Vec<TensorSpec> = planned.iter().map(TensorSpec::from).collect();
     let mut rng = Rng(o.seed);
     let mut pools: HashMap<BlockType, Vec<u8>> = HashMap::new();
     for t in &typed {

@@ -251,14 +251,7 @@ fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
 fn write_r1(dir: &std::path::Path) -> (std::path::PathBuf, HashMap<String, Weights>) {
     let (metadata, specs) = r1::deepseek_r1(2, 1);
     let planned = plan_specs(&specs, &Recipe::preset("ud-iq1_s").unwrap().unwrap());
-    let typed: Vec<TensorSpec> = planned
-        .iter()
-        .map(|p| TensorSpec {
-            name: p.name.clone(),
-            ty: p.ty,
-            dims: p.dims.clone(),
-        })
-        .collect();
+    let typed: Vec<TensorSpec> = planned.iter().map(TensorSpec::from).collect();
     let path = dir.join("r1-2layers.gguf");
     let t0 = Instant::now();
     let mut weights: HashMap<String, Weights> = HashMap::new();

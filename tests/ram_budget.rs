@@ -9,30 +9,12 @@
 
 mod common;
 use common::gpu::{SETTINGS, backend};
-use common::{mixed_steps, stepped_logits, stepped_logits_with};
+use common::{fixture_path, mixed_steps, prompt_tokens as tokens, stepped_logits, stepped_logits_with};
 use lowbit::backend::Backend;
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::File;
 use lowbit::model::{Model, memory_plan};
 use lowbit::stream::{PolicyKind, StreamOptions};
-use std::path::PathBuf;
-
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name)
-}
-
-/// The first `n` tokens of llama.cpp's reference prompt.
-fn tokens(n: usize) -> Vec<u32> {
-    let text = std::fs::read_to_string(fixture_path("ref-prompt-tokens.json")).unwrap();
-    let all: Vec<u32> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    all[..n].to_vec()
-}
 
 fn options(ram_budget: u64, policy: PolicyKind, prefetch: bool, n_ctx: usize) -> StreamOptions {
     StreamOptions {
@@ -50,13 +32,7 @@ fn cpu_budgets_give_identical_logits(name: &str) {
     let steps = mixed_steps(tokens.len());
     let plan = memory_plan(&file, tokens.len()).unwrap();
     let resident = stepped_logits(&mut CpuBackend::default(), &file, &tokens, &steps);
-    let runs = [
-        (1.0, PolicyKind::Reuse, false),
-        (0.5, PolicyKind::Lru, false),
-        (0.25, PolicyKind::Reuse, true),
-        (0.125, PolicyKind::Reuse, false),
-    ];
-    for (fraction, policy, prefetch) in runs {
+    for (fraction, policy, prefetch) in common::BUDGET_RUNS {
         let budget = plan.ram_budget_for(fraction);
         let mut cpu = CpuBackend::default();
         let o = options(budget, policy, prefetch, tokens.len());

@@ -7,33 +7,15 @@
 
 mod common;
 use common::gpu::{SETTINGS, Setting, backend};
-use common::{mixed_steps, stepped_logits, stepped_logits_with};
+use common::{fixture_path, mixed_steps, prompt_tokens as tokens, stepped_logits, stepped_logits_with};
 use lowbit::backend::Backend;
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::File;
 use lowbit::model::{Model, memory_plan};
-use lowbit::stream::{PolicyKind, StreamOptions};
-use std::path::PathBuf;
+use lowbit::stream::StreamOptions;
 
 fn fixture(name: &str) -> File {
-    File::open(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
-
-/// The first `n` tokens of llama.cpp's reference prompt.
-fn tokens(n: usize) -> Vec<u32> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/ref-prompt-tokens.json");
-    let text = std::fs::read_to_string(path).unwrap();
-    let all: Vec<u32> = text
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    all[..n].to_vec()
+    File::open(fixture_path(name)).unwrap()
 }
 
 /// Run `name` resident, then at each expert budget with a policy each, and require the
@@ -45,13 +27,7 @@ fn budgets_give_identical_logits(name: &str, settings: &[Setting]) {
     let plan = memory_plan(&file, tokens.len()).unwrap();
     for &setting in settings {
         let resident = stepped_logits(&mut backend(setting, None), &file, &tokens, &steps);
-        let runs = [
-            (1.0, PolicyKind::Reuse, false),
-            (0.5, PolicyKind::Lru, false),
-            (0.25, PolicyKind::Reuse, true),
-            (0.125, PolicyKind::Reuse, false),
-        ];
-        for (fraction, policy, prefetch) in runs {
+        for (fraction, policy, prefetch) in common::BUDGET_RUNS {
             let budget = plan.budget_for(fraction);
             let options = StreamOptions {
                 vram_budget: Some(budget),

@@ -28,6 +28,17 @@ pub struct Planned {
     pub note: Option<String>,
 }
 
+impl From<&Planned> for crate::gguf::TensorSpec {
+    /// The tensor as the plan types it.
+    fn from(p: &Planned) -> Self {
+        crate::gguf::TensorSpec {
+            name: p.name.clone(),
+            ty: p.ty,
+            dims: p.dims.clone(),
+        }
+    }
+}
+
 impl Planned {
     pub fn n_elements(&self) -> u64 {
         self.dims.iter().product()

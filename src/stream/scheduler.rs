@@ -135,10 +135,6 @@ impl Scheduler {
         self.stats.budget = budget;
     }
 
-    pub fn layer_count(&self) -> usize {
-        self.layers.len()
-    }
-
     pub fn shape(&self, idx: usize) -> &ExpertLayer {
         &self.layers[idx].shape
     }

@@ -13,6 +13,33 @@ pub fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// A file of the shared fixtures (`../shared/fixtures`).
+pub fn fixture_path(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name)
+}
+
+/// The (expert fraction, policy, prefetch) runs a budget test compares with the
+/// unbudgeted run: everything, then halves down to an eighth, each policy once.
+pub const BUDGET_RUNS: [(f64, lowbit::stream::PolicyKind, bool); 4] = [
+    (1.0, lowbit::stream::PolicyKind::Reuse, false),
+    (0.5, lowbit::stream::PolicyKind::Lru, false),
+    (0.25, lowbit::stream::PolicyKind::Reuse, true),
+    (0.125, lowbit::stream::PolicyKind::Reuse, false),
+];
+
+/// The first `n` tokens of llama.cpp's reference prompt for the MoE fixture.
+pub fn prompt_tokens(n: usize) -> Vec<u32> {
+    let text = std::fs::read_to_string(fixture_path("ref-prompt-tokens.json")).unwrap();
+    let all: Vec<u32> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    all[..n].to_vec()
+}
+
 /// Logits of every position of `tokens` from `file` on `backend`, the tokens fed in
 /// steps of `steps[i]` tokens (prefills, multi-token steps and single-token decode).
 pub fn stepped_logits<B: lowbit::backend::Backend>(
