@@ -157,13 +157,14 @@ pub trait Backend {
         let _ = passes;
         None
     }
-    /// Plan device memory before any weight is uploaded. A backend without a device
-    /// budget refuses one.
+    /// Plan memory before any weight is loaded. A backend whose experts cannot stream
+    /// refuses both budgets.
     fn plan(&mut self, plan: &MemoryPlan, options: &StreamOptions) -> Result<()> {
         let _ = plan;
-        match options.vram_budget {
+        refuse_vram_budget(&self.name(), options)?;
+        match options.ram_budget {
             Some(_) => Err(Error::Unsupported(format!(
-                "{} has no VRAM budget (--vram-budget needs the GPU backend)",
+                "{} cannot stream experts (--ram-budget needs the CPU or GPU backend)",
                 self.name()
             ))),
             None => Ok(()),
@@ -329,6 +330,16 @@ pub trait Backend {
 pub struct ResidentExperts<E> {
     pub shape: ExpertLayer,
     pub parts: [E; 3],
+}
+
+/// The error of a backend `name` without device memory given a VRAM budget.
+pub fn refuse_vram_budget(name: &str, options: &StreamOptions) -> Result<()> {
+    match options.vram_budget {
+        Some(_) => Err(Error::Unsupported(format!(
+            "{name} has no VRAM budget (--vram-budget needs the GPU backend)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// [`Backend::routed`] by uploading the three stacks whole.

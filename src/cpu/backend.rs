@@ -6,7 +6,7 @@
 use super::weights::WeightBytes;
 use crate::backend::{
     Backend, Heads, ResidentExperts, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
-    check_pair_sums, check_split, check_swiglu_stacked, resident_routed, resident_routed_ffn,
+    check_pair_sums, check_split, check_swiglu_stacked, refuse_vram_budget, resident_routed, resident_routed_ffn,
 };
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
@@ -99,6 +99,27 @@ fn rows_times(ty: BlockType, k: usize, bytes: &[u8], x: &[f32], y: &mut [f32]) -
     Ok(())
 }
 
+impl CpuTensor {
+    pub(super) fn zeros(n: usize, width: usize) -> Self {
+        CpuTensor {
+            data: vec![0.0; n * width],
+            n,
+            width,
+        }
+    }
+}
+
+/// `acc[t] += Σ_j y[t * n_used + j]` ([`Backend::add_pair_sums`]).
+pub(super) fn pair_sums_into(y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) -> Result<()> {
+    check_pair_sums((y.n, y.width), n_used, (acc.n, acc.width))?;
+    for (t, row) in acc.data.chunks_mut(acc.width).enumerate() {
+        for p in y.data[t * n_used * y.width..][..n_used * y.width].chunks(y.width) {
+            row.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+    }
+    Ok(())
+}
+
 /// `silu(gate) ⊙ up` of two tensors of the same size.
 pub(super) fn swiglu_values(gate: &CpuTensor, up: &CpuTensor) -> CpuTensor {
     let data = gate
@@ -169,12 +190,7 @@ impl Backend for CpuBackend {
     /// and the routed experts stream through a host cache in what it leaves
     /// ([`Memory::Host`]), refused now when the resident part does not fit.
     fn plan(&mut self, plan: &MemoryPlan, options: &StreamOptions) -> Result<()> {
-        if options.vram_budget.is_some() {
-            return Err(Error::Unsupported(format!(
-                "{} has no VRAM budget (--vram-budget needs the GPU backend)",
-                self.name()
-            )));
-        }
+        refuse_vram_budget(&self.name(), options)?;
         if let Some(budget) = options.ram_budget {
             let left = plan.pool_bytes(budget, Memory::Host)?;
             self.owned = true;
@@ -286,11 +302,7 @@ impl Backend for CpuBackend {
     }
 
     fn zeros(&mut self, n: usize, width: usize) -> Result<CpuTensor> {
-        Ok(CpuTensor {
-            data: vec![0.0; n * width],
-            n,
-            width,
-        })
+        Ok(CpuTensor::zeros(n, width))
     }
 
     fn reshape(&mut self, x: CpuTensor, n: usize, width: usize) -> Result<CpuTensor> {
@@ -460,13 +472,7 @@ impl Backend for CpuBackend {
     }
 
     fn add_pair_sums(&mut self, y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) -> Result<()> {
-        check_pair_sums((y.n, y.width), n_used, (acc.n, acc.width))?;
-        for (t, row) in acc.data.chunks_mut(acc.width).enumerate() {
-            for p in y.data[t * n_used * y.width..][..n_used * y.width].chunks(y.width) {
-                row.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-            }
-        }
-        Ok(())
+        pair_sums_into(y, n_used, acc)
     }
 
     fn copy_columns(

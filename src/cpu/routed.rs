@@ -3,14 +3,14 @@
 //! products are the resident path's own ([`pair_products`] over the same bytes), so the
 //! logits do not depend on the budget.
 
-use super::backend::{CpuBackend, CpuRoutes, CpuTensor, PairMatrices, pair_products, swiglu_values};
-use crate::backend::Backend;
+use super::backend::{CpuBackend, CpuRoutes, CpuTensor, PairMatrices, pair_products, pair_sums_into, swiglu_values};
 use crate::error::{Error, Result};
 
 impl CpuBackend {
     /// A streamed layer's step: per wave, make its experts resident, then gate, up,
     /// SwiGLU and down of the wave's pairs; the pair sums go into `acc`. With `next`
-    /// (prefetch), the next streamed layer's predicted experts are read afterwards.
+    /// (prefetch), the next streamed layer's predicted experts are read ahead while the
+    /// last wave computes.
     pub(super) fn streamed_ffn(
         &mut self,
         idx: usize,
@@ -19,30 +19,16 @@ impl CpuBackend {
         acc: &mut CpuTensor,
         next: Option<(usize, &CpuRoutes)>,
     ) -> Result<()> {
-        let mut host = self
+        let host = self
             .host
-            .take()
+            .as_mut()
             .ok_or_else(|| Error::Unsupported("streamed experts without a host cache".into()))?;
-        let out = self.streamed_waves(&mut host, idx, h, routes, acc, next);
-        self.host = Some(host);
-        out
-    }
-
-    fn streamed_waves(
-        &mut self,
-        host: &mut crate::stream::host::HostExperts,
-        idx: usize,
-        h: &CpuTensor,
-        routes: &CpuRoutes,
-        acc: &mut CpuTensor,
-        next: Option<(usize, &CpuRoutes)>,
-    ) -> Result<()> {
         let shape = host.shape(idx).clone();
         let pairs = routes.ids.len();
         let n_tokens = pairs / routes.n_used.max(1);
-        let mut g = self.zeros(pairs, shape.ff)?;
-        let mut u = self.zeros(pairs, shape.ff)?;
-        let mut d = self.zeros(pairs, shape.n_embd)?;
+        let mut g = CpuTensor::zeros(pairs, shape.ff);
+        let mut u = CpuTensor::zeros(pairs, shape.ff);
+        let mut d = CpuTensor::zeros(pairs, shape.n_embd);
         let gate_up = |p: usize| PairMatrices {
             ty: shape.types[p],
             k: shape.n_embd,
@@ -63,19 +49,13 @@ impl CpuBackend {
                 .filter(|_| w + 1 == waves.len())
                 .map(|(j, predicted)| (j, predicted.ids.as_slice()));
             host.compute_with_read_ahead(idx, wave, read_ahead, |view| {
-                let part = |p: usize| {
-                    move |pair: usize| {
-                        let e = routes.ids[pair];
-                        wave.experts.binary_search(&e).ok()?;
-                        view.expert(e).map(|parts| parts[p])
-                    }
-                };
+                let part = |p: usize| move |pair: usize| view.expert(routes.ids[pair]).map(|parts| parts[p]);
                 pair_products(gate_up(0), part(0), h, routes, false, &mut g)?;
                 pair_products(gate_up(1), part(1), h, routes, false, &mut u)?;
                 let a = swiglu_values(&g, &u);
                 pair_products(down, part(2), &a, routes, true, &mut d)
             })?;
         }
-        self.add_pair_sums(&d, routes.n_used, acc)
+        pair_sums_into(&d, routes.n_used, acc)
     }
 }

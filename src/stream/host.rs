@@ -74,19 +74,18 @@ fn split_parts(bytes: &[u8], part_bytes: [usize; 3]) -> [&[u8]; 3] {
     [gate, up, down]
 }
 
-/// Layer `idx`'s resident experts as [`HostExperts::compute_with_read_ahead`] lends
-/// them to the compute.
+/// A wave's experts as [`HostExperts::compute_with_read_ahead`] lends them to the
+/// compute.
 pub struct ExpertView<'a> {
     part_bytes: [usize; 3],
-    slots: HashMap<u32, &'a [u8]>,
-    experts: HashMap<u32, u32>,
+    /// The wave's experts and their slots' bytes.
+    experts: HashMap<u32, &'a [u8]>,
 }
 
 impl ExpertView<'_> {
-    /// The gate, up and down bytes of `expert`, when resident.
+    /// The gate, up and down bytes of `expert`, when it is one of the wave's.
     pub fn expert(&self, expert: u32) -> Option<[&[u8]; 3]> {
-        let bytes = self.slots.get(self.experts.get(&expert)?)?;
-        Some(split_parts(bytes, self.part_bytes))
+        Some(split_parts(self.experts.get(&expert)?, self.part_bytes))
     }
 }
 
@@ -215,17 +214,27 @@ impl HostExperts {
         read_ahead: Option<(usize, &[u32])>,
         compute: impl FnOnce(&ExpertView) -> Result<T> + Send,
     ) -> Result<T> {
+        // The wave's slots (pinned: the read-ahead never takes them).
+        let mut in_wave: HashMap<u32, u32> = HashMap::new();
+        for &e in &wave.experts {
+            let slot = self.s.slot_of(idx, e).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "expert {e} of layer {} is not resident",
+                    self.s.shape(idx).layer
+                ))
+            })?;
+            in_wave.insert(slot, e);
+        }
         let loads = match read_ahead {
             Some((next, predicted)) => self.s.prefetch(idx, &wave.experts, next, predicted),
             None => Vec::new(),
         };
         let HostExperts { s, slots, .. } = self;
         let pool = s.pool_of(idx);
-        // Split the slots: the read-ahead's targets (written by the reader), the rest
-        // (read by the compute). Targets are never slots of the pinned wave.
+        // Split the slots: the read-ahead's targets (written by the reader) and the
+        // wave's (read by the compute), never the same (the wave is pinned).
         let mut view = ExpertView {
             part_bytes: s.shape(idx).part_bytes.map(|b| b as usize),
-            slots: HashMap::new(),
             experts: HashMap::new(),
         };
         let place = |key: ExpertKey, slot: u32| (s.pool_of(s.index_of(key.layer)), slot);
@@ -235,8 +244,8 @@ impl HostExperts {
             for (slot, buf) in pool_slots.iter_mut().enumerate() {
                 if wanted.contains(&(p, slot as u32)) {
                     free.insert((p, slot as u32), buf);
-                } else if p == pool {
-                    view.slots.insert(slot as u32, buf.as_slice());
+                } else if let (true, Some(&e)) = (p == pool, in_wave.get(&(slot as u32))) {
+                    view.experts.insert(e, buf.as_slice());
                 }
             }
         }
@@ -245,12 +254,6 @@ impl HostExperts {
             .iter()
             .filter_map(|&(key, slot)| Some((key, free.remove(&place(key, slot))?)))
             .collect();
-        for &e in &wave.experts {
-            let slot = s.slot_of(idx, e).ok_or_else(|| {
-                Error::Unsupported(format!("expert {e} of layer {} is not resident", s.shape(idx).layer))
-            })?;
-            view.experts.insert(e, slot);
-        }
         let stop = std::sync::atomic::AtomicBool::new(false);
         let shared: &Scheduler = s;
         let (out, read) = std::thread::scope(|scope| {
