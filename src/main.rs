@@ -220,6 +220,10 @@ struct RunArgs {
     /// Predict the next MoE layer's experts with its router and upload them early.
     #[arg(long)]
     prefetch: bool,
+    /// Read weights under --ram-budget through the page cache (pread) instead of
+    /// around it (O_DIRECT, the default where the file system has it).
+    #[arg(long)]
+    page_cache: bool,
     /// Print speed, memory use and (when experts stream) streaming statistics.
     #[arg(long)]
     stats: bool,
@@ -234,6 +238,7 @@ impl RunArgs {
             policy: self.expert_policy,
             prefetch: self.prefetch,
             n_ctx,
+            page_cache: self.page_cache,
         }
     }
 

@@ -1,6 +1,7 @@
 //! GGUF v3 files: [`reader`] (memory-mapped, validated, split-aware) and
 //! [`writer`] (aligned, atomic, optionally split).
 
+pub mod direct;
 pub mod reader;
 pub mod value;
 pub mod writer;

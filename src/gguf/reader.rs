@@ -6,6 +6,7 @@
 //! ggml type, offset), padding to `general.alignment` (default 32), then tensor data.
 //! Each tensor's offset is relative to the data section and aligned.
 
+use super::direct::DirectReader;
 use super::value::{Value, ValueType};
 use crate::error::{Error, Result};
 use crate::quant::{self, BlockType};
@@ -13,6 +14,7 @@ use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -312,6 +314,10 @@ pub struct Shard {
     map: Mmap,
     /// The open file, for explicit reads that bypass the map ([`TensorRef::read`]).
     file: std::fs::File,
+    /// The same file for reads that bypass the page cache too, unless
+    /// [`Shard::read_through_page_cache`] asked for the page cache.
+    direct: DirectReader,
+    page_cache: AtomicBool,
 }
 
 impl Shard {
@@ -324,17 +330,32 @@ impl Shard {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
         let header = parse(&map, &path)?;
         Ok(Shard {
+            direct: DirectReader::open(&path),
             path,
             header,
             map,
             file,
+            page_cache: AtomicBool::new(false),
         })
+    }
+
+    /// Whether [`Shard::read_at`] goes through the page cache (`pread`) rather than
+    /// around it (direct I/O, where the file system has it; the default).
+    pub fn read_through_page_cache(&self, yes: bool) {
+        self.page_cache.store(yes, Ordering::Relaxed);
     }
 
     /// Read `buf.len()` bytes at `offset` with an explicit read (`pread`), not through
     /// the map: the bytes land in `buf` only, so the page cache does not count in this
     /// process's resident size, and a file that shrank gives an error instead of a fault.
+    /// Unless [`Shard::read_through_page_cache`] was set, the read bypasses the page
+    /// cache as well ([`super::direct`]), where the file system allows it.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if !self.page_cache.load(Ordering::Relaxed)
+            && let Some(r) = self.direct.read_at(offset, buf)
+        {
+            return r;
+        }
         #[cfg(unix)]
         {
             std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
@@ -600,6 +621,13 @@ impl File {
             });
         }
         Ok(file)
+    }
+
+    /// [`Shard::read_through_page_cache`] for every shard.
+    pub fn read_through_page_cache(&self, yes: bool) {
+        for s in &self.shards {
+            s.read_through_page_cache(yes);
+        }
     }
 
     pub fn shards(&self) -> &[Arc<Shard>] {

@@ -127,6 +127,7 @@ impl<B: Backend> Model<B> {
         options: &StreamOptions,
         progress: impl FnMut(usize, usize),
     ) -> Result<Self> {
+        file.read_through_page_cache(options.page_cache);
         match architecture(file) {
             "llama" => {
                 backend.plan(&llama_memory_plan(file, options.n_ctx)?, options)?;

@@ -26,6 +26,9 @@ pub struct StreamOptions {
     pub prefetch: bool,
     /// Positions the KV cache is planned for.
     pub n_ctx: usize,
+    /// Explicit reads (resident weights under a RAM budget, the host expert cache) go
+    /// through the page cache; by default they bypass it ([`crate::gguf::direct`]).
+    pub page_cache: bool,
 }
 
 /// One MoE layer's routed experts as they stream: expert e of part p (gate, up, down)
