@@ -327,20 +327,35 @@ enum Bench {
         #[arg(long, default_value_t = 128)]
         copy_mib: u64,
     },
-    /// Expert streaming: hit rate, upload bytes and decode speed per expert budget and
-    /// policy (lru, reuse, reuse+prefetch, and Belady's optimum offline), decoding a
-    /// text token by token on the GPU.
+    /// Expert streaming: hit rate, bytes moved, stall and decode speed per budget and
+    /// policy (lru, reuse, reuse+prefetch, and Belady's optimum offline), decoding one
+    /// token at a time. Budgets are VRAM fractions (--budgets) or RAM sizes
+    /// (--ram-budget, measured against the disk's cold sequential read rate).
     Stream {
         #[arg(short = 'm', long)]
         model: PathBuf,
+        /// A text to teacher-force; without it, the model's greedy continuation of its BOS
+        /// token (for files without a tokenizer, such as lowbit synth's).
         #[arg(short = 'f', long = "file")]
-        file: PathBuf,
-        /// Expert budgets as fractions of all routed-expert bytes.
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Gpu)]
+        backend: BackendChoice,
+        /// VRAM budgets as fractions of all routed-expert bytes.
         #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.25,0.125")]
         budgets: Vec<f64>,
-        /// Positions of the text to decode.
+        /// RAM budgets (e.g. 4GiB,2GiB) instead of VRAM fractions: experts stream through
+        /// the host cache.
+        #[arg(long, value_delimiter = ',', value_parser = lowbit::stream::parse_size, conflicts_with = "budgets")]
+        ram_budget: Vec<u64>,
+        /// Read through the page cache instead of around it (with --ram-budget).
+        #[arg(long)]
+        page_cache: bool,
+        /// Positions to decode per run.
         #[arg(long, default_value_t = 1000)]
         tokens: usize,
+        /// Steps not timed at the start of each run (pipeline compilation, first reads).
+        #[arg(long, default_value_t = 8)]
+        warmup: usize,
         /// Print the rows as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -988,26 +1003,47 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(Bench::Stream {
             model,
             file,
+            backend,
             budgets,
+            ram_budget,
+            page_cache,
             tokens,
+            warmup,
             json,
             plot,
         }) => {
-            use lowbit::stream::sweep;
+            use lowbit::stream::{report, sweep};
             if let Some(b) = budgets.iter().find(|b| !(**b > 0.0 && **b <= 1.0)) {
                 return Err(Error::Budget(format!("--budgets: {b} is not a fraction in (0, 1]")));
             }
-            let gpu = lowbit::gpu::GpuOptions::from_env();
-            let rows = sweep::sweep(&model, &file, &budgets, tokens, &gpu, |r| {
-                eprintln!("{:.3} {}: hit rate {:.3}", r.budget, r.policy, r.hit_rate)
-            })?;
+            let options = sweep::SweepOptions {
+                input: file.as_deref().map_or(sweep::Input::Greedy, sweep::Input::Text),
+                budgets: if ram_budget.is_empty() {
+                    sweep::Budgets::Vram(budgets)
+                } else {
+                    sweep::Budgets::Ram(ram_budget)
+                },
+                n_tokens: tokens,
+                warmup,
+                page_cache,
+            };
+            let progress = |r: &sweep::Row| eprintln!("{:.3} {}: hit rate {:.3}", r.budget, r.policy, r.hit_rate);
+            let result = match backend {
+                BackendChoice::Cpu => {
+                    sweep::sweep(&model, &options, || Ok(lowbit::cpu::CpuBackend::default()), progress)
+                }
+                BackendChoice::Gpu => {
+                    let gpu = lowbit::gpu::GpuOptions::from_env();
+                    sweep::sweep(&model, &options, || lowbit::gpu::GpuBackend::new(gpu.clone()), progress)
+                }
+            }?;
             if let Some(path) = &plot {
-                write_atomic(path, sweep::svg(&rows).as_bytes())?;
+                write_atomic(path, report::svg(&result.rows).as_bytes())?;
             }
             out(&if json {
-                sweep::json(&rows) + "\n"
+                report::json(&result) + "\n"
             } else {
-                sweep::table(&rows)
+                report::table(&result)
             });
             Ok(())
         }

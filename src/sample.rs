@@ -66,12 +66,6 @@ impl Sampler {
                 }
             }
         }
-        let argmax = |l: &[f32]| {
-            l.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
-                .0 as u32
-        };
         if c.temp <= 0.0 {
             return argmax(&l);
         }
@@ -114,4 +108,14 @@ impl Sampler {
         }
         cand[cand.len() - 1].0
     }
+}
+
+/// The index of the largest logit (the first of equals; 0 for an empty or all-NaN
+/// slice): greedy decoding.
+pub fn argmax(logits: &[f32]) -> u32 {
+    logits
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+        .0 as u32
 }

@@ -1,7 +1,7 @@
 //! Routed experts through the host cache under a RAM budget, on the trained MoE fixture:
 //! CPU logits are bit-identical to the unbudgeted run at 100%, 50%, 25% and 12.5% of
 //! the expert bytes, through prefill (in waves), 3-token steps and decode, with and
-//! without prefetch; on lavapipe, in every kernel setting, a RAM budget alone and one
+//! without prefetch, reading around the page cache and through it; on lavapipe, in every kernel setting, a RAM budget alone and one
 //! stacked behind a VRAM budget (disk, host cache, VRAM slots) give the unbudgeted GPU
 //! run's bits; the cache stays within its share of the budget; a budget too small
 //! for the resident part is refused with the numbers; a file that shrinks under a
@@ -32,12 +32,17 @@ fn cpu_budgets_give_identical_logits(name: &str) {
     let steps = mixed_steps(tokens.len());
     let plan = memory_plan(&file, tokens.len()).unwrap();
     let resident = stepped_logits(&mut CpuBackend::default(), &file, &tokens, &steps);
-    for (fraction, policy, prefetch) in common::BUDGET_RUNS {
+    for (i, (fraction, policy, prefetch)) in common::BUDGET_RUNS.into_iter().enumerate() {
         let budget = plan.ram_budget_for(fraction);
         let mut cpu = CpuBackend::default();
-        let o = options(budget, policy, prefetch, tokens.len());
+        // Direct reads (the default) and reads through the page cache, in turn.
+        let page_cache = i % 2 == 1;
+        let o = StreamOptions {
+            page_cache,
+            ..options(budget, policy, prefetch, tokens.len())
+        };
         let got = stepped_logits_with(&mut cpu, &file, &o, &tokens, &steps);
-        let what = format!("{name} at {fraction} with {policy:?} (prefetch {prefetch})");
+        let what = format!("{name} at {fraction} with {policy:?} (prefetch {prefetch}, page cache {page_cache})");
         assert!(got == resident, "{what}: logits differ from the unbudgeted run");
         let stats = cpu.stream_stats().expect("experts stream under a RAM budget");
         let total = stats.total();

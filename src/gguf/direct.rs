@@ -92,6 +92,29 @@ fn read_chunks(file: &File, offset: u64, buf: &mut [u8], bounce: &mut [u8]) -> s
     Ok(())
 }
 
+/// Whether `path` can be opened for direct reads.
+pub fn available(path: &Path) -> bool {
+    open_direct(path).is_some()
+}
+
+/// Ask the kernel to drop `path`'s clean pages from the page cache
+/// (`POSIX_FADV_DONTNEED`), so that the next buffered read comes from the disk; false
+/// where that is not possible.
+#[cfg(target_os = "linux")]
+pub fn evict_page_cache(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    // SAFETY: a plain system call on a file descriptor that `file` keeps open.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn evict_page_cache(_: &Path) -> bool {
+    false
+}
+
 #[cfg(unix)]
 fn pread(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset)

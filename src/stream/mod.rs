@@ -12,8 +12,10 @@
 
 pub mod belady;
 pub mod cache;
+pub mod disk;
 pub mod host;
 pub mod plan;
+pub mod report;
 pub mod scheduler;
 pub mod stats;
 pub mod sweep;
