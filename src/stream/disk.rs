@@ -8,6 +8,8 @@ use std::time::Instant;
 
 /// Bytes read per call in the sequential measurement.
 const PIECE: usize = 8 << 20;
+/// Sequential runs the measurement spreads over the file.
+const RUNS: u64 = 32;
 
 /// Cold sequential read rates of a model file, bytes per second.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,8 +33,10 @@ impl DiskRate {
     }
 }
 
-/// Read up to `limit` bytes of the file's largest shard from its tensor data on, in
-/// [`PIECE`]-byte reads, once through a dropped page cache and once direct.
+/// Read up to `limit` bytes of the file's largest shard, in [`RUNS`] sequential runs of
+/// [`PIECE`]-byte reads spread evenly over its tensor data (mostly expert bytes in a
+/// MoE file, not only the resident weights at its start that every load reads), once
+/// through a dropped page cache and once direct.
 pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
     let shard = file
         .shards()
@@ -40,20 +44,24 @@ pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
         .max_by_key(|s| s.bytes().len())
         .ok_or_else(|| Error::Unsupported("a file without shards".into()))?;
     let start = shard.header.data_offset;
-    let bytes = (shard.bytes().len() as u64 - start).min(limit);
+    let span = shard.bytes().len() as u64 - start;
+    let run = (span.min(limit) / RUNS).max(1);
     let mut buf = vec![0u8; PIECE];
     let mut rate = |page_cache: bool| -> Result<f64> {
         shard.read_through_page_cache(page_cache);
         let t = Instant::now();
-        let mut at = 0;
-        while at < bytes {
-            let n = (bytes - at).min(PIECE as u64) as usize;
-            shard
-                .read_at(start + at, &mut buf[..n])
-                .map_err(|e| Error::io(&shard.path, e))?;
-            at += n as u64;
+        for r in 0..RUNS {
+            let first = start + r * (span - run) / (RUNS - 1);
+            let mut at = 0;
+            while at < run {
+                let n = (run - at).min(PIECE as u64) as usize;
+                shard
+                    .read_at(first + at, &mut buf[..n])
+                    .map_err(|e| Error::io(&shard.path, e))?;
+                at += n as u64;
+            }
         }
-        Ok(bytes as f64 / t.elapsed().as_secs_f64())
+        Ok((run * RUNS) as f64 / t.elapsed().as_secs_f64())
     };
     let buffered = if crate::gguf::direct::evict_page_cache(&shard.path) {
         Some(rate(true)?)
@@ -67,7 +75,7 @@ pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
     };
     shard.read_through_page_cache(false);
     Ok(DiskRate {
-        bytes,
+        bytes: run * RUNS,
         buffered,
         direct,
     })
