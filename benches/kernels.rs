@@ -11,7 +11,7 @@ const K: usize = 4096;
 const ROWS: usize = 4096;
 
 fn bench(c: &mut Criterion) {
-    let ctx = GpuContext::new(GpuOptions::from_env()).expect("a GPU adapter");
+    let ctx = GpuContext::new(GpuOptions::from_env().expect("LOWBIT_* settings")).expect("a GPU adapter");
     eprintln!("adapter: {}", ctx.adapter_name);
     let mut group = c.benchmark_group(format!("gpu {}", ctx.adapter_name));
     group

@@ -1,7 +1,7 @@
 // y = W·x for 1..=MAX_COLS activation columns sharing one weight matrix (the decode
 // path), or one expert per (token, slot) pair (matvec_id, with address_routed.wgsl).
 //
-// Each workgroup computes ROWS rows of job z = workgroup_id.z. Its WG invocations split k
+// Each workgroup computes ROWS rows of job z = workgroup_id.z (split layout). Its WG invocations split k
 // into 32-element units, decode each unit once in registers (`decode32` of the format
 // part) and reuse it for every column. Sums are f32; the reduction part combines them.
 // Short rows take ROWS_PER_LANE rows per invocation and no reduction; with one column,
@@ -9,9 +9,12 @@
 // which applies block scales once per block instead of per element.
 
 const WG: u32 = 64u;
-const ROWS: u32 = 4u;
 const MAX_COLS: u32 = 8u;
-const OUTPUTS: u32 = ROWS * MAX_COLS;
+// Sums one invocation holds (rows x columns), in either layout.
+const OUTPUTS: u32 = 32u;
+// Rows per workgroup when rows are split over it (1..=8, ROWS · NCOLS <= OUTPUTS; the
+// adapter's tuning table picks it, src/gpu/tuning.rs).
+override ROWS: u32 = 4u;
 // Columns of this pipeline (1..=MAX_COLS), a pipeline-creation constant so that every
 // loop over columns has a constant bound and the accumulators stay in registers.
 override NCOLS: u32 = 1u;

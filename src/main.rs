@@ -385,7 +385,7 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
             .collect::<Result<_>>()?
     };
     let shapes: Vec<(usize, usize)> = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
-    let ctx = GpuContext::new(GpuOptions::from_env())?;
+    let ctx = GpuContext::new(GpuOptions::from_env()?)?;
     let copy = bench::copy_bandwidth(&ctx, copy_mib << 20, iters, 5)?;
     println!("adapter: {}", ctx.adapter_name);
     println!(
@@ -428,7 +428,7 @@ fn main_with_backend(cli: Cli) -> Result<()> {
     match choice {
         BackendChoice::Cpu => run_model(lowbit::cpu::CpuBackend::default(), cli.command),
         BackendChoice::Gpu => run_model(
-            lowbit::gpu::GpuBackend::new(lowbit::gpu::GpuOptions::from_env())?,
+            lowbit::gpu::GpuBackend::new(lowbit::gpu::GpuOptions::from_env()?)?,
             cli.command,
         ),
     }
@@ -1033,7 +1033,7 @@ fn run(cli: Cli) -> Result<()> {
                     sweep::sweep(&model, &options, || Ok(lowbit::cpu::CpuBackend::default()), progress)
                 }
                 BackendChoice::Gpu => {
-                    let gpu = lowbit::gpu::GpuOptions::from_env();
+                    let gpu = lowbit::gpu::GpuOptions::from_env()?;
                     sweep::sweep(&model, &options, || lowbit::gpu::GpuBackend::new(gpu.clone()), progress)
                 }
             }?;

@@ -9,7 +9,7 @@
 use half::f16;
 use lowbit::gpu::{
     Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, NOT_RESIDENT, OTHER_WAVE,
-    Output, Routing, group_by_expert,
+    Output, Routing, RowLayout, Tuning, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -32,6 +32,7 @@ fn context(subgroups: bool, max_binding_bytes: Option<u64>) -> GpuContext {
         subgroups,
         max_binding_bytes,
         uniform_activations: true,
+        ..Default::default()
     })
 }
 
@@ -119,7 +120,8 @@ fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], what: &str) {
 /// context allows it and rows are short (one invocation per row), so the tests below
 /// exercise the binding they mean to.
 fn assert_binding_choice(ctx: &GpuContext, act: &Activations, k: usize) {
-    let expected = ctx.max_uniform_x_bytes > 0 && k < 2048;
+    let lanes = ctx.tuning.layout == RowLayout::Lanes;
+    let expected = ctx.max_uniform_x_bytes > 0 && k < 2048 && lanes;
     assert_eq!(act.uniform_pages(ctx, k) > 0, expected, "k {k}, {} columns", act.cols);
 }
 
@@ -330,15 +332,23 @@ fn k_for(ty: BlockType) -> usize {
 }
 
 /// The reducing kernels (matvec, matvec_id) with the given reduction and activation
-/// binding for short rows.
+/// binding for short rows, in the lavapipe's own (lanes) layout.
 fn run_all_formats(subgroups: bool, uniform_activations: bool) {
-    let ctx = context_with(GpuOptions {
+    run_all_formats_with(GpuOptions {
         subgroups,
         max_binding_bytes: None,
         uniform_activations,
+        ..Default::default()
     });
-    assert_eq!(ctx.features.subgroups, subgroups && device_has_subgroups());
-    assert_eq!(ctx.max_uniform_x_bytes > 0, uniform_activations);
+}
+
+/// [`run_all_formats`] in a context made with `options`, which must get what it asks.
+fn run_all_formats_with(options: GpuOptions) {
+    let ctx = context_with(options.clone());
+    assert_eq!(ctx.features.subgroups, options.subgroups && device_has_subgroups());
+    assert_eq!(ctx.max_uniform_x_bytes > 0, options.uniform_activations);
+    let layout = options.matvec_layout.unwrap_or(RowLayout::Lanes);
+    assert_eq!(ctx.tuning, Tuning::for_layout(layout).with(None, options.matvec_rows));
     for &ty in GPU_FORMATS {
         let k = k_for(ty);
         for cols in [1, 3, 8] {
@@ -419,6 +429,22 @@ fn matvec_all_formats_shared_memory_reduction_storage_activations() {
     run_all_formats(false, false);
 }
 
+/// The real-GPU layout (every row split over a workgroup, ggml's row order), forced on
+/// lavapipe: by format family and with 1 and 8 rows per workgroup (8 is cut to 4 for 8
+/// columns), with subgroup and shared-memory reductions.
+#[test]
+fn matvec_all_formats_split_layout() {
+    for (subgroups, rows) in [(true, None), (false, Some(8)), (true, Some(1))] {
+        run_all_formats_with(GpuOptions {
+            subgroups,
+            uniform_activations: true,
+            matvec_layout: Some(RowLayout::Split),
+            matvec_rows: rows,
+            ..Default::default()
+        });
+    }
+}
+
 #[test]
 fn uniform_activation_binding_needs_a_fitting_buffer() {
     let ctx = context(true, None);
@@ -473,6 +499,7 @@ fn tensors_split_across_bindings() {
             subgroups,
             max_binding_bytes: Some(limit),
             uniform_activations,
+            ..Default::default()
         };
         // Short rows are stored in groups of 8 (row_interleave), and chunks hold whole
         // groups: a 2400-byte limit gives IQ2_XXS (132-byte rows at k = 512) 16-row chunks

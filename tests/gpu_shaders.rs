@@ -30,6 +30,7 @@ fn every_shader_variant_validates() {
                             subgroups,
                             cols: 0,
                             rows_per_lane: 0,
+                            split_rows: 0,
                             uniform_x_pages: 0,
                             norm_pages: 0,
                             swiglu: false,
@@ -50,6 +51,7 @@ fn every_shader_variant_validates() {
                         subgroups,
                         cols: 1,
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
+                        split_rows: 0,
                         uniform_x_pages,
                         norm_pages,
                         // SWIGLU is a pipeline constant: the source is the same either way.
@@ -87,6 +89,7 @@ fn every_shader_variant_validates() {
         subgroups: false,
         cols: 1,
         rows_per_lane: 0,
+        split_rows: 0,
         uniform_x_pages: 1,
         norm_pages: 0,
         swiglu: false,
@@ -98,6 +101,7 @@ fn every_shader_variant_validates() {
     let storage_norm = PipelineKey {
         uniform_x_pages: 0,
         rows_per_lane: 8,
+        split_rows: 0,
         norm_pages: 1,
         ..reduced_rows
     };
@@ -109,6 +113,7 @@ fn every_shader_variant_validates() {
         kernel: Kernel::MatvecId,
         uniform_x_pages: 1,
         rows_per_lane: 8,
+        split_rows: 0,
         norm_pages: 1,
         ..reduced_rows
     };

@@ -80,7 +80,7 @@ fn a_vram_budget_on_lavapipe_teacher_forces_a_text() {
         warmup: 2,
         page_cache: false,
     };
-    let gpu = lowbit::gpu::GpuOptions::from_env();
+    let gpu = lowbit::gpu::GpuOptions::from_env().unwrap();
     let result = sweep(&model, &options, || lowbit::gpu::GpuBackend::new(gpu.clone()), |_| {}).unwrap();
     check(&result, 1);
     assert!(result.disk.is_none());

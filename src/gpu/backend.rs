@@ -698,6 +698,7 @@ impl Backend for GpuBackend {
             subgroups: false,
             cols: 0,
             rows_per_lane: 0,
+            split_rows: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,
@@ -784,7 +785,7 @@ impl Backend for GpuBackend {
         x: &GpuTensor,
         norm: Option<(&GpuWeights, f32)>,
     ) -> Result<GpuTensor> {
-        if !gate_up.swiglu_fusable(x.n) || x.width != gate_up.k {
+        if !gate_up.swiglu_fusable(&self.ctx.tuning, x.n) || x.width != gate_up.k {
             return swiglu_product_unfused(self, gate_up, x, norm);
         }
         let normed;

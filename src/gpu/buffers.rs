@@ -185,7 +185,7 @@ impl GpuWeights {
             )));
         }
         let rows = bytes.len() / row_bytes;
-        let interleave = super::matvec::row_interleave(ty, k, rows);
+        let interleave = super::matvec::row_interleave(&ctx.tuning, ty, k, rows);
         let group = 1usize << interleave;
         let rows_per_chunk = (ctx.max_binding_bytes as usize / row_bytes / group * group).min(rows.max(1));
         if rows_per_chunk == 0 {

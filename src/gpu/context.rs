@@ -7,6 +7,7 @@
 //! through `LOWBIT_NO_UNIFORM_X=1`. Activations are f32 everywhere, so `shader-f16` is
 //! never needed.
 
+use super::tuning::{RowLayout, Tuning, parse_rows};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,10 @@ pub struct GpuOptions {
     /// binding (within the device's `max_uniform_buffer_binding_size`) when the
     /// activation buffer allows it.
     pub uniform_activations: bool,
+    /// Override the adapter's matvec row layout ([`Tuning`]).
+    pub matvec_layout: Option<RowLayout>,
+    /// Override the adapter's rows per workgroup of split matvecs (1..=8).
+    pub matvec_rows: Option<u8>,
 }
 
 impl Default for GpuOptions {
@@ -32,20 +37,26 @@ impl Default for GpuOptions {
             subgroups: true,
             max_binding_bytes: None,
             uniform_activations: true,
+            matvec_layout: None,
+            matvec_rows: None,
         }
     }
 }
 
 impl GpuOptions {
     /// Defaults, with `LOWBIT_NO_SUBGROUPS=1` / `LOWBIT_NO_UNIFORM_X=1` forcing the
-    /// fallbacks.
-    pub fn from_env() -> Self {
+    /// fallbacks and `LOWBIT_MATVEC` / `LOWBIT_MATVEC_ROWS` the matvec variant
+    /// ([`super::tuning`]); an error names a variable whose value means nothing.
+    pub fn from_env() -> Result<Self> {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
-        GpuOptions {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(GpuOptions {
             subgroups: !off("LOWBIT_NO_SUBGROUPS"),
             max_binding_bytes: None,
             uniform_activations: !off("LOWBIT_NO_UNIFORM_X"),
-        }
+            matvec_layout: var("LOWBIT_MATVEC").as_deref().map(RowLayout::parse).transpose()?,
+            matvec_rows: var("LOWBIT_MATVEC_ROWS").as_deref().map(parse_rows).transpose()?,
+        })
     }
 }
 
@@ -69,6 +80,8 @@ pub struct GpuContext {
     /// The largest uniform activation binding the decode kernels may use, in bytes (the
     /// device's `max_uniform_buffer_binding_size`, 0 when turned off).
     pub max_uniform_x_bytes: u64,
+    /// The kernel variants chosen for this adapter.
+    pub tuning: Tuning,
     allocated: Arc<AtomicU64>,
     /// The most `allocated` has been since the context was made.
     peak: Arc<AtomicU64>,
@@ -152,7 +165,10 @@ impl GpuContext {
             .map_or(device_max, |m| m.min(device_max))
             .min(1 << 31)
             & !15;
+        let tuning =
+            Tuning::for_adapter(device.adapter_info().device_type).with(options.matvec_layout, options.matvec_rows);
         GpuContext {
+            tuning,
             features: ShaderFeatures {
                 subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
             },

@@ -28,6 +28,7 @@ impl GpuWeights {
             subgroups: false,
             cols: 0,
             rows_per_lane: 0,
+            split_rows: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,

@@ -7,48 +7,77 @@ use super::buffers::GpuWeights;
 use super::context::GpuContext;
 use super::pipelines::{Kernel, PipelineKey, UNIFORM_X_PAGE};
 use super::recorder::Recorder;
+use super::tuning::{RowLayout, Tuning};
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 
-/// Rows per workgroup (`ROWS` in matvec.wgsl).
-pub(crate) const ROWS_PER_WORKGROUP: u32 = 4;
 /// Invocations per workgroup (`WG` in matvec.wgsl).
 const WORKGROUP: u32 = 64;
-
-/// Workgroups a one-row-per-invocation dispatch keeps at least, where it has the rows.
-const MIN_WORKGROUPS: usize = 3;
+/// Sums one invocation holds, rows x columns (`OUTPUTS` in matvec.wgsl).
+pub(crate) const OUTPUTS: usize = 32;
 
 /// Whether rows of `k` elements are short: fewer 32-element units than a workgroup has
-/// invocations, so that the matvec computes each row whole in one invocation.
+/// invocations, so that the lanes layout computes each row whole in one invocation.
 fn short_rows(k: usize) -> bool {
     k / 32 < WORKGROUP as usize
 }
 
-/// How a matvec over `jobs` matrices of `rows` outputs of length `k`, each from
-/// `weight_rows` weight rows (2 with a SwiGLU epilogue), for `cols` columns, is laid out:
-/// (outputs per invocation, workgroups per job). Rows shorter than one 32-element unit per
-/// invocation of a workgroup are computed whole by single invocations: with one column,
-/// up to 8 weight rows each, 64 apart, so that each load of the activations serves 8
-/// rows, but as many fewer as keep MIN_WORKGROUPS workgroups busy (measured on llvmpipe,
-/// `bench kernels --formats Q4_1`: 576 x 1536 and the 576 x 49152 head 25-45% faster than
-/// one row each, 16 rows no faster than 8, 576 x 192 twice as slow in a single workgroup;
-/// a SwiGLU epilogue with 16 weight rows per invocation, in half the workgroups, lost
-/// ~4% of decode); with more columns, one output each, as the decoded unit is already
-/// shared by the columns. Longer rows (0 outputs per invocation) are split over a whole
-/// workgroup and reduced, ROWS_PER_WORKGROUP at a time.
-pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, jobs: usize) -> (u8, u32) {
-    if !short_rows(k) {
-        return (0, (rows as u32).div_ceil(ROWS_PER_WORKGROUP));
+/// How one matvec dispatch is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Whole rows per invocation (`ROWS_PER_LANE`), or 0: rows split over a workgroup.
+    pub rows_per_lane: u8,
+    /// Rows per workgroup when split (`ROWS`), else 0.
+    pub split_rows: u8,
+    /// Workgroups per job.
+    pub groups: u32,
+}
+
+/// How a matvec over `jobs` matrices of `rows` outputs of length `k` of `ty`, each from
+/// `weight_rows` weight rows (2 with a SwiGLU epilogue), for `cols` columns, is laid out
+/// under `tuning`. With [`RowLayout::Split`], and for long rows in any layout, a
+/// workgroup reduces each row, `tuning.split_rows` rows at a time. With
+/// [`RowLayout::Lanes`], rows shorter than one 32-element unit per invocation of a
+/// workgroup are computed whole by single invocations: with one column, up to 8 weight
+/// rows each, 64 apart, so that each load of the activations serves 8 rows, but as many
+/// fewer as keep `tuning.min_workgroups` workgroups busy (measured on llvmpipe, `bench
+/// kernels --formats Q4_1`: 576 x 1536 and the 576 x 49152 head 25-45% faster than one
+/// row each, 16 rows no faster than 8, 576 x 192 twice as slow in a single workgroup; a
+/// SwiGLU epilogue with 16 weight rows per invocation, in half the workgroups, lost ~4%
+/// of decode); with more columns, one output each, as the decoded unit is already shared
+/// by the columns.
+pub(crate) fn matvec_shape(
+    tuning: &Tuning,
+    ty: BlockType,
+    k: usize,
+    rows: usize,
+    weight_rows: usize,
+    cols: u8,
+    jobs: usize,
+) -> Shape {
+    if tuning.layout == RowLayout::Split || !short_rows(k) {
+        let split = tuning.split_rows(ty, cols);
+        return Shape {
+            rows_per_lane: 0,
+            split_rows: split as u8,
+            groups: (rows as u32).div_ceil(split),
+        };
     }
     let per_lane = if cols == 1 {
         [8u8, 4, 2]
             .into_iter()
-            .find(|&r| r as usize * weight_rows <= 8 && jobs * rows >= MIN_WORKGROUPS * WORKGROUP as usize * r as usize)
+            .find(|&r| {
+                r as usize * weight_rows <= 8 && jobs * rows >= tuning.min_workgroups * WORKGROUP as usize * r as usize
+            })
             .unwrap_or(1)
     } else {
         1
     };
-    (per_lane, (rows as u32).div_ceil(WORKGROUP * per_lane as u32))
+    Shape {
+        rows_per_lane: per_lane,
+        split_rows: 0,
+        groups: (rows as u32).div_ceil(WORKGROUP * per_lane as u32),
+    }
 }
 
 /// log2 of the row interleave a `rows` x `k` matrix of `ty` is stored in on the device
@@ -62,9 +91,15 @@ pub(crate) fn matvec_shape(k: usize, rows: usize, weight_rows: usize, cols: u8, 
 /// 8.0 ms (each SIMD vector of a workgroup runs to completion in turn, so larger groups
 /// spread its loads). With the vec4 block windows of q4_1_dot/q8_0_dot, alternating runs
 /// of `bench kernels`: Q4_1 head 6.4-6.9 → 5.7-5.8 ms, Q8_0 head 9.0-11.0 → 6.9-7.1 ms.
-pub(crate) fn row_interleave(ty: BlockType, k: usize, rows: usize) -> u32 {
+/// The split layout ([`RowLayout::Split`]) keeps ggml's order: a workgroup reads along
+/// its rows.
+pub(crate) fn row_interleave(tuning: &Tuning, ty: BlockType, k: usize, rows: usize) -> u32 {
     let blocks = ty.block_size() >= 32;
-    if blocks && rows > 1 && short_rows(k) { 3 } else { 0 }
+    if tuning.layout == RowLayout::Lanes && blocks && rows > 1 && short_rows(k) {
+        3
+    } else {
+        0
+    }
 }
 
 /// Columns per call (`MAX_COLS` in matvec.wgsl).
@@ -99,7 +134,8 @@ impl Activations<'_> {
             && self.buffer.size() >= pages * UNIFORM_X_PAGE
             && pages * UNIFORM_X_PAGE <= ctx.max_uniform_x_bytes
             && self.stride.is_multiple_of(4)
-            && matvec_shape(k, 1, 1, 1, 1).0 > 0;
+            && ctx.tuning.layout == RowLayout::Lanes
+            && short_rows(k);
         if fits { u8::try_from(pages).unwrap_or(0) } else { 0 }
     }
 
@@ -194,11 +230,11 @@ impl GpuWeights {
 
     /// Whether [`Self::matvec_swiglu`] takes this matrix for `cols` columns: one chunk,
     /// an even number of rows, and rows short enough for whole rows per invocation.
-    pub fn swiglu_fusable(&self, cols: usize) -> bool {
+    pub fn swiglu_fusable(&self, tuning: &Tuning, cols: usize) -> bool {
         self.chunks.len() == 1
             && self.rows.is_multiple_of(2)
             && (1..=MAX_COLS).contains(&cols)
-            && matvec_shape(self.k, self.rows / 2, 2, cols as u8, 1).0 > 0
+            && matvec_shape(tuning, self.ty, self.k, self.rows / 2, 2, cols as u8, 1).rows_per_lane > 0
     }
 
     /// For a stacked `[gate; up]` matrix (rows `0..f` gate, `f..2f` up): record
@@ -206,7 +242,7 @@ impl GpuWeights {
     /// SwiGLU in the product's epilogue (matvec.wgsl's `SWIGLU`). Needs
     /// [`Self::swiglu_fusable`].
     pub fn matvec_swiglu(&self, ctx: &GpuContext, rec: &mut Recorder, x: &Activations, y: &Output) -> Result<()> {
-        if !self.swiglu_fusable(x.cols) {
+        if !self.swiglu_fusable(&ctx.tuning, x.cols) {
             return Err(Error::Unsupported(format!(
                 "a SwiGLU epilogue over {} rows of {} in {} chunks for {} columns",
                 self.rows,
@@ -235,6 +271,7 @@ impl GpuWeights {
             subgroups: ctx.features.subgroups,
             cols: x.cols as u8,
             rows_per_lane: 0,
+            split_rows: 0,
             uniform_x_pages,
             norm_pages: match &x.norm {
                 Some(norm) => norm_pages(norm, self.k, uniform_x_pages)?,
@@ -244,9 +281,22 @@ impl GpuWeights {
         };
         self.dispatch_chunks(ctx, rec, x, y, |chunk| {
             let weight_rows = if swiglu { 2 } else { 1 };
-            let (rows_per_lane, groups) = matvec_shape(self.k, out_rows(chunk.rows), weight_rows, key.cols, 1);
-            let (gx, gy) = ctx.workgroups_2d(groups);
-            (PipelineKey { rows_per_lane, ..key }, (gx, gy, 1))
+            let shape = matvec_shape(
+                &ctx.tuning,
+                self.ty,
+                self.k,
+                out_rows(chunk.rows),
+                weight_rows,
+                key.cols,
+                1,
+            );
+            let (gx, gy) = ctx.workgroups_2d(shape.groups);
+            let key = PipelineKey {
+                rows_per_lane: shape.rows_per_lane,
+                split_rows: shape.split_rows,
+                ..key
+            };
+            (key, (gx, gy, 1))
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod profile;
 pub mod recorder;
 mod routed;
 pub mod stream;
+pub mod tuning;
 
 pub use backend::{GpuBackend, GpuRouted, GpuTensor};
 pub use buffers::{GpuWeights, Tracked};
@@ -22,3 +23,4 @@ pub use matvec::{Activations, Norm, Output};
 pub use moe::{GpuExperts, Grouped, NOT_RESIDENT, OTHER_WAVE, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, shader_source};
 pub use recorder::Recorder;
+pub use tuning::{RowLayout, Tuning};

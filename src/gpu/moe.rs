@@ -261,12 +261,14 @@ impl GpuExperts {
         y_stride: usize,
     ) -> Result<()> {
         let pairs = self.check(x, routing.n_tokens, routing.n_used, y, y_stride)?;
+        let shape = matvec_shape(&ctx.tuning, self.ty, self.k, self.rows, 1, 1, pairs);
         let key = PipelineKey {
             kernel: Kernel::MatvecId,
             format: self.ty,
             subgroups: ctx.features.subgroups,
             cols: 1,
-            rows_per_lane: matvec_shape(self.k, self.rows, 1, 1, pairs).0,
+            rows_per_lane: shape.rows_per_lane,
+            split_rows: shape.split_rows,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
             norm_pages: 0,
             swiglu: false,
@@ -279,7 +281,7 @@ impl GpuExperts {
         }
         for chunk in &self.chunks {
             let params = self.params(chunk, x, y_stride, routing.n_used, pairs, routing.weighted);
-            let (gx, gy) = ctx.workgroups_2d(matvec_shape(self.k, self.rows, 1, key.cols, pairs).1);
+            let (gx, gy) = ctx.workgroups_2d(shape.groups);
             let buffers = [
                 &chunk.buffer.buffer,
                 x.buffer,
@@ -312,6 +314,7 @@ impl GpuExperts {
             subgroups: false,
             cols: 0,
             rows_per_lane: 0,
+            split_rows: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,

@@ -107,6 +107,9 @@ pub struct PipelineKey {
     /// matvec kernels: whole rows computed by single invocations, this many each
     /// (`ROWS_PER_LANE`, 1..=8, short rows); 0: each row split over a workgroup.
     pub rows_per_lane: u8,
+    /// matvec kernels with rows split over a workgroup: rows per workgroup (`ROWS`,
+    /// 1..=8, [`super::tuning::Tuning::split_rows`]); 0 otherwise.
+    pub split_rows: u8,
     /// Activations through a uniform binding of this many [`UNIFORM_X_PAGE`]s
     /// (one-row-per-invocation matvec kernels only); 0: a storage binding.
     pub uniform_x_pages: u8,
@@ -337,18 +340,22 @@ impl GpuContext {
         let src = shader_source(&key)?;
         let label = format!("{:?}/{}", key.kernel, key.format);
         let constants: Vec<(&str, f64)> = if key.kernel.reduces() {
-            use super::matvec::{MAX_COLS, ROWS_PER_WORKGROUP};
+            use super::matvec::{MAX_COLS, OUTPUTS};
             if !(1..=MAX_COLS as u8).contains(&key.cols) {
                 return Err(Error::Shape(format!("{key:?}: matvec columns must be 1..={MAX_COLS}")));
             }
-            // Both layouts keep their sums in one array of ROWS · MAX_COLS (OUTPUTS).
+            // Both layouts keep their sums in one array of OUTPUTS; exactly one is chosen.
             let halves = if key.swiglu { 2 } else { 1 };
-            if key.rows_per_lane as usize * halves * key.cols as usize > ROWS_PER_WORKGROUP as usize * MAX_COLS {
-                return Err(Error::Shape(format!("{key:?}: too many sums per invocation")));
+            let sums = (key.rows_per_lane as usize * halves).max(key.split_rows as usize) * key.cols as usize;
+            if sums > OUTPUTS || (key.rows_per_lane > 0) == (key.split_rows > 0) {
+                return Err(Error::Shape(format!(
+                    "{key:?}: not one layout within {OUTPUTS} sums per invocation"
+                )));
             }
             vec![
                 ("NCOLS", key.cols as f64),
                 ("ROWS_PER_LANE", key.rows_per_lane as f64),
+                ("ROWS", key.split_rows.max(1) as f64),
                 ("SWIGLU", key.swiglu as u8 as f64),
             ]
         } else {

@@ -41,6 +41,7 @@ pub fn backend(setting: Setting, binding: Option<u64>) -> GpuBackend {
         subgroups: setting.subgroups,
         max_binding_bytes: binding,
         uniform_activations: setting.uniform_activations,
+        ..Default::default()
     })
     .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)");
     assert_eq!(g.ctx.features.subgroups, setting.subgroups, "{setting:?}: subgroups");
