@@ -386,29 +386,41 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
     };
     let shapes: Vec<(usize, usize)> = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
     let ctx = GpuContext::new(GpuOptions::from_env()?)?;
-    let copy = bench::copy_bandwidth(&ctx, copy_mib << 20, iters, 5)?;
+    let (copy, read) = bench::baselines(&ctx, copy_mib << 20, iters, 5)?;
     println!("adapter: {}", ctx.adapter_name);
     println!(
-        "features: subgroups {}, uniform activations up to {} KiB",
+        "features: subgroups {}, uniform activations up to {} KiB; matvec {:?}",
         ctx.features.subgroups,
-        ctx.max_uniform_x_bytes >> 10
+        ctx.max_uniform_x_bytes >> 10,
+        ctx.tuning
+    );
+    println!(
+        "timing: {}",
+        match bench::Clock::of(&ctx) {
+            bench::Clock::Gpu => "GPU timestamps around each operation, median",
+            bench::Clock::Wall => "wall clock around a batch, best (the device has no timestamp queries)",
+        }
     );
     let copy_mib = copy_mib.min(ctx.max_binding_bytes >> 20);
-    println!("copy kernel: {copy:.2} GB/s (bytes read + written, {copy_mib} MiB buffer)\n");
     println!(
-        "| format | K x rows | weights MB | matvec µs | matvec GB/s | of copy | matmul {matmul_cols} cols GFLOP/s |"
+        "copy kernel: {copy:.2} GB/s (bytes read + written), read-only kernel: {read:.2} GB/s ({copy_mib} MiB buffer)\n"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| format | K x rows | weights MB | copies | matvec µs | matvec GB/s | of read-only | of copy | matmul {matmul_cols} cols GFLOP/s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for &(k, rows) in &shapes {
         for &ty in &formats {
             let r = bench::bench_format(&ctx, ty, rows, k, matmul_cols, iters)?;
             let gflops = r.matmul_gflops().map_or("-".into(), |g| format!("{g:.1}"));
             println!(
-                "| {} | {k} x {rows} | {:.1} | {:.1} | {:.2} | {:.0}% | {gflops} |",
+                "| {} | {k} x {rows} | {:.1} | {} | {:.1} | {:.2} | {:.0}% | {:.0}% | {gflops} |",
                 ty,
                 r.weight_bytes as f64 / 1e6,
+                r.copies,
                 r.matvec_s * 1e6,
                 r.matvec_gbps,
+                100.0 * r.matvec_gbps / read,
                 100.0 * r.matvec_gbps / copy
             );
         }

@@ -678,3 +678,41 @@ fn accumulating_output_adds_to_the_buffer() {
         );
     }
 }
+
+/// The bandwidth baselines of `bench kernels`: the copy kernel copies every byte, the
+/// read-only kernel loads them and stores nothing.
+#[test]
+fn baseline_kernels_copy_and_only_read() {
+    let ctx = context(true, None);
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let src = ctx.upload("src", &bytes, usage).unwrap();
+    let dst = ctx.upload("dst", &[7u8; 4096], usage).unwrap();
+    let mut rec = ctx.recorder();
+    ctx.read_kernel(&mut rec, &src.buffer, &dst.buffer).unwrap();
+    ctx.queue.submit([rec.finish()]);
+    assert_eq!(ctx.read_back(&dst.buffer, 4096).unwrap(), vec![7u8; 4096]);
+    let mut rec = ctx.recorder();
+    ctx.copy_kernel(&mut rec, &src.buffer, &dst.buffer).unwrap();
+    ctx.queue.submit([rec.finish()]);
+    assert_eq!(ctx.read_back(&dst.buffer, 4096).unwrap(), bytes);
+    let small = ctx.alloc("small", 16, usage).unwrap();
+    assert!(
+        ctx.copy_kernel(&mut ctx.recorder(), &src.buffer, &small.buffer)
+            .is_err()
+    );
+}
+
+/// `bench kernels` on lavapipe times with device timestamps (lavapipe has them), and
+/// its rows are finite and positive.
+#[test]
+fn kernel_benchmarks_use_device_timestamps() {
+    use lowbit::gpu::bench;
+    let ctx = context(true, None);
+    assert!(ctx.timestamps, "lavapipe offers TIMESTAMP_QUERY");
+    assert_eq!(bench::Clock::of(&ctx), bench::Clock::Gpu);
+    let (copy, read) = bench::baselines(&ctx, 1 << 20, 1, 2).unwrap();
+    assert!(copy > 0.0 && read > 0.0 && copy.is_finite() && read.is_finite());
+    let r = bench::bench_format(&ctx, BlockType::Q4_1, 64, 256, 0, 1).unwrap();
+    assert!(r.matvec_s > 0.0 && r.matvec_gbps.is_finite() && r.copies > 1, "{r:?}");
+}

@@ -1,10 +1,15 @@
-//! Kernel benchmarks, measured on the adapter in use: the copy-kernel bandwidth baseline,
-//! matvec weight-read bandwidth per format, and matmul GFLOP/s. Used by
+//! Kernel benchmarks, measured on the adapter in use: copy and read-only bandwidth
+//! baselines, matvec weight-read bandwidth per format, and matmul GFLOP/s. Used by
 //! `lowbit bench kernels` and `benches/kernels.rs`.
 //!
-//! Times are wall-clock around `reps` dispatches recorded into one command buffer,
-//! submitted and waited for; the best of `iters` such batches is kept. Weights are
-//! random bytes with finite f16 scales: decode cost does not depend on the values.
+//! Where the device has `TIMESTAMP_QUERY`, every operation runs in a compute pass of
+//! its own whose timestamps bound it, and the median over `iters` batches of `reps`
+//! operations is kept ([`Clock::Gpu`]): fence latency and host encoding stay out. Else
+//! the time is the wall clock around a batch, submitted and waited for, best of `iters`
+//! ([`Clock::Wall`]). Matvec weights rotate over copies that together pass
+//! [`ROTATE_BYTES`], so that repeated dispatches read DRAM, not a cache that holds one
+//! matrix. Weights are random bytes with finite f16 scales: decode cost does not depend
+//! on the values.
 
 use super::buffers::{GpuWeights, Tracked};
 use super::context::GpuContext;
@@ -14,6 +19,26 @@ use super::recorder::Recorder;
 use crate::error::Result;
 use crate::quant::BlockType;
 use std::time::Instant;
+
+/// Bytes the matvec benchmark's weight copies pass together: 4x a 64 MiB last-level
+/// cache (an H200's L2 is 60 MB, lavapipe's host L3 is smaller).
+pub const ROTATE_BYTES: u64 = 256 << 20;
+
+/// How a time was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Device timestamps around each operation, median.
+    Gpu,
+    /// Wall clock around a submitted and awaited batch, best per operation.
+    Wall,
+}
+
+impl Clock {
+    /// The clock `ctx` offers.
+    pub fn of(ctx: &GpuContext) -> Self {
+        if ctx.timestamps { Clock::Gpu } else { Clock::Wall }
+    }
+}
 
 /// One benchmark row.
 #[derive(Clone, Debug)]
@@ -29,6 +54,8 @@ pub struct KernelResult {
     /// Seconds per matmul of `matmul_cols` columns, when measured.
     pub matmul_s: Option<f64>,
     pub matmul_cols: usize,
+    /// Weight copies the matvec rotated over.
+    pub copies: usize,
 }
 
 impl KernelResult {
@@ -38,38 +65,77 @@ impl KernelResult {
     }
 }
 
-/// Best time of `iters` batches of `reps` recorded operations.
-fn time_best(
+/// Seconds per operation over `iters` batches of `reps` operations (`record(rec, i)`
+/// records operation i of a batch), by [`Clock::of`] `ctx`; a first batch warms up.
+fn time_op(
     ctx: &GpuContext,
     iters: usize,
     reps: usize,
-    mut record: impl FnMut(&mut Recorder) -> Result<()>,
+    mut record: impl FnMut(&mut Recorder, usize) -> Result<()>,
 ) -> Result<f64> {
+    let stamps = (2 * reps) as u32;
+    let queries = ctx.timestamps.then(|| {
+        ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("bench"),
+            ty: wgpu::QueryType::Timestamp,
+            count: stamps,
+        })
+    });
+    let resolved = match queries {
+        Some(_) => Some(ctx.alloc(
+            "bench timestamps",
+            8 * stamps as u64,
+            wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        )?),
+        None => None,
+    };
+    let mut samples = Vec::new();
     let mut best = f64::INFINITY;
-    for i in 0..=iters {
+    for batch in 0..=iters {
         let mut rec = ctx.recorder();
-        for _ in 0..reps {
-            record(&mut rec)?;
+        for i in 0..reps {
+            if let Some(q) = &queries {
+                rec.timed_pass(q, 2 * i as u32, 2 * i as u32 + 1);
+            }
+            record(&mut rec, i)?;
+        }
+        if let (Some(q), Some(r)) = (&queries, &resolved) {
+            rec.encoder().resolve_query_set(q, 0..stamps, &r.buffer, 0);
         }
         let start = Instant::now();
         ctx.queue.submit([rec.finish()]);
         ctx.wait()?;
-        // The first batch warms up pipelines and caches.
-        if i > 0 {
-            best = best.min(start.elapsed().as_secs_f64() / reps as f64);
+        let elapsed = start.elapsed().as_secs_f64() / reps as f64;
+        if batch == 0 {
+            continue;
+        }
+        best = best.min(elapsed);
+        if let Some(r) = &resolved {
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&ctx.read_back(&r.buffer, 8 * stamps as u64)?);
+            let period = ctx.queue.get_timestamp_period() as f64 * 1e-9;
+            samples.extend(ticks.chunks_exact(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period));
         }
     }
-    Ok(best)
+    if samples.is_empty() {
+        return Ok(best);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
 }
 
-/// Bandwidth of the plain copy kernel over a buffer of `bytes` (at most one storage
-/// binding), counting bytes read plus bytes written, in GB/s.
-pub fn copy_bandwidth(ctx: &GpuContext, bytes: u64, iters: usize, reps: usize) -> Result<f64> {
+/// The bandwidth baselines over a buffer of `bytes` (at most one storage binding), in
+/// GB/s: the copy kernel (bytes read plus bytes written) and the read-only kernel.
+pub fn baselines(ctx: &GpuContext, bytes: u64, iters: usize, reps: usize) -> Result<(f64, f64)> {
     let bytes = bytes.min(ctx.max_binding_bytes) / 16 * 16;
     let src = ctx.alloc("copy src", bytes, wgpu::BufferUsages::STORAGE)?;
     let dst = ctx.alloc("copy dst", bytes, wgpu::BufferUsages::STORAGE)?;
-    let t = time_best(ctx, iters, reps, |rec| ctx.copy_kernel(rec, &src.buffer, &dst.buffer))?;
-    Ok(2.0 * bytes as f64 / t / 1e9)
+    let copy = time_op(ctx, iters, reps, |rec, _| {
+        ctx.copy_kernel(rec, &src.buffer, &dst.buffer)
+    })?;
+    let read = time_op(ctx, iters, reps, |rec, _| {
+        ctx.read_kernel(rec, &src.buffer, &dst.buffer)
+    })?;
+    Ok((2.0 * bytes as f64 / copy / 1e9, bytes as f64 / read / 1e9))
 }
 
 /// Random blocks of `ty` with finite f16 scales everywhere (every even byte pair is
@@ -107,7 +173,10 @@ pub fn bench_format(
     iters: usize,
 ) -> Result<KernelResult> {
     let packed = random_weights(ty, rows, k)?;
-    let w = GpuWeights::upload(ctx, "bench w", ty, k, &packed)?;
+    let copies = (ROTATE_BYTES.div_ceil(packed.len() as u64) as usize).clamp(1, 512);
+    let ws: Vec<GpuWeights> = (0..copies)
+        .map(|_| GpuWeights::upload(ctx, "bench w", ty, k, &packed))
+        .collect::<Result<_>>()?;
     let cols = matmul_cols.max(1);
     let xb = activations(ctx, cols * k)?;
     let y = ctx.alloc("bench y", (cols * rows * 4) as u64, wgpu::BufferUsages::STORAGE)?;
@@ -117,8 +186,8 @@ pub fn bench_format(
         stride: k,
         norm: None,
     };
-    let matvec_s = time_best(ctx, iters, 10, |rec| {
-        w.matvec(ctx, rec, &one, &Output::store(&y.buffer, rows))
+    let matvec_s = time_op(ctx, iters, copies.max(16), |rec, i| {
+        ws[i % copies].matvec(ctx, rec, &one, &Output::store(&y.buffer, rows))
     })?;
     let matmul_s = if matmul_cols > 0 {
         let many = Activations {
@@ -127,8 +196,8 @@ pub fn bench_format(
             stride: k,
             norm: None,
         };
-        Some(time_best(ctx, iters.min(3), 1, |rec| {
-            w.matmul(ctx, rec, &many, &Output::store(&y.buffer, rows))
+        Some(time_op(ctx, iters.min(3), 1, |rec, _| {
+            ws[0].matmul(ctx, rec, &many, &Output::store(&y.buffer, rows))
         })?)
     } else {
         None
@@ -142,5 +211,6 @@ pub fn bench_format(
         matvec_gbps: packed.len() as f64 / matvec_s / 1e9,
         matmul_s,
         matmul_cols,
+        copies,
     })
 }

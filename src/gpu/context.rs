@@ -82,6 +82,8 @@ pub struct GpuContext {
     pub max_uniform_x_bytes: u64,
     /// The kernel variants chosen for this adapter.
     pub tuning: Tuning,
+    /// Whether passes can write timestamps (`TIMESTAMP_QUERY`, benchmarks only).
+    pub timestamps: bool,
     allocated: Arc<AtomicU64>,
     /// The most `allocated` has been since the context was made.
     peak: Arc<AtomicU64>,
@@ -118,6 +120,8 @@ impl GpuContext {
         if options.subgroups && offered.contains(wgpu::Features::SUBGROUP) {
             wanted |= wgpu::Features::SUBGROUP;
         }
+        // Device-side timing for `bench kernels`; it changes nothing else.
+        wanted |= offered & wgpu::Features::TIMESTAMP_QUERY;
         let a = adapter.limits();
         let limits = wgpu::Limits {
             max_storage_buffer_binding_size: a.max_storage_buffer_binding_size,
@@ -169,6 +173,7 @@ impl GpuContext {
             Tuning::for_adapter(device.adapter_info().device_type).with(options.matvec_layout, options.matvec_rows);
         GpuContext {
             tuning,
+            timestamps: have.contains(wgpu::Features::TIMESTAMP_QUERY),
             features: ShaderFeatures {
                 subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
             },

@@ -44,6 +44,25 @@ impl Recorder {
         })
     }
 
+    /// End the open pass and open one whose start and end write timestamps `begin` and
+    /// `end` of `queries` (needs `TIMESTAMP_QUERY`): the dispatches recorded until the
+    /// next pass ends run inside it, and the two stamps bound their device time.
+    pub fn timed_pass(&mut self, queries: &wgpu::QuerySet, begin: u32, end: u32) {
+        self.pass = None;
+        self.pass = Some(
+            self.encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("lowbit timed"),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: queries,
+                        beginning_of_pass_write_index: Some(begin),
+                        end_of_pass_write_index: Some(end),
+                    }),
+                })
+                .forget_lifetime(),
+        );
+    }
+
     /// The encoder, for commands outside a compute pass (copies): the open pass ends.
     pub fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
         self.pass = None;
