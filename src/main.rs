@@ -317,15 +317,28 @@ enum Bench {
         /// Formats (default: every GPU format).
         #[arg(long, value_delimiter = ',')]
         formats: Vec<String>,
+        /// Activation columns for matvec (1..=8 each).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        cols: Vec<usize>,
         /// Activation columns for matmul (0 skips it).
-        #[arg(long, default_value_t = 512)]
-        matmul_cols: usize,
-        /// Timed batches per measurement (best is kept).
+        #[arg(long, value_delimiter = ',', default_value = "512")]
+        matmul_cols: Vec<usize>,
+        /// Timed batches per measurement.
         #[arg(long, default_value_t = 5)]
         iters: usize,
         /// Size of the copy-kernel buffer, MiB (capped at the binding limit).
         #[arg(long, default_value_t = 128)]
         copy_mib: u64,
+        /// Also write the rows (and the baselines, as kernels `copy` and `read`) as CSV.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// The adapter lowbit picks: name, driver, type, subgroup sizes, features, limits
+    /// and the kernel table chosen for it.
+    Adapter {
+        /// Fail unless the adapter is a real GPU (not a CPU adapter such as lavapipe).
+        #[arg(long)]
+        require_gpu: bool,
     },
     /// Expert streaming: hit rate, bytes moved, stall and decode speed per budget and
     /// policy (lru, reuse, reuse+prefetch, and Belady's optimum offline), decoding one
@@ -374,7 +387,14 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
     ))
 }
 
-fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iters: usize, copy_mib: u64) -> Result<()> {
+fn bench_kernels(
+    shapes: &[String],
+    formats: &[String],
+    (cols, matmul_cols): (&[usize], &[usize]),
+    iters: usize,
+    copy_mib: u64,
+    csv: Option<&std::path::Path>,
+) -> Result<()> {
     use lowbit::gpu::{GPU_FORMATS, GpuContext, GpuOptions, bench};
     let formats: Vec<lowbit::BlockType> = if formats.is_empty() {
         GPU_FORMATS.to_vec()
@@ -384,6 +404,9 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
             .map(|f| lowbit::BlockType::parse(f))
             .collect::<Result<_>>()?
     };
+    if let Some(c) = cols.iter().find(|c| !(1..=lowbit::gpu::matvec::MAX_COLS).contains(c)) {
+        return Err(Error::Unsupported(format!("--cols {c}: matvec takes 1..=8 columns")));
+    }
     let shapes: Vec<(usize, usize)> = shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
     let ctx = GpuContext::new(GpuOptions::from_env()?)?;
     let (copy, read) = bench::baselines(&ctx, copy_mib << 20, iters, 5)?;
@@ -394,11 +417,16 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
         ctx.max_uniform_x_bytes >> 10,
         ctx.tuning
     );
+    let clock = match bench::Clock::of(&ctx) {
+        bench::Clock::Gpu => "gpu",
+        bench::Clock::Wall => "wall",
+    };
     println!(
         "timing: {}",
-        match bench::Clock::of(&ctx) {
-            bench::Clock::Gpu => "GPU timestamps around each operation, median",
-            bench::Clock::Wall => "wall clock around a batch, best (the device has no timestamp queries)",
+        if clock == "gpu" {
+            "GPU timestamps around each operation, median"
+        } else {
+            "wall clock around a batch, best (the device has no timestamp queries)"
         }
     );
     let copy_mib = copy_mib.min(ctx.max_binding_bytes >> 20);
@@ -406,24 +434,81 @@ fn bench_kernels(shapes: &[String], formats: &[String], matmul_cols: usize, iter
         "copy kernel: {copy:.2} GB/s (bytes read + written), read-only kernel: {read:.2} GB/s ({copy_mib} MiB buffer)\n"
     );
     println!(
-        "| format | K x rows | weights MB | copies | matvec µs | matvec GB/s | of read-only | of copy | matmul {matmul_cols} cols GFLOP/s |"
+        "| kernel | format | K x rows | cols | weights MB | copies | µs | weight GB/s | of read-only | of copy | GFLOP/s |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let variant = format!("{:?}/{:?}", ctx.tuning.layout, ctx.tuning.rows);
+    let mut lines = vec![
+        "kernel,format,k,rows,cols,weight_bytes,copies,seconds,gbps,of_read,of_copy,gflops,clock,adapter,variant,subgroups".to_string(),
+    ];
+    let tail = format!("{clock},\"{}\",{variant},{}", ctx.adapter_name, ctx.features.subgroups);
+    lines.push(format!("copy,-,0,0,0,{},1,0,{copy},,,,{tail}", copy_mib << 20));
+    lines.push(format!("read,-,0,0,0,{},1,0,{read},,,,{tail}", copy_mib << 20));
     for &(k, rows) in &shapes {
         for &ty in &formats {
-            let r = bench::bench_format(&ctx, ty, rows, k, matmul_cols, iters)?;
-            let gflops = r.matmul_gflops().map_or("-".into(), |g| format!("{g:.1}"));
-            println!(
-                "| {} | {k} x {rows} | {:.1} | {} | {:.1} | {:.2} | {:.0}% | {:.0}% | {gflops} |",
-                ty,
-                r.weight_bytes as f64 / 1e6,
-                r.copies,
-                r.matvec_s * 1e6,
-                r.matvec_gbps,
-                100.0 * r.matvec_gbps / read,
-                100.0 * r.matvec_gbps / copy
-            );
+            let runs = cols.iter().map(|&c| ("matvec", c));
+            let runs = runs.chain(matmul_cols.iter().filter(|&&c| c > 0).map(|&c| ("matmul", c)));
+            for (kernel, c) in runs {
+                let r = bench::bench_kernel(&ctx, kernel, ty, (rows, k), c, iters)?;
+                println!(
+                    "| {kernel} | {ty} | {k} x {rows} | {c} | {:.1} | {} | {:.1} | {:.2} | {:.0}% | {:.0}% | {:.1} |",
+                    r.weight_bytes as f64 / 1e6,
+                    r.copies,
+                    r.seconds * 1e6,
+                    r.gbps(),
+                    100.0 * r.gbps() / read,
+                    100.0 * r.gbps() / copy,
+                    r.gflops()
+                );
+                lines.push(format!(
+                    "{kernel},{ty},{k},{rows},{c},{},{},{},{},{},{},{},{tail}",
+                    r.weight_bytes,
+                    r.copies,
+                    r.seconds,
+                    r.gbps(),
+                    r.gbps() / read,
+                    r.gbps() / copy,
+                    r.gflops()
+                ));
+            }
         }
+    }
+    if let Some(path) = csv {
+        write_atomic(path, (lines.join("\n") + "\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+fn bench_adapter(require_gpu: bool) -> Result<()> {
+    let ctx = lowbit::gpu::GpuContext::new(lowbit::gpu::GpuOptions::from_env()?)?;
+    let info = ctx.device.adapter_info();
+    println!("adapter: {} ({:?})", info.name, info.backend);
+    println!(
+        "type: {:?}, vendor {:#06x}, device {:#06x}",
+        info.device_type, info.vendor, info.device
+    );
+    println!("driver: {} {}", info.driver, info.driver_info);
+    println!(
+        "subgroup sizes: {}..={}",
+        info.subgroup_min_size, info.subgroup_max_size
+    );
+    println!("features in use: {:?}", ctx.device.features());
+    let l = ctx.device.limits();
+    println!(
+        "limits: storage binding {} MiB, buffer {} MiB, uniform binding {} KiB, workgroup storage {} KiB, invocations per workgroup {}, workgroups per dimension {}",
+        l.max_storage_buffer_binding_size >> 20,
+        l.max_buffer_size >> 20,
+        l.max_uniform_buffer_binding_size >> 10,
+        l.max_compute_workgroup_storage_size >> 10,
+        l.max_compute_invocations_per_workgroup,
+        l.max_compute_workgroups_per_dimension
+    );
+    println!("kernel table: {:?}", ctx.tuning);
+    if require_gpu && info.device_type == wgpu::DeviceType::Cpu {
+        return Err(Error::Gpu(format!(
+            "{} is a CPU adapter, not the GPU this check is for (is the GPU's Vulkan driver installed?)",
+            info.name
+        )));
     }
     Ok(())
 }
@@ -1008,10 +1093,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(Bench::Kernels {
             shapes,
             formats,
+            cols,
             matmul_cols,
             iters,
             copy_mib,
-        }) => bench_kernels(&shapes, &formats, matmul_cols, iters, copy_mib),
+            csv,
+        }) => bench_kernels(
+            &shapes,
+            &formats,
+            (&cols, &matmul_cols),
+            iters,
+            copy_mib,
+            csv.as_deref(),
+        ),
+        Command::Bench(Bench::Adapter { require_gpu }) => bench_adapter(require_gpu),
         Command::Bench(Bench::Stream {
             model,
             file,

@@ -713,6 +713,9 @@ fn kernel_benchmarks_use_device_timestamps() {
     assert_eq!(bench::Clock::of(&ctx), bench::Clock::Gpu);
     let (copy, read) = bench::baselines(&ctx, 1 << 20, 1, 2).unwrap();
     assert!(copy > 0.0 && read > 0.0 && copy.is_finite() && read.is_finite());
-    let r = bench::bench_format(&ctx, BlockType::Q4_1, 64, 256, 0, 1).unwrap();
-    assert!(r.matvec_s > 0.0 && r.matvec_gbps.is_finite() && r.copies > 1, "{r:?}");
+    let r = bench::bench_kernel(&ctx, "matvec", BlockType::Q4_1, (64, 256), 4, 1).unwrap();
+    assert!(r.seconds > 0.0 && r.gbps().is_finite() && r.copies > 1, "{r:?}");
+    let r = bench::bench_kernel(&ctx, "matmul", BlockType::Q4_1, (64, 256), 16, 1).unwrap();
+    assert!(r.seconds > 0.0 && r.gflops().is_finite() && r.copies == 1, "{r:?}");
+    assert!(bench::bench_kernel(&ctx, "conv", BlockType::Q4_1, (64, 256), 1, 1).is_err());
 }

@@ -40,28 +40,30 @@ impl Clock {
     }
 }
 
-/// One benchmark row.
+/// One benchmark row: one kernel over one `rows` x `k` matrix for `cols` columns.
 #[derive(Clone, Debug)]
 pub struct KernelResult {
+    /// `matvec` or `matmul`.
+    pub kernel: &'static str,
     pub format: BlockType,
     pub rows: usize,
     pub k: usize,
+    pub cols: usize,
     pub weight_bytes: u64,
-    /// Seconds per matvec (one column).
-    pub matvec_s: f64,
-    /// Weight bytes read per second by matvec, in GB/s (10^9).
-    pub matvec_gbps: f64,
-    /// Seconds per matmul of `matmul_cols` columns, when measured.
-    pub matmul_s: Option<f64>,
-    pub matmul_cols: usize,
-    /// Weight copies the matvec rotated over.
+    /// Seconds per operation.
+    pub seconds: f64,
+    /// Weight copies the operation rotated over.
     pub copies: usize,
 }
 
 impl KernelResult {
-    pub fn matmul_gflops(&self) -> Option<f64> {
-        self.matmul_s
-            .map(|s| 2.0 * self.rows as f64 * self.k as f64 * self.matmul_cols as f64 / s / 1e9)
+    /// Weight bytes read per second, in GB/s (10^9).
+    pub fn gbps(&self) -> f64 {
+        self.weight_bytes as f64 / self.seconds / 1e9
+    }
+
+    pub fn gflops(&self) -> f64 {
+        2.0 * self.rows as f64 * self.k as f64 * self.cols as f64 / self.seconds / 1e9
     }
 }
 
@@ -163,54 +165,51 @@ fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
     ctx.upload("bench x", bytemuck::cast_slice(&x), usage)
 }
 
-/// matvec (1 column) and, when `matmul_cols > 0`, matmul of one `rows` x `k` matrix.
-pub fn bench_format(
+/// `kernel` (`matvec`, 1..=8 columns, or `matmul`, any number) over one `rows` x `k`
+/// matrix of `ty` for `cols` columns. matvec rotates over weight copies that pass
+/// [`ROTATE_BYTES`] together (at most 512 copies); matmul reuses one matrix, since it
+/// reads its weights once per column tile.
+pub fn bench_kernel(
     ctx: &GpuContext,
+    kernel: &'static str,
     ty: BlockType,
-    rows: usize,
-    k: usize,
-    matmul_cols: usize,
+    (rows, k): (usize, usize),
+    cols: usize,
     iters: usize,
 ) -> Result<KernelResult> {
     let packed = random_weights(ty, rows, k)?;
-    let copies = (ROTATE_BYTES.div_ceil(packed.len() as u64) as usize).clamp(1, 512);
+    let copies = match kernel {
+        "matvec" => (ROTATE_BYTES.div_ceil(packed.len() as u64) as usize).clamp(1, 512),
+        "matmul" => 1,
+        other => return Err(crate::error::Error::Unsupported(format!("no kernel benchmark {other}"))),
+    };
     let ws: Vec<GpuWeights> = (0..copies)
         .map(|_| GpuWeights::upload(ctx, "bench w", ty, k, &packed))
         .collect::<Result<_>>()?;
-    let cols = matmul_cols.max(1);
     let xb = activations(ctx, cols * k)?;
     let y = ctx.alloc("bench y", (cols * rows * 4) as u64, wgpu::BufferUsages::STORAGE)?;
-    let one = Activations {
+    let x = Activations {
         buffer: &xb.buffer,
-        cols: 1,
+        cols,
         stride: k,
         norm: None,
     };
-    let matvec_s = time_op(ctx, iters, copies.max(16), |rec, i| {
-        ws[i % copies].matvec(ctx, rec, &one, &Output::store(&y.buffer, rows))
-    })?;
-    let matmul_s = if matmul_cols > 0 {
-        let many = Activations {
-            buffer: &xb.buffer,
-            cols: matmul_cols,
-            stride: k,
-            norm: None,
-        };
-        Some(time_op(ctx, iters.min(3), 1, |rec, _| {
-            ws[0].matmul(ctx, rec, &many, &Output::store(&y.buffer, rows))
-        })?)
+    let out = Output::store(&y.buffer, rows);
+    let seconds = if kernel == "matvec" {
+        time_op(ctx, iters, copies.max(16), |rec, i| {
+            ws[i % copies].matvec(ctx, rec, &x, &out)
+        })?
     } else {
-        None
+        time_op(ctx, iters.min(3), 2, |rec, _| ws[0].matmul(ctx, rec, &x, &out))?
     };
     Ok(KernelResult {
+        kernel,
         format: ty,
         rows,
         k,
+        cols,
         weight_bytes: packed.len() as u64,
-        matvec_s,
-        matvec_gbps: packed.len() as f64 / matvec_s / 1e9,
-        matmul_s,
-        matmul_cols,
+        seconds,
         copies,
     })
 }
