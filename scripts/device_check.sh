@@ -1,24 +1,121 @@
 #!/usr/bin/env bash
-# The decode-target measurement for a lent GPU machine (../.library/device: at most 15
-# minutes of device time in all, no network there, 64 MiB carried). Prepare here:
-#   cargo build --release && mkdir -p device && strip -o device/lowbit target/release/lowbit
-#   cp ../shared/fixtures/tiny-moe-Q2_K.gguf device/model.gguf
-# then run on the device, carrying `device`: scripts/device_check.sh device/lowbit device/model.gguf
-# SmolLM2 does not fit the carry limit (98 MB; lowbit's smallest plan for it is 66 MB),
-# so its decode on the device is estimated from the kernel rows at its shapes (576x3072
-# gate/up, 1536x576 down, 576x960 Q/K/V, 576x576 output, 576x49152 head) plus the
-# fixture's measured per-token overhead.
-# It prints the adapter, the copy kernel's GB/s, product kernels at SmolLM2's shapes (and
-# R1's routed experts') against it, with the uniform activation binding on and off, and a fixed-length
-# greedy decode of the model with and without the per-operation profile.
+# The measurement for a lent GPU machine (../.library/device: 15 minutes of device time
+# in all, at most 10 a command, no network there, 64 MiB carried, 8 files back). One
+# prepared run of at most 6 minutes, so that it can run twice.
+#
+# Prepare here (builds, strips and copies what travels into device/, git-ignored):
+#   scripts/device_check.sh --prepare
+# Run on the device, carrying `device` (and `.gl` if the machine lacks the Vulkan loader,
+# see the device README):
+#   scripts/device_check.sh device
+# Smoke run on lavapipe (no adapter check, a reduced sweep, the kernel tests filtered):
+#   scripts/device_check.sh --lavapipe device
+#
+# It writes into $OUT (or ./device-out):
+#   adapter.txt  the adapter, driver, subgroup sizes, features, limits, kernel table;
+#                the run stops here unless it is a real GPU
+#   tests.txt    the GPU kernel tests (a prebuilt test binary: every format and kernel
+#                variant against the CPU reference, on this device's shader compiler)
+#   matvec.csv   baselines (copy, read-only) and a matvec sweep: SmolLM2's shapes, R1's
+#                routed experts and attention, a 4096 x 14336 layer; Q4_1, Q8_0, Q4_K,
+#                Q2_K, IQ1_S, TQ2_0; 1, 4 and 8 columns; every variant (lanes, split with
+#                the family's rows, split with 1, 2, 4 and 8 rows); GPU-timed, weights
+#                rotated over 256 MiB
+#   matmul.csv   matmul at 512 and 2048 columns with the adapter's own table
+#   decode.txt   greedy decode of the MoE fixture (routed experts through matvec_id)
+#                with the adapter's table and with each layout forced, --stats
+#   log.txt      everything printed
 set -euo pipefail
-bin=$1
-model=$2
-prompt="Once upon a time, in a small village by the sea,"
-"$bin" bench kernels --formats Q4_0,Q4_1,Q8_0 --shapes 576x3072,1536x576,576x960,576x576,576x49152 --matmul-cols 0
-"$bin" bench kernels --formats Q2_K,Q4_K,TQ1_0,TQ2_0,IQ1_S,IQ1_M,IQ2_XXS --shapes 7168x2048,2048x7168 --matmul-cols 0
-LOWBIT_NO_UNIFORM_X=1 "$bin" bench kernels --formats Q4_0,Q4_1 --shapes 576x3072,576x49152 --matmul-cols 0
-for _ in 1 2; do
-    "$bin" generate -m "$model" -p "$prompt" -n 128 --temp 0 --stats --backend gpu --ignore-eos
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "${1:-}" = "--prepare" ]; then
+    cd "$here"
+    cargo build --release --bin lowbit
+    test_bin=$(cargo test --release --test gpu_kernels --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p')
+    mkdir -p device
+    strip -o device/lowbit target/release/lowbit
+    strip -o device/gpu_kernels "$test_bin"
+    cp ../shared/fixtures/tiny-moe-Q2_K.gguf device/model.gguf
+    du -sh device
+    exit 0
+fi
+
+lavapipe=0
+if [ "${1:-}" = "--lavapipe" ]; then
+    lavapipe=1
+    shift
+fi
+dir=${1:?usage: scripts/device_check.sh [--prepare | [--lavapipe] DIR]}
+out=${OUT:-$here/device-out}
+mkdir -p "$out"
+exec > >(tee "$out/log.txt") 2>&1
+bin="$dir/lowbit"
+start=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
+
+step adapter
+if [ $lavapipe = 1 ]; then
+    "$bin" bench adapter | tee "$out/adapter.txt"
+else
+    "$bin" bench adapter --require-gpu | tee "$out/adapter.txt"
+fi
+
+step "GPU kernel tests"
+if [ $lavapipe = 1 ]; then
+    # The whole binary takes ~4 minutes on lavapipe, which `cargo test` runs anyway.
+    "$dir/gpu_kernels" --test-threads 2 baseline kernel_benchmarks bad_shapes host 2>&1 | tee "$out/tests.txt"
+else
+    "$dir/gpu_kernels" --test-threads 8 2>&1 | tee "$out/tests.txt"
+fi
+
+if [ $lavapipe = 1 ]; then
+    shapes=576x1536
+    formats=Q4_1,Q2_K
+    cols=1,4
+    iters=1
+    variants="lanes: split:"
+    matmul_cols=64
+    n_decode=32
+else
+    # SmolLM2: gate/up, down, the head; R1: experts (gate/up, down), attention
+    # (q_a, q_b, kv_a, o); a 4096 x 14336 FFN layer.
+    shapes=576x1536,1536x576,576x49152,7168x2048,2048x7168,7168x1536,1536x24576,7168x576,16384x7168,4096x14336
+    formats=Q4_1,Q8_0,Q4_K,Q2_K,IQ1_S,TQ2_0
+    cols=1,4,8
+    iters=3
+    variants="lanes: split: split:1 split:2 split:4 split:8"
+    matmul_cols=512,2048
+    n_decode=128
+fi
+
+step "matvec sweep"
+first=1
+for v in $variants; do
+    layout=${v%%:*} rows=${v#*:}
+    echo "-- LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=${rows:-(table)}"
+    LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=$rows "$bin" bench kernels --shapes "$shapes" \
+        --formats "$formats" --cols "$cols" --matmul-cols 0 --iters "$iters" --csv "$out/part.csv"
+    if [ $first = 1 ]; then
+        cp "$out/part.csv" "$out/matvec.csv"
+        first=0
+    else
+        tail -n +2 "$out/part.csv" >> "$out/matvec.csv"
+    fi
 done
-"$bin" generate -m "$model" -p "$prompt" -n 33 --temp 0 --backend gpu --ignore-eos --profile
+rm -f "$out/part.csv"
+
+step "matmul"
+"$bin" bench kernels --shapes "${shapes%%,*}" --formats "$formats" --cols 1 --matmul-cols "$matmul_cols" \
+    --iters "$iters" --csv "$out/matmul.csv"
+
+step decode
+prompt="Once upon a time, in a small village by the sea,"
+{
+    for v in table lanes split; do
+        echo "-- matvec layout: $v"
+        if [ $v = table ]; then unset LOWBIT_MATVEC; else export LOWBIT_MATVEC=$v; fi
+        "$bin" generate -m "$dir/model.gguf" -p "$prompt" -n "$n_decode" --temp 0 --stats --backend gpu --ignore-eos 2>&1 |
+            grep -E "decode|prompt|memory" || true
+    done
+} | tee "$out/decode.txt"
+step done

@@ -446,6 +446,10 @@ fn bench_kernels(
     lines.push(format!("read,-,0,0,0,{},1,0,{read},,,,{tail}", copy_mib << 20));
     for &(k, rows) in &shapes {
         for &ty in &formats {
+            if !k.is_multiple_of(ty.block_size()) {
+                println!("| - | {ty} | {k} x {rows} | skipped: K is not a multiple of the {} block |", ty.block_size());
+                continue;
+            }
             let runs = cols.iter().map(|&c| ("matvec", c));
             let runs = runs.chain(matmul_cols.iter().filter(|&&c| c > 0).map(|&c| ("matmul", c)));
             for (kernel, c) in runs {
