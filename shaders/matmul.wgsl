@@ -7,13 +7,19 @@
 // activation tile, and each invocation accumulates 4 rows x 4 columns of outputs in f32.
 // The activation tile is stored k-major and an invocation's columns are 8 apart, so that
 // neighbouring invocations read neighbouring words (vector loads, not gathers).
+// Both tiles are stored with a row stride of 33 words, not 32: neighbouring invocations
+// store at 32-word strides (a decoded row each, a column of x each), which with a stride
+// of 32 would all land in one of a GPU's 32 shared-memory banks; 33 spreads them over
+// all 32 (llama.cpp's mul_mm.comp pads its tiles the same way).
 
 const TM: u32 = 64u;
 const TN: u32 = 32u;
 const MWG: u32 = 128u;
+// Row stride of both tiles, in words.
+const PAD: u32 = 33u;
 
-var<workgroup> wt: array<f32, TM * 32u>;
-var<workgroup> xt: array<f32, TN * 32u>;
+var<workgroup> wt: array<f32, TM * PAD>;
+var<workgroup> xt: array<f32, 32u * PAD>;
 
 @compute @workgroup_size(MWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -40,7 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 wv = array<f32, 32>();
             }
             for (var i = 0u; i < 32u; i++) {
-                wt[lid * 32u + i] = wv[i];
+                wt[lid * PAD + i] = wv[i];
             }
         }
         for (var e = lid; e < TN * 32u; e += MWG) {
@@ -49,17 +55,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (col < ncols) {
                 v = x_at(x_col(z, col) + 32u * u + e % 32u);
             }
-            xt[(e % 32u) * TN + e / 32u] = v;
+            xt[(e % 32u) * PAD + e / 32u] = v;
         }
         workgroupBarrier();
         for (var i = 0u; i < 32u; i++) {
-            let xo = i * TN + tc;
+            let xo = i * PAD + tc;
             let xv = vec4<f32>(xt[xo], xt[xo + 8u], xt[xo + 16u], xt[xo + 24u]);
-            let wo = tr * 128u + i;
+            let wo = tr * 4u * PAD + i;
             acc0 += wt[wo] * xv;
-            acc1 += wt[wo + 32u] * xv;
-            acc2 += wt[wo + 64u] * xv;
-            acc3 += wt[wo + 96u] * xv;
+            acc1 += wt[wo + PAD] * xv;
+            acc2 += wt[wo + 2u * PAD] * xv;
+            acc3 += wt[wo + 3u * PAD] * xv;
         }
         workgroupBarrier();
     }
