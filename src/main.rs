@@ -447,7 +447,10 @@ fn bench_kernels(
     for &(k, rows) in &shapes {
         for &ty in &formats {
             if !k.is_multiple_of(ty.block_size()) {
-                println!("| - | {ty} | {k} x {rows} | skipped: K is not a multiple of the {} block |", ty.block_size());
+                println!(
+                    "| - | {ty} | {k} x {rows} | skipped: K is not a multiple of the {} block |",
+                    ty.block_size()
+                );
                 continue;
             }
             let runs = cols.iter().map(|&c| ("matvec", c));
