@@ -19,8 +19,9 @@
 #   matvec.csv   baselines (copy, read-only) and a matvec sweep: SmolLM2's shapes, R1's
 #                routed experts and attention, a 4096 x 14336 layer; Q4_1, Q8_0, Q4_K,
 #                Q2_K, IQ1_S, TQ2_0; 1, 4 and 8 columns; every variant (lanes, split with
-#                the family's rows, split with 1, 2, 4 and 8 rows); GPU-timed, weights
-#                rotated over 256 MiB
+#                the family's rows, split with 1, 2, 4 and 8 rows); routed experts
+#                (matvec_id, 8 per token, each shape as one expert) for 1, 4 and 8
+#                tokens; GPU-timed, weights rotated over 256 MiB
 #   matmul.csv   matmul at 512 and 2048 columns with the adapter's own table
 #   decode.txt   greedy decode of the MoE fixture (routed experts through matvec_id)
 #                with the adapter's table and with each layout forced, --stats
@@ -94,7 +95,7 @@ for v in $variants; do
     layout=${v%%:*} rows=${v#*:}
     echo "-- LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=${rows:-(table)}"
     LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=$rows "$bin" bench kernels --shapes "$shapes" \
-        --formats "$formats" --cols "$cols" --matmul-cols 0 --iters "$iters" --csv "$out/part.csv"
+        --formats "$formats" --cols "$cols" --routed --matmul-cols 0 --iters "$iters" --csv "$out/part.csv"
     if [ $first = 1 ]; then
         cp "$out/part.csv" "$out/matvec.csv"
         first=0

@@ -320,6 +320,10 @@ enum Bench {
         /// Activation columns for matvec (1..=8 each).
         #[arg(long, value_delimiter = ',', default_value = "1")]
         cols: Vec<usize>,
+        /// Also time routed experts (matvec_id, 8 experts per token) for each --cols
+        /// value as the number of tokens, each matrix shape as one expert.
+        #[arg(long)]
+        routed: bool,
         /// Activation columns for matmul (0 skips it).
         #[arg(long, value_delimiter = ',', default_value = "512")]
         matmul_cols: Vec<usize>,
@@ -390,7 +394,7 @@ fn parse_shape(s: &str) -> Result<(usize, usize)> {
 fn bench_kernels(
     shapes: &[String],
     formats: &[String],
-    (cols, matmul_cols): (&[usize], &[usize]),
+    (cols, routed, matmul_cols): (&[usize], bool, &[usize]),
     iters: usize,
     copy_mib: u64,
     csv: Option<&std::path::Path>,
@@ -454,6 +458,7 @@ fn bench_kernels(
                 continue;
             }
             let runs = cols.iter().map(|&c| ("matvec", c));
+            let runs = runs.chain(cols.iter().filter(|_| routed).map(|&c| ("matvec_id", c)));
             let runs = runs.chain(matmul_cols.iter().filter(|&&c| c > 0).map(|&c| ("matmul", c)));
             for (kernel, c) in runs {
                 let r = bench::bench_kernel(&ctx, kernel, ty, (rows, k), c, iters)?;
@@ -1101,6 +1106,7 @@ fn run(cli: Cli) -> Result<()> {
             shapes,
             formats,
             cols,
+            routed,
             matmul_cols,
             iters,
             copy_mib,
@@ -1108,7 +1114,7 @@ fn run(cli: Cli) -> Result<()> {
         }) => bench_kernels(
             &shapes,
             &formats,
-            (&cols, &matmul_cols),
+            (&cols, routed, &matmul_cols),
             iters,
             copy_mib,
             csv.as_deref(),

@@ -717,5 +717,7 @@ fn kernel_benchmarks_use_device_timestamps() {
     assert!(r.seconds > 0.0 && r.gbps().is_finite() && r.copies > 1, "{r:?}");
     let r = bench::bench_kernel(&ctx, "matmul", BlockType::Q4_1, (64, 256), 16, 1).unwrap();
     assert!(r.seconds > 0.0 && r.gflops().is_finite() && r.copies == 1, "{r:?}");
+    let r = bench::bench_kernel(&ctx, "matvec_id", BlockType::IQ1_S, (64, 256), 2, 1).unwrap();
+    assert!(r.seconds > 0.0 && r.gbps().is_finite() && r.copies >= 16, "{r:?}");
     assert!(bench::bench_kernel(&ctx, "conv", BlockType::Q4_1, (64, 256), 1, 1).is_err());
 }

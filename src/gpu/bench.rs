@@ -62,8 +62,14 @@ impl KernelResult {
         self.weight_bytes as f64 / self.seconds / 1e9
     }
 
+    /// Multiply-adds per second x 2, in GFLOP/s (for `matvec_id`, over every pair).
     pub fn gflops(&self) -> f64 {
-        2.0 * self.rows as f64 * self.k as f64 * self.cols as f64 / self.seconds / 1e9
+        let products = if self.kernel == "matvec_id" {
+            self.cols * ROUTED_USED
+        } else {
+            self.cols
+        };
+        2.0 * self.rows as f64 * self.k as f64 * products as f64 / self.seconds / 1e9
     }
 }
 
@@ -165,8 +171,9 @@ fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
     ctx.upload("bench x", bytemuck::cast_slice(&x), usage)
 }
 
-/// `kernel` (`matvec`, 1..=8 columns, or `matmul`, any number) over one `rows` x `k`
-/// matrix of `ty` for `cols` columns. matvec rotates over weight copies that pass
+/// `kernel` (`matvec`, 1..=8 columns; `matmul`, any number; `matvec_id`, routed
+/// experts, see [`bench_routed`]) over one `rows` x `k` matrix of `ty` for `cols`
+/// columns. matvec rotates over weight copies that pass
 /// [`ROTATE_BYTES`] together (at most 512 copies); matmul reuses one matrix, since it
 /// reads its weights once per column tile.
 pub fn bench_kernel(
@@ -181,6 +188,7 @@ pub fn bench_kernel(
     let copies = match kernel {
         "matvec" => (ROTATE_BYTES.div_ceil(packed.len() as u64) as usize).clamp(1, 512),
         "matmul" => 1,
+        "matvec_id" => return bench_routed(ctx, ty, (rows, k), &packed, cols, iters),
         other => return Err(crate::error::Error::Unsupported(format!("no kernel benchmark {other}"))),
     };
     let ws: Vec<GpuWeights> = (0..copies)
@@ -211,5 +219,69 @@ pub fn bench_kernel(
         weight_bytes: packed.len() as u64,
         seconds,
         copies,
+    })
+}
+
+/// Routed experts each token uses (DeepSeek-R1's top-8).
+pub const ROUTED_USED: usize = 8;
+
+/// `matvec_id` over a pool of `rows` x `k` experts that passes [`ROTATE_BYTES`] (8 to
+/// 512 experts), for `tokens` tokens of [`ROUTED_USED`] experts each; operation i
+/// routes to the next experts of the pool, so consecutive operations read different
+/// ones. The row's weight bytes are those of the pairs' experts, read once each.
+fn bench_routed(
+    ctx: &GpuContext,
+    ty: BlockType,
+    (rows, k): (usize, usize),
+    expert: &[u8],
+    tokens: usize,
+    iters: usize,
+) -> Result<KernelResult> {
+    use super::moe::{GpuExperts, Routing};
+    let pairs = tokens * ROUTED_USED;
+    let n_expert = (ROTATE_BYTES.div_ceil(expert.len() as u64) as usize).clamp(pairs, 512.max(pairs));
+    let pool: Vec<u8> = expert.repeat(n_expert);
+    let experts = GpuExperts::upload(ctx, "bench experts", ty, k, rows, &pool)?;
+    let storage = wgpu::BufferUsages::STORAGE;
+    let slot_of: Vec<u32> = (0..n_expert as u32).collect();
+    let slot_of = ctx.upload("bench slots", bytemuck::cast_slice(&slot_of), storage)?;
+    let weights = ctx.upload("bench route weights", bytemuck::cast_slice(&vec![1f32; pairs]), storage)?;
+    let sets = n_expert / pairs;
+    let ids: Vec<Tracked> = (0..sets)
+        .map(|s| {
+            let ids: Vec<u32> = (0..pairs).map(|p| (s * pairs + p) as u32).collect();
+            ctx.upload("bench ids", bytemuck::cast_slice(&ids), storage)
+        })
+        .collect::<Result<_>>()?;
+    let xb = activations(ctx, tokens * k)?;
+    let y = ctx.alloc("bench y", (pairs * rows * 4) as u64, storage)?;
+    let x = Activations {
+        buffer: &xb.buffer,
+        cols: tokens,
+        stride: k,
+        norm: None,
+    };
+    let fault = ctx.fault_buffer()?;
+    let seconds = time_op(ctx, iters, sets.max(16), |rec, i| {
+        let routing = Routing {
+            ids: &ids[i % sets].buffer,
+            slot_of: &slot_of.buffer,
+            weights: &weights.buffer,
+            fault: &fault.buffer,
+            n_tokens: tokens,
+            n_used: ROUTED_USED,
+            weighted: false,
+        };
+        experts.matvec_id(ctx, rec, &x, &routing, &y.buffer, rows)
+    })?;
+    Ok(KernelResult {
+        kernel: "matvec_id",
+        format: ty,
+        rows,
+        k,
+        cols: tokens,
+        weight_bytes: (expert.len() * pairs) as u64,
+        seconds,
+        copies: n_expert,
     })
 }
