@@ -15,6 +15,11 @@ const OUTPUTS: u32 = 32u;
 // Rows per workgroup when rows are split over it (1..=8, ROWS · NCOLS <= OUTPUTS; the
 // adapter's tuning table picks it, src/gpu/tuning.rs).
 override ROWS: u32 = 4u;
+// Lanes per row group when rows are split (a power of two dividing WG): the workgroup's
+// lanes form WG / GROUP groups, each reducing its own ROWS rows, so that rows of few
+// 32-element units still fill the lanes (split layout on GPUs). Every group's sums
+// take their own slots of the reduction: (WG / GROUP) · ROWS · NCOLS <= OUTPUTS.
+override GROUP: u32 = WG;
 // Columns of this pipeline (1..=MAX_COLS), a pipeline-creation constant so that every
 // loop over columns has a constant bound and the accumulators stay in registers.
 override NCOLS: u32 = 1u;
@@ -75,7 +80,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let z = wid.z;
     let j = job(z);
     let live = j.live && j.ncols > 0u;
-    let row0 = (wid.x + wid.y * nwg.x) * ROWS;
+    let n_groups = WG / GROUP;
+    let group = lane.lid / GROUP;
+    let block_rows = (wid.x + wid.y * nwg.x) * ROWS * n_groups;
+    let row0 = block_rows + group * ROWS;
     let subs = BLOCK_ELEMS / 32u;
     var acc: array<f32, OUTPUTS>;
     // Per column: the fused RMSNorm's scale, or 1. Every lane computes it, in uniform
@@ -140,7 +148,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         return;
     }
-    for (var u = lane.lid; u < p.k / 32u; u += WG) {
+    for (var u = lane.lid % GROUP; u < p.k / 32u; u += GROUP) {
         let block = u / subs;
         let sub = u % subs;
         for (var r = 0u; r < ROWS; r++) {
@@ -155,12 +163,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
-    reduce_rows(lane, &acc, ROWS * NCOLS);
-    if (lane.lid < ROWS * NCOLS) {
-        let r = lane.lid / NCOLS;
+    // Group g's sums go to slots g · ROWS · NCOLS ..; the other groups add 0 there.
+    let per_group = ROWS * NCOLS;
+    let n = n_groups * per_group;
+    if (n_groups > 1u) {
+        var spread: array<f32, OUTPUTS>;
+        for (var i = 0u; i < n; i++) {
+            spread[i] = select(0.0, acc[i % per_group], i / per_group == group);
+        }
+        acc = spread;
+    }
+    reduce_rows(lane, &acc, n);
+    if (lane.lid < n) {
+        let g = lane.lid / per_group;
+        let r = (lane.lid % per_group) / NCOLS;
         let c = lane.lid % NCOLS;
-        if (row0 + r < p.rows && live) {
-            emit(y_at(z, c, row0 + r), out_scale(z, c) * red[lane.lid]);
+        let row = block_rows + g * ROWS + r;
+        if (row < p.rows && live) {
+            emit(y_at(z, c, row), out_scale(z, c) * red[lane.lid]);
         }
     }
 }

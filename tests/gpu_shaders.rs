@@ -31,6 +31,7 @@ fn every_shader_variant_validates() {
                             cols: 0,
                             rows_per_lane: 0,
                             split_rows: 0,
+                            split_group: 0,
                             uniform_x_pages: 0,
                             norm_pages: 0,
                             swiglu: false,
@@ -52,6 +53,7 @@ fn every_shader_variant_validates() {
                         cols: 1,
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
                         split_rows: 0,
+                        split_group: 0,
                         uniform_x_pages,
                         norm_pages,
                         // SWIGLU is a pipeline constant: the source is the same either way.
@@ -90,6 +92,7 @@ fn every_shader_variant_validates() {
         cols: 1,
         rows_per_lane: 0,
         split_rows: 0,
+        split_group: 0,
         uniform_x_pages: 1,
         norm_pages: 0,
         swiglu: false,
@@ -102,6 +105,7 @@ fn every_shader_variant_validates() {
         uniform_x_pages: 0,
         rows_per_lane: 8,
         split_rows: 0,
+        split_group: 0,
         norm_pages: 1,
         ..reduced_rows
     };
@@ -114,6 +118,7 @@ fn every_shader_variant_validates() {
         uniform_x_pages: 1,
         rows_per_lane: 8,
         split_rows: 0,
+        split_group: 0,
         norm_pages: 1,
         ..reduced_rows
     };

@@ -699,6 +699,7 @@ impl Backend for GpuBackend {
             cols: 0,
             rows_per_lane: 0,
             split_rows: 0,
+            split_group: 0,
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,

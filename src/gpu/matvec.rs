@@ -27,8 +27,11 @@ fn short_rows(k: usize) -> bool {
 pub(crate) struct Shape {
     /// Whole rows per invocation (`ROWS_PER_LANE`), or 0: rows split over a workgroup.
     pub rows_per_lane: u8,
-    /// Rows per workgroup when split (`ROWS`), else 0.
+    /// Rows per lane group when split (`ROWS`), else 0.
     pub split_rows: u8,
+    /// Lanes per row group when split (`GROUP`, a power of two up to the workgroup),
+    /// else 0.
+    pub group: u8,
     /// Workgroups per job.
     pub groups: u32,
 }
@@ -57,10 +60,20 @@ pub(crate) fn matvec_shape(
 ) -> Shape {
     if tuning.layout == RowLayout::Split || !short_rows(k) {
         let split = tuning.split_rows(ty, cols);
+        // Split layout: as few lanes per row group as the row has units, so that short
+        // rows fill the workgroup with several groups; as many groups as the sums allow.
+        let mut group = match tuning.layout {
+            RowLayout::Split => ((k / 32).max(1).next_power_of_two() as u32).min(WORKGROUP),
+            RowLayout::Lanes => WORKGROUP,
+        };
+        while (WORKGROUP / group) * split * cols as u32 > OUTPUTS as u32 {
+            group *= 2;
+        }
         return Shape {
             rows_per_lane: 0,
             split_rows: split as u8,
-            groups: (rows as u32).div_ceil(split),
+            group: group as u8,
+            groups: (rows as u32).div_ceil(split * (WORKGROUP / group)),
         };
     }
     let per_lane = if cols == 1 {
@@ -76,6 +89,7 @@ pub(crate) fn matvec_shape(
     Shape {
         rows_per_lane: per_lane,
         split_rows: 0,
+        group: 0,
         groups: (rows as u32).div_ceil(WORKGROUP * per_lane as u32),
     }
 }
@@ -272,6 +286,7 @@ impl GpuWeights {
             cols: x.cols as u8,
             rows_per_lane: 0,
             split_rows: 0,
+            split_group: 0,
             uniform_x_pages,
             norm_pages: match &x.norm {
                 Some(norm) => norm_pages(norm, self.k, uniform_x_pages)?,
@@ -294,6 +309,7 @@ impl GpuWeights {
             let key = PipelineKey {
                 rows_per_lane: shape.rows_per_lane,
                 split_rows: shape.split_rows,
+                split_group: shape.group,
                 ..key
             };
             (key, (gx, gy, 1))

@@ -110,6 +110,9 @@ pub struct PipelineKey {
     /// matvec kernels with rows split over a workgroup: rows per workgroup (`ROWS`,
     /// 1..=8, [`super::tuning::Tuning::split_rows`]); 0 otherwise.
     pub split_rows: u8,
+    /// matvec kernels with split rows: lanes per row group (`GROUP`, a power of two up
+    /// to the workgroup's 64); 0 otherwise.
+    pub split_group: u8,
     /// Activations through a uniform binding of this many [`UNIFORM_X_PAGE`]s
     /// (one-row-per-invocation matvec kernels only); 0: a storage binding.
     pub uniform_x_pages: u8,
@@ -346,8 +349,14 @@ impl GpuContext {
             }
             // Both layouts keep their sums in one array of OUTPUTS; exactly one is chosen.
             let halves = if key.swiglu { 2 } else { 1 };
-            let sums = (key.rows_per_lane as usize * halves).max(key.split_rows as usize) * key.cols as usize;
-            if sums > OUTPUTS || (key.rows_per_lane > 0) == (key.split_rows > 0) {
+            let groups = match key.split_group {
+                0 => 1,
+                g => 64 / g as usize,
+            };
+            let sums = (key.rows_per_lane as usize * halves).max(key.split_rows as usize * groups) * key.cols as usize;
+            let group_ok = (key.split_rows == 0 && key.split_group == 0)
+                || (key.split_group.is_power_of_two() && key.split_group <= 64);
+            if sums > OUTPUTS || (key.rows_per_lane > 0) == (key.split_rows > 0) || !group_ok {
                 return Err(Error::Shape(format!(
                     "{key:?}: not one layout within {OUTPUTS} sums per invocation"
                 )));
@@ -356,6 +365,14 @@ impl GpuContext {
                 ("NCOLS", key.cols as f64),
                 ("ROWS_PER_LANE", key.rows_per_lane as f64),
                 ("ROWS", key.split_rows.max(1) as f64),
+                (
+                    "GROUP",
+                    if key.split_group == 0 {
+                        64.0
+                    } else {
+                        key.split_group as f64
+                    },
+                ),
                 ("SWIGLU", key.swiglu as u8 as f64),
             ]
         } else {
