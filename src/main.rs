@@ -421,18 +421,9 @@ fn bench_kernels(
         ctx.max_uniform_x_bytes >> 10,
         ctx.tuning
     );
-    let clock = match bench::Clock::of(&ctx) {
-        bench::Clock::Gpu => "gpu",
-        bench::Clock::Wall => "wall",
-    };
-    println!(
-        "timing: {}",
-        if clock == "gpu" {
-            "GPU timestamps around each operation, median"
-        } else {
-            "wall clock around a batch, best (the device has no timestamp queries)"
-        }
-    );
+    let clock = bench::Clock::of(&ctx);
+    println!("timing: {}", clock.describe());
+    let clock = clock.name();
     let copy_mib = copy_mib.min(ctx.max_binding_bytes >> 20);
     println!(
         "copy kernel: {copy:.2} GB/s (bytes read + written), read-only kernel: {read:.2} GB/s ({copy_mib} MiB buffer)\n"
@@ -457,11 +448,13 @@ fn bench_kernels(
                 );
                 continue;
             }
-            let runs = cols.iter().map(|&c| ("matvec", c));
-            let runs = runs.chain(cols.iter().filter(|_| routed).map(|&c| ("matvec_id", c)));
-            let runs = runs.chain(matmul_cols.iter().filter(|&&c| c > 0).map(|&c| ("matmul", c)));
+            use lowbit::gpu::Kernel;
+            let runs = cols.iter().map(|&c| (Kernel::Matvec, c));
+            let runs = runs.chain(cols.iter().filter(|_| routed).map(|&c| (Kernel::MatvecId, c)));
+            let runs = runs.chain(matmul_cols.iter().filter(|&&c| c > 0).map(|&c| (Kernel::Matmul, c)));
             for (kernel, c) in runs {
                 let r = bench::bench_kernel(&ctx, kernel, ty, (rows, k), c, iters)?;
+                let kernel = kernel.name();
                 println!(
                     "| {kernel} | {ty} | {k} x {rows} | {c} | {:.1} | {} | {:.1} | {:.2} | {:.0}% | {:.0}% | {:.1} |",
                     r.weight_bytes as f64 / 1e6,

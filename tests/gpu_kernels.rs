@@ -8,8 +8,8 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, NOT_RESIDENT, OTHER_WAVE,
-    Output, Routing, RowLayout, Tuning, group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Kernel, NOT_RESIDENT,
+    OTHER_WAVE, Output, Routing, RowLayout, Tuning, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -713,11 +713,11 @@ fn kernel_benchmarks_use_device_timestamps() {
     assert_eq!(bench::Clock::of(&ctx), bench::Clock::Gpu);
     let (copy, read) = bench::baselines(&ctx, 1 << 20, 1, 2).unwrap();
     assert!(copy > 0.0 && read > 0.0 && copy.is_finite() && read.is_finite());
-    let r = bench::bench_kernel(&ctx, "matvec", BlockType::Q4_1, (64, 256), 4, 1).unwrap();
+    let r = bench::bench_kernel(&ctx, Kernel::Matvec, BlockType::Q4_1, (64, 256), 4, 1).unwrap();
     assert!(r.seconds > 0.0 && r.gbps().is_finite() && r.copies > 1, "{r:?}");
-    let r = bench::bench_kernel(&ctx, "matmul", BlockType::Q4_1, (64, 256), 16, 1).unwrap();
+    let r = bench::bench_kernel(&ctx, Kernel::Matmul, BlockType::Q4_1, (64, 256), 16, 1).unwrap();
     assert!(r.seconds > 0.0 && r.gflops().is_finite() && r.copies == 1, "{r:?}");
-    let r = bench::bench_kernel(&ctx, "matvec_id", BlockType::IQ1_S, (64, 256), 2, 1).unwrap();
+    let r = bench::bench_kernel(&ctx, Kernel::MatvecId, BlockType::IQ1_S, (64, 256), 2, 1).unwrap();
     assert!(r.seconds > 0.0 && r.gbps().is_finite() && r.copies >= 16, "{r:?}");
-    assert!(bench::bench_kernel(&ctx, "conv", BlockType::Q4_1, (64, 256), 1, 1).is_err());
+    assert!(bench::bench_kernel(&ctx, Kernel::GetRows, BlockType::Q4_1, (64, 256), 1, 1).is_err());
 }

@@ -45,11 +45,16 @@ impl DirectReader {
         }
     }
 
+    /// Whether direct reads are on (the file opened for them, and none rejected yet).
+    pub fn works(&self) -> bool {
+        self.file.is_some() && self.works.load(Ordering::Relaxed)
+    }
+
     /// Fill `buf` from `offset` bypassing the page cache. `None`: direct reads are not
     /// available here (read through the page cache instead); `Some(Err)`: the read
     /// failed, or the file ends before `offset + buf.len()`.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Option<std::io::Result<()>> {
-        let file = self.file.as_ref().filter(|_| self.works.load(Ordering::Relaxed))?;
+        let file = self.file.as_ref().filter(|_| self.works())?;
         let result = BOUNCE.with(|bounce| {
             let mut bounce = bounce.borrow_mut();
             if bounce.is_empty() {
@@ -92,9 +97,19 @@ fn read_chunks(file: &File, offset: u64, buf: &mut [u8], bounce: &mut [u8]) -> s
     Ok(())
 }
 
-/// Whether `path` can be opened for direct reads.
-pub fn available(path: &Path) -> bool {
-    open_direct(path).is_some()
+/// Fill `buf` from `offset` of `file` with plain `pread`s (through the page cache); a
+/// file that ends first is an error.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match pread(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Ask the kernel to drop `path`'s clean pages from the page cache
@@ -166,7 +181,7 @@ mod tests {
                 Some(r) => r.unwrap(),
                 None => eprintln!("no direct I/O on this file system; the fallback is tested elsewhere"),
             }
-            if reader.works.load(Ordering::Relaxed) {
+            if reader.works() {
                 assert_eq!(buf, bytes[at..at + len], "{at} + {len}");
             }
         }

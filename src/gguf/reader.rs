@@ -351,27 +351,30 @@ impl Shard {
     /// Unless [`Shard::read_through_page_cache`] was set, the read bypasses the page
     /// cache as well ([`super::direct`]), where the file system allows it.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        if !self.page_cache.load(Ordering::Relaxed)
-            && let Some(r) = self.direct.read_at(offset, buf)
-        {
+        self.read_via(self.page_cache.load(Ordering::Relaxed), offset, buf)
+    }
+
+    /// [`Shard::read_at`] through the page cache or around it (falling back to the page
+    /// cache where direct reads are not available), whatever the shard's setting.
+    pub fn read_via(&self, page_cache: bool, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if !page_cache && let Some(r) = self.direct.read_at(offset, buf) {
             return r;
         }
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
-        }
-        #[cfg(windows)]
-        {
-            let mut done = 0;
-            while done < buf.len() {
-                let n = std::os::windows::fs::FileExt::seek_read(&self.file, &mut buf[done..], offset + done as u64)?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                done += n;
-            }
-            Ok(())
-        }
+        super::direct::read_exact_at(&self.file, buf, offset)
+    }
+
+    /// Whether reads around the page cache are available for this file (so far).
+    pub fn direct_reads(&self) -> bool {
+        self.direct.works()
+    }
+
+    /// [`Shard::read_at`] of bytes of `tensor`, the error naming the file and the tensor.
+    fn read_tensor_bytes(&self, tensor: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_at(offset, buf).map_err(|e| Error::Tensor {
+            path: self.path.clone(),
+            tensor: tensor.to_string(),
+            reason: format!("reading {} bytes at offset {offset}: {e}", buf.len()),
+        })
     }
 
     /// The file's bytes.
@@ -442,12 +445,8 @@ impl TensorRef {
                 reason: format!("bytes {range:?} of a tensor of {} into {} bytes", info.size, buf.len()),
             });
         }
-        let at = info.file_offset + range.start as u64;
-        self.shard.read_at(at, buf).map_err(|e| Error::Tensor {
-            path: self.shard.path.clone(),
-            tensor: info.name.clone(),
-            reason: format!("reading {} bytes at offset {at}: {e}", buf.len()),
-        })
+        self.shard
+            .read_tensor_bytes(&info.name, info.file_offset + range.start as u64, buf)
     }
 }
 
@@ -478,11 +477,7 @@ impl TensorView<'_> {
             return Ok(self.bytes.to_vec());
         };
         let mut buf = vec![0u8; range.len()];
-        shard.read_at(range.start as u64, &mut buf).map_err(|e| Error::Tensor {
-            path: shard.path.clone(),
-            tensor: self.info.name.clone(),
-            reason: format!("reading {} bytes at offset {}: {e}", range.len(), range.start),
-        })?;
+        shard.read_tensor_bytes(&self.info.name, range.start as u64, &mut buf)?;
         Ok(buf)
     }
 

@@ -14,7 +14,7 @@
 use super::buffers::{GpuWeights, Tracked};
 use super::context::GpuContext;
 use super::matvec::{Activations, Output};
-use super::pipelines::whole_pages;
+use super::pipelines::{Kernel, whole_pages};
 use super::recorder::Recorder;
 use crate::error::Result;
 use crate::quant::BlockType;
@@ -38,13 +38,29 @@ impl Clock {
     pub fn of(ctx: &GpuContext) -> Self {
         if ctx.timestamps { Clock::Gpu } else { Clock::Wall }
     }
+
+    /// `gpu` or `wall` (the CSV's `clock` column).
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Gpu => "gpu",
+            Clock::Wall => "wall",
+        }
+    }
+
+    /// How the times were taken, for a reader.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Clock::Gpu => "GPU timestamps around each operation, median",
+            Clock::Wall => "wall clock around a batch, best (the device has no timestamp queries)",
+        }
+    }
 }
 
 /// One benchmark row: one kernel over one `rows` x `k` matrix for `cols` columns.
 #[derive(Clone, Debug)]
 pub struct KernelResult {
-    /// `matvec` or `matmul`.
-    pub kernel: &'static str,
+    /// [`Kernel::Matvec`], [`Kernel::MatvecId`] or [`Kernel::Matmul`].
+    pub kernel: Kernel,
     pub format: BlockType,
     pub rows: usize,
     pub k: usize,
@@ -64,7 +80,7 @@ impl KernelResult {
 
     /// Multiply-adds per second x 2, in GFLOP/s (for `matvec_id`, over every pair).
     pub fn gflops(&self) -> f64 {
-        let products = if self.kernel == "matvec_id" {
+        let products = if self.kernel == Kernel::MatvecId {
             self.cols * ROUTED_USED
         } else {
             self.cols
@@ -178,7 +194,7 @@ fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
 /// reads its weights once per column tile.
 pub fn bench_kernel(
     ctx: &GpuContext,
-    kernel: &'static str,
+    kernel: Kernel,
     ty: BlockType,
     (rows, k): (usize, usize),
     cols: usize,
@@ -186,10 +202,15 @@ pub fn bench_kernel(
 ) -> Result<KernelResult> {
     let packed = random_weights(ty, rows, k)?;
     let copies = match kernel {
-        "matvec" => (ROTATE_BYTES.div_ceil(packed.len() as u64) as usize).clamp(1, 512),
-        "matmul" => 1,
-        "matvec_id" => return bench_routed(ctx, ty, (rows, k), &packed, cols, iters),
-        other => return Err(crate::error::Error::Unsupported(format!("no kernel benchmark {other}"))),
+        Kernel::Matvec => (ROTATE_BYTES.div_ceil(packed.len() as u64) as usize).clamp(1, 512),
+        Kernel::Matmul => 1,
+        Kernel::MatvecId => return bench_routed(ctx, ty, (rows, k), &packed, cols, iters),
+        other => {
+            return Err(crate::error::Error::Unsupported(format!(
+                "no kernel benchmark for {}",
+                other.name()
+            )));
+        }
     };
     let ws: Vec<GpuWeights> = (0..copies)
         .map(|_| GpuWeights::upload(ctx, "bench w", ty, k, &packed))
@@ -203,7 +224,7 @@ pub fn bench_kernel(
         norm: None,
     };
     let out = Output::store(&y.buffer, rows);
-    let seconds = if kernel == "matvec" {
+    let seconds = if kernel == Kernel::Matvec {
         time_op(ctx, iters, copies.max(16), |rec, i| {
             ws[i % copies].matvec(ctx, rec, &x, &out)
         })?
@@ -275,7 +296,7 @@ fn bench_routed(
         experts.matvec_id(ctx, rec, &x, &routing, &y.buffer, rows)
     })?;
     Ok(KernelResult {
-        kernel: "matvec_id",
+        kernel: Kernel::MatvecId,
         format: ty,
         rows,
         k,

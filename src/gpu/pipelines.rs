@@ -38,6 +38,17 @@ impl Kernel {
         Kernel::GetRows,
     ];
 
+    /// ggml's name of the operation (`matvec` for `mul_mat_vec`, and so on).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Matvec => "matvec",
+            Kernel::Matmul => "matmul",
+            Kernel::MatvecId => "matvec_id",
+            Kernel::MatmulId => "matmul_id",
+            Kernel::GetRows => "get_rows",
+        }
+    }
+
     fn body(self) -> &'static str {
         match self {
             Kernel::Matvec | Kernel::MatvecId => include_str!("../../shaders/matvec.wgsl"),

@@ -107,8 +107,7 @@ impl Tuning {
     pub fn split_rows(&self, ty: BlockType, cols: u8) -> u32 {
         use BlockType::*;
         let family = match ty {
-            IQ1_S | IQ1_M | IQ2_XXS | TQ1_0 | TQ2_0 => 4,
-            IQ4_NL => 4,
+            IQ1_S | IQ1_M | IQ2_XXS | IQ4_NL | TQ1_0 | TQ2_0 => 4,
             _ => 2,
         };
         let rows = self.rows.map_or(family, u32::from);

@@ -48,7 +48,6 @@ pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
     let run = (span.min(limit) / RUNS).max(1);
     let mut buf = vec![0u8; PIECE];
     let mut rate = |page_cache: bool| -> Result<f64> {
-        shard.read_through_page_cache(page_cache);
         let t = Instant::now();
         for r in 0..RUNS {
             let first = start + r * (span - run) / (RUNS - 1);
@@ -56,7 +55,7 @@ pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
             while at < run {
                 let n = (run - at).min(PIECE as u64) as usize;
                 shard
-                    .read_at(first + at, &mut buf[..n])
+                    .read_via(page_cache, first + at, &mut buf[..n])
                     .map_err(|e| Error::io(&shard.path, e))?;
                 at += n as u64;
             }
@@ -68,12 +67,7 @@ pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
     } else {
         None
     };
-    let direct = if crate::gguf::direct::available(&shard.path) {
-        Some(rate(false)?)
-    } else {
-        None
-    };
-    shard.read_through_page_cache(false);
+    let direct = if shard.direct_reads() { Some(rate(false)?) } else { None };
     Ok(DiskRate {
         bytes: run * RUNS,
         buffered,

@@ -234,7 +234,9 @@ pub fn sweep<B: Backend>(
         tok_s: Some(resident.tok_s),
     }];
     progress(&rows[0]);
-    let budgets: Vec<(f64, StreamOptions)> = match &options.budgets {
+    // Per budget: the expert fraction asked for (VRAM; under a RAM budget the share the
+    // slots get is only known after load) and the options.
+    let budgets: Vec<(Option<f64>, StreamOptions)> = match &options.budgets {
         Budgets::Vram(fractions) => fractions
             .iter()
             .map(|&f| {
@@ -242,7 +244,7 @@ pub fn sweep<B: Backend>(
                     vram_budget: Some(plan.budget_for(f)),
                     ..unbudgeted.clone()
                 };
-                (f, s)
+                (Some(f), s)
             })
             .collect(),
         Budgets::Ram(sizes) => sizes
@@ -253,7 +255,7 @@ pub fn sweep<B: Backend>(
                     page_cache: options.page_cache,
                     ..unbudgeted.clone()
                 };
-                (f64::NAN, s)
+                (None, s)
             })
             .collect(),
     };
@@ -285,7 +287,7 @@ pub fn sweep<B: Backend>(
                 policy.name().to_string()
             };
             rows.push(Row {
-                budget: if ram { stats.slot_fraction } else { fraction },
+                budget: fraction.unwrap_or(stats.slot_fraction),
                 budget_bytes: stats.budget,
                 policy: name,
                 hit_rate: total.hit_rate(),
