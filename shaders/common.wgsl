@@ -25,12 +25,6 @@ fn sign_extend8(v: u32) -> i32 {
     return bitcast<i32>(v << 24u) >> 24u;
 }
 
-// Entry `i` of a ggml compressed lattice (`kgrid_*`, 2 bits per level) stored at `base`
-// in the `grid` binding, two u16 entries per u32.
-fn kgrid(base: u32, i: u32) -> u32 {
-    return (grid[base + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
-}
-
 // The u32 at an even byte offset o, from the aligned words lo = word o >> 2 and the one
 // after it, hi: lo itself when o is a multiple of 4, else their halves joined. Runs of
 // words at even offsets take one aligned load per word plus one this way.

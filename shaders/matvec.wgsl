@@ -77,6 +77,7 @@ fn dot_decoded(wv: ptr<function, array<f32, 32>>, xv: ptr<function, Unit>) -> f3
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lane: Lane) {
+    load_lattice(lane.lid, WG);
     let z = wid.z;
     let j = job(z);
     let live = j.live && j.ncols > 0u;
@@ -148,17 +149,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         return;
     }
-    for (var u = lane.lid % GROUP; u < p.k / 32u; u += GROUP) {
+    // Lane l takes units l, l + GROUP, ... of its group's rows: neighbouring lanes read
+    // neighbouring units of the weights and of x (16-byte loads of x).
+    for (var u = lane.lid % GROUP; u < p.k / 32u && live; u += GROUP) {
         let block = u / subs;
         let sub = u % subs;
-        for (var r = 0u; r < ROWS; r++) {
-            let row = row0 + r;
-            if (row < p.rows && live) {
-                var wv: array<f32, 32>;
-                decode32(block_at(j.w_row0 + row, block), sub, &wv);
-                for (var c = 0u; c < NCOLS; c++) {
-                    var xv = load_unit(z, c, u, scale[c]);
-                    acc[r * NCOLS + c] += dot_decoded(&wv, &xv);
+        if (NCOLS == 1u) {
+            // One load of the unit of x for all the rows, and the format's dot32 (block
+            // scales once per unit).
+            var xv = load_unit(z, 0u, u, scale[0]);
+            for (var r = 0u; r < ROWS; r++) {
+                let row = row0 + r;
+                if (row < p.rows) {
+                    acc[r] += dot32(block_at(j.w_row0 + row, block), sub, &xv);
+                }
+            }
+        } else {
+            for (var r = 0u; r < ROWS; r++) {
+                let row = row0 + r;
+                if (row < p.rows) {
+                    var wv: array<f32, 32>;
+                    decode32(block_at(j.w_row0 + row, block), sub, &wv);
+                    for (var c = 0u; c < NCOLS; c++) {
+                        var xv = load_unit(z, c, u, scale[c]);
+                        acc[r * NCOLS + c] += dot_decoded(&wv, &xv);
+                    }
                 }
             }
         }

@@ -344,12 +344,20 @@ fn run_all_formats(subgroups: bool, uniform_activations: bool) {
 
 /// [`run_all_formats`] in a context made with `options`, which must get what it asks.
 fn run_all_formats_with(options: GpuOptions) {
+    run_formats_with(options, GPU_FORMATS);
+}
+
+/// The reducing kernels over `formats` in a context made with `options`.
+fn run_formats_with(options: GpuOptions, formats: &[BlockType]) {
     let ctx = context_with(options.clone());
     assert_eq!(ctx.features.subgroups, options.subgroups && device_has_subgroups());
     assert_eq!(ctx.max_uniform_x_bytes > 0, options.uniform_activations);
     let layout = options.matvec_layout.unwrap_or(RowLayout::Lanes);
-    assert_eq!(ctx.tuning, Tuning::for_layout(layout).with(None, options.matvec_rows));
-    for &ty in GPU_FORMATS {
+    assert_eq!(
+        ctx.tuning,
+        Tuning::for_layout(layout).with(None, options.matvec_rows, options.shared_lattice)
+    );
+    for &ty in formats {
         let k = k_for(ty);
         for cols in [1, 3, 8] {
             check(&ctx, ty, 13, k, cols);
@@ -442,6 +450,24 @@ fn matvec_all_formats_split_layout() {
             matvec_rows: rows,
             ..Default::default()
         });
+    }
+}
+
+/// The IQ lattices in the place the other layout's table does not put them: in workgroup
+/// memory with lanes (lavapipe's default keeps them in storage), in storage with split.
+#[test]
+fn matvec_lattice_formats_either_lattice_place() {
+    let iq = [BlockType::IQ2_XXS, BlockType::IQ1_S, BlockType::IQ1_M];
+    for (subgroups, layout, shared) in [(true, RowLayout::Lanes, true), (false, RowLayout::Split, false)] {
+        run_formats_with(
+            GpuOptions {
+                subgroups,
+                matvec_layout: Some(layout),
+                shared_lattice: Some(shared),
+                ..Default::default()
+            },
+            &iq,
+        );
     }
 }
 

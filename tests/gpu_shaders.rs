@@ -1,8 +1,18 @@
 //! Every shader variant (kernel × format × feature set) parses and validates with naga,
 //! so a broken shader fails `cargo test` on any machine, GPU or not.
 
-use lowbit::gpu::{GPU_FORMATS, Kernel, PipelineKey, shader_source};
+use lowbit::gpu::{GPU_FORMATS, Kernel, PipelineKey, lattice_words, shader_source};
 use wgpu::naga;
+
+/// Lattice variants of a kernel over a format: reducing kernels over the IQ formats also
+/// take the lattice in workgroup memory.
+fn lattices(kernel: Kernel, format: lowbit::quant::BlockType) -> usize {
+    if kernel.reduces() && lattice_words(format).is_some() {
+        2
+    } else {
+        1
+    }
+}
 
 #[test]
 fn every_shader_variant_validates() {
@@ -17,7 +27,8 @@ fn every_shader_variant_validates() {
             _ => 1,
         };
         let reductions = if kernel.reduces() { 2 } else { 1 };
-        expected += GPU_FORMATS.len() * reductions * bindings;
+        let formats: usize = GPU_FORMATS.iter().map(|&f| lattices(kernel, f)).sum();
+        expected += formats * reductions * bindings;
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {
@@ -35,6 +46,7 @@ fn every_shader_variant_validates() {
                             uniform_x_pages: 0,
                             norm_pages: 0,
                             swiglu: false,
+                            shared_lattice: false,
                         })
                         .is_err()
                     );
@@ -58,6 +70,7 @@ fn every_shader_variant_validates() {
                         norm_pages,
                         // SWIGLU is a pipeline constant: the source is the same either way.
                         swiglu: false,
+                        shared_lattice: false,
                     };
                     let swiglu = shader_source(&PipelineKey { swiglu: true, ..key });
                     assert_eq!(
@@ -65,21 +78,33 @@ fn every_shader_variant_validates() {
                         kernel == Kernel::Matvec && key.rows_per_lane > 0,
                         "{key:?}"
                     );
-                    let src = shader_source(&key).unwrap();
-                    let module = naga::front::wgsl::parse_str(&src)
-                        .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
-                    // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, a downlevel capability
-                    // every Vulkan, Metal and DX12 device has.
-                    let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-                    if subgroups {
-                        caps |= naga::valid::Capabilities::SUBGROUP;
+                    let shared = PipelineKey {
+                        shared_lattice: true,
+                        ..key
+                    };
+                    let mut keys = vec![key];
+                    if lattices(kernel, format) == 2 {
+                        keys.push(shared);
+                    } else {
+                        assert!(shader_source(&shared).is_err(), "{shared:?}");
                     }
-                    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-                        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-                        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
-                        .validate(&module)
-                        .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
-                    checked += 1;
+                    for key in keys {
+                        let src = shader_source(&key).unwrap();
+                        let module = naga::front::wgsl::parse_str(&src)
+                            .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
+                        // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, a downlevel capability
+                        // every Vulkan, Metal and DX12 device has.
+                        let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+                        if subgroups {
+                            caps |= naga::valid::Capabilities::SUBGROUP;
+                        }
+                        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+                            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                            .validate(&module)
+                            .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
+                        checked += 1;
+                    }
                 }
             }
         }
@@ -96,6 +121,7 @@ fn every_shader_variant_validates() {
         uniform_x_pages: 1,
         norm_pages: 0,
         swiglu: false,
+        shared_lattice: false,
     };
     assert!(
         shader_source(&reduced_rows).is_err(),

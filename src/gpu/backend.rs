@@ -703,6 +703,7 @@ impl Backend for GpuBackend {
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,
+            shared_lattice: false,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {

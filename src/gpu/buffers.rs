@@ -40,9 +40,10 @@ impl GpuContext {
         Ok(buffer)
     }
 
-    /// An uninitialized buffer of `size` bytes.
+    /// An uninitialized buffer of `size` bytes, rounded up to a multiple of 16 (kernels
+    /// bind activations as vec4<f32>, `shaders/activations_storage.wgsl`).
     pub fn alloc(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
-        self.create(label, size.max(4).div_ceil(4) * 4, usage, false)
+        self.create(label, size.max(16).div_ceil(16) * 16, usage, false)
     }
 
     /// A buffer of `size` bytes, counted (and checked against the budget) before it is

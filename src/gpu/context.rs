@@ -7,7 +7,7 @@
 //! through `LOWBIT_NO_UNIFORM_X=1`. Activations are f32 everywhere, so `shader-f16` is
 //! never needed.
 
-use super::tuning::{RowLayout, Tuning, parse_rows};
+use super::tuning::{RowLayout, Tuning, parse_lattice, parse_rows};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +29,8 @@ pub struct GpuOptions {
     pub matvec_layout: Option<RowLayout>,
     /// Override the adapter's rows per workgroup of split matvecs (1..=8).
     pub matvec_rows: Option<u8>,
+    /// Override whether the matvec kernels copy the IQ lattices into workgroup memory.
+    pub shared_lattice: Option<bool>,
 }
 
 impl Default for GpuOptions {
@@ -39,13 +41,14 @@ impl Default for GpuOptions {
             uniform_activations: true,
             matvec_layout: None,
             matvec_rows: None,
+            shared_lattice: None,
         }
     }
 }
 
 impl GpuOptions {
     /// Defaults, with `LOWBIT_NO_SUBGROUPS=1` / `LOWBIT_NO_UNIFORM_X=1` forcing the
-    /// fallbacks and `LOWBIT_MATVEC` / `LOWBIT_MATVEC_ROWS` the matvec variant
+    /// fallbacks and `LOWBIT_MATVEC` / `LOWBIT_MATVEC_ROWS` / `LOWBIT_LATTICE` the matvec variant
     /// ([`super::tuning`]); an error names a variable whose value means nothing.
     pub fn from_env() -> Result<Self> {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
@@ -56,6 +59,7 @@ impl GpuOptions {
             uniform_activations: !off("LOWBIT_NO_UNIFORM_X"),
             matvec_layout: var("LOWBIT_MATVEC").as_deref().map(RowLayout::parse).transpose()?,
             matvec_rows: var("LOWBIT_MATVEC_ROWS").as_deref().map(parse_rows).transpose()?,
+            shared_lattice: var("LOWBIT_LATTICE").as_deref().map(parse_lattice).transpose()?,
         })
     }
 }
@@ -169,8 +173,11 @@ impl GpuContext {
             .map_or(device_max, |m| m.min(device_max))
             .min(1 << 31)
             & !15;
-        let tuning =
-            Tuning::for_adapter(device.adapter_info().device_type).with(options.matvec_layout, options.matvec_rows);
+        let tuning = Tuning::for_adapter(device.adapter_info().device_type).with(
+            options.matvec_layout,
+            options.matvec_rows,
+            options.shared_lattice,
+        );
         GpuContext {
             tuning,
             timestamps: have.contains(wgpu::Features::TIMESTAMP_QUERY),

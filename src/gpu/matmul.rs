@@ -33,6 +33,7 @@ impl GpuWeights {
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,
+            shared_lattice: false,
         };
         let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
         let max = ctx.max_workgroups_per_dim;

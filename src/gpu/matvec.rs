@@ -293,6 +293,7 @@ impl GpuWeights {
                 None => 0,
             },
             swiglu,
+            shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
         };
         self.dispatch_chunks(ctx, rec, x, y, |chunk| {
             let weight_rows = if swiglu { 2 } else { 1 };

@@ -273,6 +273,7 @@ impl GpuExperts {
             uniform_x_pages: x.uniform_pages(ctx, self.k),
             norm_pages: 0,
             swiglu: false,
+            shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
@@ -320,6 +321,7 @@ impl GpuExperts {
             uniform_x_pages: 0,
             norm_pages: 0,
             swiglu: false,
+            shared_lattice: false,
         };
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
         for chunk in &self.chunks {

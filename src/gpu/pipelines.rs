@@ -133,6 +133,10 @@ pub struct PipelineKey {
     /// An RMSNorm fused in, its weight a uniform binding of this many pages
     /// (`norm_uniform.wgsl`; dense matvec with uniform activations only); 0: none.
     pub norm_pages: u8,
+    /// The format's IQ lattice copied into workgroup memory (`lattice_shared.wgsl`;
+    /// matvec kernels over formats with a lattice, [`lattice_words`], only); false: read
+    /// from the storage binding (`lattice_storage.wgsl`).
+    pub shared_lattice: bool,
 }
 
 /// Granularity of the uniform activation binding, in bytes: activation buffers meant for
@@ -151,6 +155,16 @@ impl PipelineKey {
         ShaderFeatures {
             subgroups: self.subgroups,
         }
+    }
+}
+
+/// The words of the `grid` binding ([`grid_words`]) a format's decoder reads, as (first,
+/// count); None for formats without a lattice.
+pub fn lattice_words(ty: BlockType) -> Option<(u32, u32)> {
+    match ty {
+        BlockType::IQ2_XXS => Some((0, 128)),
+        BlockType::IQ1_S | BlockType::IQ1_M => Some((128, 1024)),
+        _ => None,
     }
 }
 
@@ -239,6 +253,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         || (uniform_x && !(key.kernel.reduces() && key.rows_per_lane > 0))
         || (key.norm_pages > 0 && !(key.kernel == Kernel::Matvec && uniform_x))
         || (key.swiglu && !(key.kernel == Kernel::Matvec && key.rows_per_lane > 0))
+        || (key.shared_lattice && !(key.kernel.reduces() && lattice_words(key.format).is_some()))
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
@@ -248,6 +263,15 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     }
     src.push_str(format_helpers(key.format));
     src.push_str(format);
+    match lattice_words(key.format) {
+        Some((first, words)) if key.shared_lattice => {
+            src.push_str(&format!(
+                "const LATTICE_BASE: u32 = {first}u;\nconst LATTICE_WORDS: u32 = {words}u;\n"
+            ));
+            src.push_str(include_str!("../../shaders/lattice_shared.wgsl"));
+        }
+        _ => src.push_str(include_str!("../../shaders/lattice_storage.wgsl")),
+    }
     for part in key.kernel.preamble() {
         src.push_str(part);
     }

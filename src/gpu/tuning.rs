@@ -12,9 +12,14 @@
 //! their loads). These GPU defaults are predictions until a lent GPU measures them
 //! (`scripts/device_check.sh`).
 //!
-//! `LOWBIT_MATVEC=lanes|split` and `LOWBIT_MATVEC_ROWS=1..8` override the table (for
-//! sweeps and tests), through [`super::GpuOptions::from_env`]; the options' `matvec_layout`
-//! and `matvec_rows` do the same from code.
+//! The IQ lattices (IQ1_S, IQ1_M, IQ2_XXS) are read from storage on CPU adapters, where
+//! every lookup is a cache hit, and copied into workgroup memory on GPUs, where the
+//! divergent lookups would scatter over cache lines.
+//!
+//! `LOWBIT_MATVEC=lanes|split`, `LOWBIT_MATVEC_ROWS=1..8` and
+//! `LOWBIT_LATTICE=shared|storage` override the table (for sweeps and tests), through
+//! [`super::GpuOptions::from_env`]; the options' `matvec_layout`, `matvec_rows` and
+//! `shared_lattice` do the same from code.
 
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
@@ -56,6 +61,18 @@ pub fn parse_rows(s: &str) -> Result<u8> {
         .ok_or_else(|| Error::Unsupported(format!("LOWBIT_MATVEC_ROWS={s}: rows per workgroup are 1..=8")))
 }
 
+/// Whether the matvec kernels copy the IQ lattices into workgroup memory:
+/// `shared` or `storage` (`LOWBIT_LATTICE`).
+pub fn parse_lattice(s: &str) -> Result<bool> {
+    match s {
+        "shared" => Ok(true),
+        "storage" => Ok(false),
+        other => Err(Error::Unsupported(format!(
+            "LOWBIT_LATTICE={other}: the lattice is shared or storage"
+        ))),
+    }
+}
+
 /// The kernel table of one context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
@@ -65,6 +82,8 @@ pub struct Tuning {
     pub rows: Option<u8>,
     /// See [`CPU_MIN_WORKGROUPS`] (used by [`RowLayout::Lanes`]).
     pub min_workgroups: usize,
+    /// The matvec kernels copy the IQ lattices into workgroup memory.
+    pub shared_lattice: bool,
 }
 
 impl Tuning {
@@ -85,21 +104,29 @@ impl Tuning {
                 layout,
                 rows: Some(4),
                 min_workgroups: CPU_MIN_WORKGROUPS,
+                shared_lattice: false,
             },
             RowLayout::Split => Tuning {
                 layout,
                 rows: None,
                 min_workgroups: 1,
+                shared_lattice: true,
             },
         }
     }
 
-    /// This table, or that of another layout, with rows per workgroup overridden, where
-    /// given.
-    pub fn with(self, layout: Option<RowLayout>, rows: Option<u8>) -> Self {
+    /// This table, or that of another layout, with rows per workgroup and the lattice's
+    /// place overridden, where given.
+    pub fn with(self, layout: Option<RowLayout>, rows: Option<u8>, shared_lattice: Option<bool>) -> Self {
         let mut t = layout.map_or(self, Self::for_layout);
         t.rows = rows.or(t.rows);
+        t.shared_lattice = shared_lattice.unwrap_or(t.shared_lattice);
         t
+    }
+
+    /// Whether matvec kernels over `ty` copy its lattice into workgroup memory.
+    pub fn lattice_in_workgroup(&self, ty: BlockType) -> bool {
+        self.shared_lattice && super::pipelines::lattice_words(ty).is_some()
     }
 
     /// Rows per workgroup of a split matvec over `ty` for `cols` columns (the sums of
@@ -127,7 +154,15 @@ mod tests {
         assert_eq!(gpu.layout, RowLayout::Split);
         assert_eq!(gpu.split_rows(BlockType::Q4_K, 1), 2);
         assert_eq!(gpu.split_rows(BlockType::IQ1_S, 8), 4);
-        let forced = gpu.with(Some(RowLayout::parse("lanes").unwrap()), Some(parse_rows("8").unwrap()));
+        assert!(gpu.lattice_in_workgroup(BlockType::IQ1_S) && !gpu.lattice_in_workgroup(BlockType::Q4_K));
+        assert!(!cpu.lattice_in_workgroup(BlockType::IQ2_XXS));
+        let forced = gpu.with(
+            Some(RowLayout::parse("lanes").unwrap()),
+            Some(parse_rows("8").unwrap()),
+            Some(parse_lattice("shared").unwrap()),
+        );
+        assert!(forced.lattice_in_workgroup(BlockType::IQ1_M));
+        assert!(parse_lattice("local").is_err());
         assert_eq!(
             (forced.layout, forced.split_rows(BlockType::Q8_0, 8)),
             (RowLayout::Lanes, 4)
