@@ -21,6 +21,23 @@ fn w_f16(o: u32) -> f32 {
     return unpack2x16float(w_u16(o)).x;
 }
 
+// The 4 bytes of `word`, low byte first, as exact floats without int-to-float
+// conversions: each byte ORed into the mantissa of 2^23, then 2^23 subtracted (GPUs
+// convert at a quarter of their FMA rate or less; ggml's Vulkan shaders use the same
+// trick). Callers mask the bits they want first (nibbles: & 0x0f0f0f0f).
+fn bytes_f32(word: u32) -> vec4<f32> {
+    let v = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+    return bitcast<vec4<f32>>(v | vec4<u32>(0x4b000000u)) - vec4<f32>(8388608.0);
+}
+
+// The 4 bytes of `word` as exact floats of signed bytes (-128..=127): the sign bit
+// flipped, so that q + 128 goes through `bytes_f32`, and 128 taken off in the same
+// subtraction.
+fn sbytes_f32(word: u32) -> vec4<f32> {
+    let v = (vec4<u32>(word ^ 0x80808080u) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+    return bitcast<vec4<f32>>(v | vec4<u32>(0x4b000000u)) - vec4<f32>(8388736.0);
+}
+
 fn sign_extend8(v: u32) -> i32 {
     return bitcast<i32>(v << 24u) >> 24u;
 }

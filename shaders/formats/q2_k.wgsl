@@ -19,9 +19,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
         let ml = dm.y * f32(sc >> 4u);
         let q0 = (b + 16u + 32u * half + 16u * part) >> 2u;
         for (var i = 0u; i < 4u; i++) {
-            let word = wd(q0 + i) >> shift;
+            let q = dl * bytes_f32((wd(q0 + i) >> shift) & 0x03030303u) - ml;
             for (var k = 0u; k < 4u; k++) {
-                (*out)[16u * part + 4u * i + k] = dl * f32((word >> (8u * k)) & 3u) - ml;
+                (*out)[16u * part + 4u * i + k] = q[k];
             }
         }
     }

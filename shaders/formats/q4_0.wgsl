@@ -7,11 +7,11 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let d = w_f16(b);
     let qs = words4_at(b + 2u);
     for (var i = 0u; i < 4u; i++) {
-        let word = qs[i];
+        let lo = (bytes_f32(qs[i] & 0x0f0f0f0fu) - 8.0) * d;
+        let hi = (bytes_f32((qs[i] >> 4u) & 0x0f0f0f0fu) - 8.0) * d;
         for (var k = 0u; k < 4u; k++) {
-            let q = (word >> (8u * k)) & 0xffu;
-            (*out)[4u * i + k] = f32(i32(q & 15u) - 8) * d;
-            (*out)[4u * i + k + 16u] = f32(i32(q >> 4u) - 8) * d;
+            (*out)[4u * i + k] = lo[k];
+            (*out)[4u * i + k + 16u] = hi[k];
         }
     }
 }

@@ -9,7 +9,7 @@ fn dot32(b: u32, sub: u32, xv: ptr<function, Unit>) -> f32 {
         let word = qs[i];
         let lo = (*xv).v[i];
         let hi = (*xv).v[i + 4u];
-        s += dot(vec4<f32>(unpack4xU8(word & 0x0f0f0f0fu)), lo) + dot(vec4<f32>(unpack4xU8((word >> 4u) & 0x0f0f0f0fu)), hi);
+        s += dot(bytes_f32(word & 0x0f0f0f0fu), lo) + dot(bytes_f32((word >> 4u) & 0x0f0f0f0fu), hi);
         sx += lo + hi;
     }
     return w_f16(b) * (s - 8.0 * dot(sx, vec4<f32>(1.0)));

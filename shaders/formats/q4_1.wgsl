@@ -8,10 +8,11 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let dm = unpack2x16float(wd(b >> 2u));
     for (var i = 0u; i < 4u; i++) {
         let word = wd((b >> 2u) + 1u + i);
+        let lo = bytes_f32(word & 0x0f0f0f0fu) * dm.x + dm.y;
+        let hi = bytes_f32((word >> 4u) & 0x0f0f0f0fu) * dm.x + dm.y;
         for (var k = 0u; k < 4u; k++) {
-            let q = (word >> (8u * k)) & 0xffu;
-            (*out)[4u * i + k] = f32(q & 15u) * dm.x + dm.y;
-            (*out)[4u * i + k + 16u] = f32(q >> 4u) * dm.x + dm.y;
+            (*out)[4u * i + k] = lo[k];
+            (*out)[4u * i + k + 16u] = hi[k];
         }
     }
 }

@@ -21,7 +21,7 @@ fn dot32(b: u32, sub: u32, xv: ptr<function, Unit>) -> f32 {
         let word = words[i];
         let lo = (*xv).v[i];
         let hi = (*xv).v[i + 4u];
-        s4 += dot(vec4<f32>(unpack4xU8(word & 0x0f0f0f0fu)), lo) + dot(vec4<f32>(unpack4xU8((word >> 4u) & 0x0f0f0f0fu)), hi);
+        s4 += dot(bytes_f32(word & 0x0f0f0f0fu), lo) + dot(bytes_f32((word >> 4u) & 0x0f0f0f0fu), hi);
     }
     return s4 * dm.x + (*xv).sum * dm.y;
 }

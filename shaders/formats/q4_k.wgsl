@@ -14,10 +14,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
     let shift = 4u * (sub & 1u);
     let q0 = (b + 16u + 32u * (sub / 2u)) >> 2u;
     for (var i = 0u; i < 8u; i++) {
-        let word = wd(q0 + i);
+        let q = d1 * bytes_f32((wd(q0 + i) >> shift) & 0x0f0f0f0fu) - m1;
         for (var k = 0u; k < 4u; k++) {
-            let q = (word >> (8u * k + shift)) & 15u;
-            (*out)[4u * i + k] = d1 * f32(q) - m1;
+            (*out)[4u * i + k] = q[k];
         }
     }
 }

@@ -29,11 +29,10 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
         lo_prev = lo_next;
         hi_prev = hi_next;
         let sc = select(sc0, sc1, i >= 4u);
+        let q6 = ((lo_word >> nib) & 0x0f0f0f0fu) | (((hi_word >> (2u * t)) & 0x03030303u) << 4u);
+        let q = d * sc * (bytes_f32(q6) - 32.0);
         for (var k = 0u; k < 4u; k++) {
-            let lo = (lo_word >> (8u * k + nib)) & 15u;
-            let hi = (hi_word >> (8u * k + 2u * t)) & 3u;
-            let q = i32(lo | (hi << 4u)) - 32;
-            (*out)[4u * i + k] = d * sc * f32(q);
+            (*out)[4u * i + k] = q[k];
         }
     }
 }

@@ -13,8 +13,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
         let hi = wd(q0 + i + 1u);
         let word = joined(lo, hi, straddle);
         lo = hi;
+        let q = sbytes_f32(word) * d;
         for (var k = 0u; k < 4u; k++) {
-            (*out)[4u * i + k] = f32(sign_extend8((word >> (8u * k)) & 0xffu)) * d;
+            (*out)[4u * i + k] = q[k];
         }
     }
 }

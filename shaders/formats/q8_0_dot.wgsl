@@ -21,10 +21,10 @@ fn dot32(b: u32, sub: u32, xv: ptr<function, Unit>) -> f32 {
     var s32 = 0.0;
     for (var h = 0u; h < 2u; h++) {
         let q = select((cur[h] >> vec4<u32>(16u)) | (next[h] << vec4<u32>(16u)), next[h], aligned);
-        s32 += dot(vec4<f32>(unpack4xI8(q.x)), (*xv).v[4u * h])
-            + dot(vec4<f32>(unpack4xI8(q.y)), (*xv).v[4u * h + 1u])
-            + dot(vec4<f32>(unpack4xI8(q.z)), (*xv).v[4u * h + 2u])
-            + dot(vec4<f32>(unpack4xI8(q.w)), (*xv).v[4u * h + 3u]);
+        s32 += dot(sbytes_f32(q.x), (*xv).v[4u * h])
+            + dot(sbytes_f32(q.y), (*xv).v[4u * h + 1u])
+            + dot(sbytes_f32(q.z), (*xv).v[4u * h + 2u])
+            + dot(sbytes_f32(q.w), (*xv).v[4u * h + 3u]);
     }
     let d = unpack2x16float(select(lo.x, lo.x >> 16u, aligned)).x;
     return d * s32;

@@ -16,9 +16,9 @@ fn decode32(b: u32, sub: u32, out: ptr<function, array<f32, 32>>) {
         let hi = wd(q0 + i + 1u);
         let word = joined(lo, hi, straddle);
         lo = hi;
+        let q = (bytes_f32((word >> shift) & 0x03030303u) - 1.0) * d;
         for (var k = 0u; k < 4u; k++) {
-            let q = (word >> (8u * k + shift)) & 3u;
-            (*out)[4u * i + k] = f32(i32(q) - 1) * d;
+            (*out)[4u * i + k] = q[k];
         }
     }
 }
