@@ -8,8 +8,8 @@
 
 use half::f16;
 use lowbit::gpu::{
-    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Kernel, NOT_RESIDENT,
-    OTHER_WAVE, Output, Routing, RowLayout, Tuning, group_by_expert,
+    Activations, GPU_FORMATS, GpuContext, GpuExperts, GpuOptions, GpuWeights, Grouped, Kernel, MatmulTiles,
+    NOT_RESIDENT, OTHER_WAVE, Output, Routing, RowLayout, Tuning, group_by_expert,
 };
 use lowbit::quant::{self, BlockType};
 use std::sync::OnceLock;
@@ -352,11 +352,7 @@ fn run_formats_with(options: GpuOptions, formats: &[BlockType]) {
     let ctx = context_with(options.clone());
     assert_eq!(ctx.features.subgroups, options.subgroups && device_has_subgroups());
     assert_eq!(ctx.max_uniform_x_bytes > 0, options.uniform_activations);
-    let layout = options.matvec_layout.unwrap_or(RowLayout::Lanes);
-    assert_eq!(
-        ctx.tuning,
-        Tuning::for_layout(layout).with(None, options.matvec_rows, options.shared_lattice)
-    );
+    assert_eq!(ctx.tuning, Tuning::for_adapter(wgpu::DeviceType::Cpu).with(&options));
     for &ty in formats {
         let k = k_for(ty);
         for cols in [1, 3, 8] {
@@ -375,23 +371,38 @@ fn run_formats_with(options: GpuOptions, formats: &[BlockType]) {
     }
 }
 
+/// A context with each matmul tiling: lavapipe's padded tiles, then the GPUs' swizzled.
+fn tiled_contexts() -> [GpuContext; 2] {
+    [MatmulTiles::Padded, MatmulTiles::Swizzled].map(|tiles| {
+        context_with(GpuOptions {
+            matmul_tiles: Some(tiles),
+            ..Default::default()
+        })
+    })
+}
+
 #[test]
 fn matmul_all_formats() {
-    let ctx = context(true, None);
-    for &ty in GPU_FORMATS {
-        let k = k_for(ty);
-        for cols in [1, 3, 8, 33] {
-            check_dense(&ctx, true, ty, 70, k, cols);
+    for ctx in tiled_contexts() {
+        for &ty in GPU_FORMATS {
+            let k = k_for(ty);
+            // 33 columns take the swizzled kernel's 64-column tiles.
+            for cols in [1, 3, 8, 33] {
+                check_dense(&ctx, true, ty, 70, k, cols);
+            }
         }
     }
 }
 
 #[test]
 fn matmul_id_all_formats() {
-    let ctx = context(true, None);
-    for &ty in GPU_FORMATS {
-        let k = k_for(ty);
-        check_experts(&ctx, true, ty, 70, k, 17);
+    for ctx in tiled_contexts() {
+        for &ty in GPU_FORMATS {
+            let k = k_for(ty);
+            check_experts(&ctx, true, ty, 70, k, 17);
+            // 180 pairs over 5 experts: more than 32 per expert take 64-column tiles.
+            check_experts(&ctx, true, ty, 70, k, 90);
+        }
     }
 }
 

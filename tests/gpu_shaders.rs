@@ -14,6 +14,10 @@ fn lattices(kernel: Kernel, format: lowbit::quant::BlockType) -> usize {
     }
 }
 
+fn matmul(kernel: Kernel) -> bool {
+    matches!(kernel, Kernel::Matmul | Kernel::MatmulId)
+}
+
 #[test]
 fn every_shader_variant_validates() {
     let mut checked = 0;
@@ -28,7 +32,9 @@ fn every_shader_variant_validates() {
         };
         let reductions = if kernel.reduces() { 2 } else { 1 };
         let formats: usize = GPU_FORMATS.iter().map(|&f| lattices(kernel, f)).sum();
-        expected += formats * reductions * bindings;
+        // The matmul kernels come padded, and swizzled in two tile widths.
+        let tiles = if matmul(kernel) { 3 } else { 1 };
+        expected += formats * reductions * bindings * tiles;
     }
     for kernel in Kernel::ALL {
         for &format in GPU_FORMATS {
@@ -47,6 +53,7 @@ fn every_shader_variant_validates() {
                             norm_pages: 0,
                             swiglu: false,
                             shared_lattice: false,
+                            swizzled: false,
                         })
                         .is_err()
                     );
@@ -62,7 +69,7 @@ fn every_shader_variant_validates() {
                         kernel,
                         format,
                         subgroups,
-                        cols: 1,
+                        cols: if matmul(kernel) { 32 } else { 1 },
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
                         split_rows: 0,
                         split_group: 0,
@@ -71,6 +78,7 @@ fn every_shader_variant_validates() {
                         // SWIGLU is a pipeline constant: the source is the same either way.
                         swiglu: false,
                         shared_lattice: false,
+                        swizzled: false,
                     };
                     let swiglu = shader_source(&PipelineKey { swiglu: true, ..key });
                     assert_eq!(
@@ -80,9 +88,25 @@ fn every_shader_variant_validates() {
                     );
                     let shared = PipelineKey {
                         shared_lattice: true,
+                        swizzled: false,
                         ..key
                     };
                     let mut keys = vec![key];
+                    if matmul(kernel) {
+                        keys.push(PipelineKey { swizzled: true, ..key });
+                        keys.push(PipelineKey {
+                            swizzled: true,
+                            cols: 64,
+                            ..key
+                        });
+                        assert!(
+                            shader_source(&PipelineKey { cols: 64, ..key }).is_err(),
+                            "padded tiles are 32 wide"
+                        );
+                        assert!(shader_source(&PipelineKey { cols: 8, ..key }).is_err());
+                    } else {
+                        assert!(shader_source(&PipelineKey { swizzled: true, ..key }).is_err());
+                    }
                     if lattices(kernel, format) == 2 {
                         keys.push(shared);
                     } else {
@@ -122,6 +146,7 @@ fn every_shader_variant_validates() {
         norm_pages: 0,
         swiglu: false,
         shared_lattice: false,
+        swizzled: false,
     };
     assert!(
         shader_source(&reduced_rows).is_err(),

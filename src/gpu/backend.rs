@@ -704,6 +704,7 @@ impl Backend for GpuBackend {
             norm_pages: 0,
             swiglu: false,
             shared_lattice: false,
+            swizzled: false,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {

@@ -7,7 +7,7 @@
 //! through `LOWBIT_NO_UNIFORM_X=1`. Activations are f32 everywhere, so `shader-f16` is
 //! never needed.
 
-use super::tuning::{RowLayout, Tuning, parse_lattice, parse_rows};
+use super::tuning::{MatmulTiles, RowLayout, Tuning, parse_lattice, parse_rows};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,8 @@ pub struct GpuOptions {
     pub matvec_rows: Option<u8>,
     /// Override whether the matvec kernels copy the IQ lattices into workgroup memory.
     pub shared_lattice: Option<bool>,
+    /// Override the adapter's matmul tiles.
+    pub matmul_tiles: Option<MatmulTiles>,
 }
 
 impl Default for GpuOptions {
@@ -42,13 +44,14 @@ impl Default for GpuOptions {
             matvec_layout: None,
             matvec_rows: None,
             shared_lattice: None,
+            matmul_tiles: None,
         }
     }
 }
 
 impl GpuOptions {
     /// Defaults, with `LOWBIT_NO_SUBGROUPS=1` / `LOWBIT_NO_UNIFORM_X=1` forcing the
-    /// fallbacks and `LOWBIT_MATVEC` / `LOWBIT_MATVEC_ROWS` / `LOWBIT_LATTICE` the matvec variant
+    /// fallbacks and `LOWBIT_MATVEC` / `LOWBIT_MATVEC_ROWS` / `LOWBIT_LATTICE` / `LOWBIT_MATMUL` the kernel variants
     /// ([`super::tuning`]); an error names a variable whose value means nothing.
     pub fn from_env() -> Result<Self> {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
@@ -60,6 +63,7 @@ impl GpuOptions {
             matvec_layout: var("LOWBIT_MATVEC").as_deref().map(RowLayout::parse).transpose()?,
             matvec_rows: var("LOWBIT_MATVEC_ROWS").as_deref().map(parse_rows).transpose()?,
             shared_lattice: var("LOWBIT_LATTICE").as_deref().map(parse_lattice).transpose()?,
+            matmul_tiles: var("LOWBIT_MATMUL").as_deref().map(MatmulTiles::parse).transpose()?,
         })
     }
 }
@@ -173,11 +177,7 @@ impl GpuContext {
             .map_or(device_max, |m| m.min(device_max))
             .min(1 << 31)
             & !15;
-        let tuning = Tuning::for_adapter(device.adapter_info().device_type).with(
-            options.matvec_layout,
-            options.matvec_rows,
-            options.shared_lattice,
-        );
+        let tuning = Tuning::for_adapter(device.adapter_info().device_type).with(options);
         GpuContext {
             tuning,
             timestamps: have.contains(wgpu::Features::TIMESTAMP_QUERY),

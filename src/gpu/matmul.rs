@@ -1,5 +1,6 @@
 //! `matmul`: tiled y = W·X for any number of activation columns (prefill and batches),
-//! decoding W's blocks tile by tile into workgroup memory (`shaders/matmul.wgsl` +
+//! decoding W's blocks tile by tile into workgroup memory (`shaders/matmul.wgsl` or
+//! `matmul_swizzled.wgsl`, by [`MatmulTiles`], +
 //! `address_dense.wgsl` + the format's `decode32`).
 
 use super::buffers::GpuWeights;
@@ -7,11 +8,11 @@ use super::context::GpuContext;
 use super::matvec::{Activations, Output, check_output};
 use super::pipelines::{Kernel, PipelineKey};
 use super::recorder::Recorder;
+use super::tuning::MatmulTiles;
 use crate::error::{Error, Result};
 
-/// Output tile rows and columns (`TM`, `TN` in matmul.wgsl).
+/// Output tile rows (`TM` in matmul.wgsl).
 pub(crate) const TILE_ROWS: u32 = 64;
-pub(crate) const TILE_COLS: u32 = 32;
 
 impl GpuWeights {
     /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for all rows and columns.
@@ -26,7 +27,7 @@ impl GpuWeights {
             kernel: Kernel::Matmul,
             format: self.ty,
             subgroups: false,
-            cols: 0,
+            cols: ctx.tuning.matmul_cols(x.cols) as u8,
             rows_per_lane: 0,
             split_rows: 0,
             split_group: 0,
@@ -34,13 +35,14 @@ impl GpuWeights {
             norm_pages: 0,
             swiglu: false,
             shared_lattice: false,
+            swizzled: ctx.tuning.matmul == MatmulTiles::Swizzled,
         };
-        let col_tiles = (x.cols as u32).div_ceil(TILE_COLS);
+        let col_tiles = (x.cols as u32).div_ceil(key.cols as u32);
         let max = ctx.max_workgroups_per_dim;
         if col_tiles > max {
             return Err(Error::Shape(format!(
-                "{} columns exceed {} tiles of {TILE_COLS}",
-                x.cols, max
+                "{} columns exceed {} tiles of {}",
+                x.cols, max, key.cols
             )));
         }
         self.dispatch_chunks(ctx, rec, x, y, |chunk| {

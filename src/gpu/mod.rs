@@ -23,4 +23,4 @@ pub use matvec::{Activations, Norm, Output};
 pub use moe::{GpuExperts, Grouped, NOT_RESIDENT, OTHER_WAVE, Routing, group_by_expert};
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, lattice_words, shader_source};
 pub use recorder::Recorder;
-pub use tuning::{RowLayout, Tuning};
+pub use tuning::{MatmulTiles, RowLayout, Tuning};

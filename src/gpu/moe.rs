@@ -11,10 +11,11 @@
 
 use super::buffers::Tracked;
 use super::context::GpuContext;
-use super::matmul::{TILE_COLS, TILE_ROWS};
+use super::matmul::TILE_ROWS;
 use super::matvec::{Activations, matvec_shape};
 use super::pipelines::{Kernel, Params, PipelineKey};
 use super::recorder::Recorder;
+use super::tuning::MatmulTiles;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 
@@ -274,6 +275,7 @@ impl GpuExperts {
             norm_pages: 0,
             swiglu: false,
             shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
+            swizzled: false,
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
@@ -314,7 +316,7 @@ impl GpuExperts {
             kernel: Kernel::MatmulId,
             format: self.ty,
             subgroups: false,
-            cols: 0,
+            cols: ctx.tuning.matmul_cols(grouped.max_count) as u8,
             rows_per_lane: 0,
             split_rows: 0,
             split_group: 0,
@@ -322,8 +324,9 @@ impl GpuExperts {
             norm_pages: 0,
             swiglu: false,
             shared_lattice: false,
+            swizzled: ctx.tuning.matmul == MatmulTiles::Swizzled,
         };
-        let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(TILE_COLS);
+        let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(key.cols as u32);
         for chunk in &self.chunks {
             let params = self.params(chunk, x, y_stride, grouped.n_used, pairs, grouped.weighted);
             let groups = (

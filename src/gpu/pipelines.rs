@@ -52,6 +52,7 @@ impl Kernel {
     fn body(self) -> &'static str {
         match self {
             Kernel::Matvec | Kernel::MatvecId => include_str!("../../shaders/matvec.wgsl"),
+            // The swizzled tiles' body is chosen by the key (shader_source).
             Kernel::Matmul | Kernel::MatmulId => include_str!("../../shaders/matmul.wgsl"),
             Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
         }
@@ -76,6 +77,11 @@ impl Kernel {
     /// Whether the kernel reduces across a workgroup (and so has a subgroup variant).
     pub fn reduces(self) -> bool {
         matches!(self, Kernel::Matvec | Kernel::MatvecId)
+    }
+
+    /// Whether it computes output tiles (matmul, matmul_id).
+    pub fn tiled(self) -> bool {
+        matches!(self, Kernel::Matmul | Kernel::MatmulId)
     }
 
     /// Whether it takes the expert bindings 5..=7.
@@ -112,8 +118,8 @@ pub struct PipelineKey {
     pub format: BlockType,
     /// Subgroup reduction instead of workgroup memory (reducing kernels only).
     pub subgroups: bool,
-    /// Activation columns the matvec kernels are specialized for (`NCOLS`, 1..=8);
-    /// 0 for the other kernels.
+    /// Activation columns the matvec kernels are specialized for (`NCOLS`, 1..=8); the
+    /// matmul kernels' tile columns (`TN`, [`super::tuning::Tuning::matmul_cols`]); 0 for get_rows.
     pub cols: u8,
     /// matvec kernels: whole rows computed by single invocations, this many each
     /// (`ROWS_PER_LANE`, 1..=8, short rows); 0: each row split over a workgroup.
@@ -137,6 +143,10 @@ pub struct PipelineKey {
     /// matvec kernels over formats with a lattice, [`lattice_words`], only); false: read
     /// from the storage binding (`lattice_storage.wgsl`).
     pub shared_lattice: bool,
+    /// matmul kernels: the swizzled tiles of `cols` columns (`matmul_swizzled.wgsl`),
+    /// rather than the padded tiles of 32 (`matmul.wgsl`);
+    /// [`super::tuning::MatmulTiles`].
+    pub swizzled: bool,
 }
 
 /// Granularity of the uniform activation binding, in bytes: activation buffers meant for
@@ -254,6 +264,8 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         || (key.norm_pages > 0 && !(key.kernel == Kernel::Matvec && uniform_x))
         || (key.swiglu && !(key.kernel == Kernel::Matvec && key.rows_per_lane > 0))
         || (key.shared_lattice && !(key.kernel.reduces() && lattice_words(key.format).is_some()))
+        || (key.kernel.tiled() && !(key.cols == 32 || (key.swizzled && key.cols == 64)))
+        || (key.swizzled && !key.kernel.tiled())
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
@@ -297,7 +309,12 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
             include_str!("../../shaders/reduce_shared.wgsl")
         });
     }
-    src.push_str(key.kernel.body());
+    if key.swizzled {
+        src.push_str(&format!("const TN: u32 = {}u;\n", key.cols));
+        src.push_str(include_str!("../../shaders/matmul_swizzled.wgsl"));
+    } else {
+        src.push_str(key.kernel.body());
+    }
     Ok(src)
 }
 
