@@ -19,10 +19,11 @@
 #   matvec.csv   baselines (copy, read-only) and a matvec sweep: SmolLM2's shapes, R1's
 #                routed experts and attention, a 4096 x 14336 layer; Q4_1, Q8_0, Q4_K,
 #                Q2_K, IQ1_S, TQ2_0; 1, 4 and 8 columns; every variant (lanes, split with
-#                the family's rows, split with 1, 2, 4 and 8 rows); routed experts
+#                the family's rows, split with 1, 2, 4 and 8 rows, split with the IQ
+#                lattice in storage, lanes with it in workgroup memory); routed experts
 #                (matvec_id, 8 per token, each shape as one expert) for 1, 4 and 8
 #                tokens; GPU-timed, weights rotated over 256 MiB
-#   matmul.csv   matmul at 512 and 2048 columns with the adapter's own table
+#   matmul.csv   matmul at 512 and 2048 columns, padded and swizzled tiles
 #   decode.txt   greedy decode of the MoE fixture (routed experts through matvec_id)
 #                with the adapter's table and with each layout forced, --stats
 #   log.txt      everything printed
@@ -70,11 +71,11 @@ else
 fi
 
 if [ $lavapipe = 1 ]; then
-    shapes=576x1536
-    formats=Q4_1,Q2_K
+    shapes=1536x576
+    formats=Q4_1,Q2_K,IQ1_S
     cols=1,4
     iters=1
-    variants="lanes: split:"
+    variants="lanes:: split:: split::storage"
     matmul_cols=64
     n_decode=32
 else
@@ -84,7 +85,7 @@ else
     formats=Q4_1,Q8_0,Q4_K,Q2_K,IQ1_S,TQ2_0
     cols=1,4,8
     iters=3
-    variants="lanes: split: split:1 split:2 split:4 split:8"
+    variants="lanes:: split:: split:1: split:2: split:4: split:8: split::storage lanes::shared"
     matmul_cols=512,2048
     n_decode=128
 fi
@@ -92,9 +93,9 @@ fi
 step "matvec sweep"
 first=1
 for v in $variants; do
-    layout=${v%%:*} rows=${v#*:}
-    echo "-- LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=${rows:-(table)}"
-    LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=$rows "$bin" bench kernels --shapes "$shapes" \
+    IFS=: read -r layout rows lattice <<< "$v"
+    echo "-- LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=${rows:-(table)} LOWBIT_LATTICE=${lattice:-(table)}"
+    LOWBIT_MATVEC=$layout LOWBIT_MATVEC_ROWS=$rows LOWBIT_LATTICE=$lattice "$bin" bench kernels --shapes "$shapes" \
         --formats "$formats" --cols "$cols" --routed --matmul-cols 0 --iters "$iters" --csv "$out/part.csv"
     if [ $first = 1 ]; then
         cp "$out/part.csv" "$out/matvec.csv"
@@ -106,8 +107,13 @@ done
 rm -f "$out/part.csv"
 
 step "matmul"
-"$bin" bench kernels --shapes "${shapes%%,*}" --formats "$formats" --cols 1 --matmul-cols "$matmul_cols" \
-    --iters "$iters" --csv "$out/matmul.csv"
+for tiles in padded swizzled; do
+    echo "-- LOWBIT_MATMUL=$tiles"
+    LOWBIT_MATMUL=$tiles "$bin" bench kernels --shapes "${shapes%%,*}" --formats "$formats" --cols 1 \
+        --matmul-cols "$matmul_cols" --iters "$iters" --csv "$out/part.csv"
+    if [ $tiles = padded ]; then cp "$out/part.csv" "$out/matmul.csv"; else tail -n +2 "$out/part.csv" >> "$out/matmul.csv"; fi
+done
+rm -f "$out/part.csv"
 
 step decode
 prompt="Once upon a time, in a small village by the sea,"

@@ -432,7 +432,9 @@ fn bench_kernels(
         "| kernel | format | K x rows | cols | weights MB | copies | µs | weight GB/s | of read-only | of copy | GFLOP/s |"
     );
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let variant = format!("{:?}/{:?}", ctx.tuning.layout, ctx.tuning.rows);
+    let t = &ctx.tuning;
+    let lattice = if t.shared_lattice { "shared" } else { "storage" };
+    let variant = format!("{:?}/{:?}/{lattice}/{:?}", t.layout, t.rows, t.matmul);
     let mut lines = vec![
         "kernel,format,k,rows,cols,weight_bytes,copies,seconds,gbps,of_read,of_copy,gflops,clock,adapter,variant,subgroups".to_string(),
     ];
