@@ -475,16 +475,11 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32, u32),
     ) -> Result<()> {
-        use wgpu::util::DeviceExt;
         let pipeline = self.pipeline(key)?;
         let grid = self.grid_buffer()?;
         self.scoped(&format!("recording {:?}", key.kernel), || {
-            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("kernel params"),
-                contents: params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-            let mut all: Vec<&wgpu::Buffer> = vec![&uniform];
+            let uniform = self.params_binding(rec, params)?;
+            let mut all: Vec<&wgpu::Buffer> = vec![&uniform.0];
             all.extend_from_slice(&buffers[..3]);
             all.push(&grid.buffer);
             all.extend_from_slice(&buffers[3..]);
@@ -493,7 +488,9 @@ impl GpuContext {
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {
                     binding: i as u32,
-                    resource: if i == 2 && key.uniform_x_pages > 0 {
+                    resource: if i == 0 {
+                        uniform.resource()
+                    } else if i == 2 && key.uniform_x_pages > 0 {
                         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: b,
                             offset: 0,
@@ -513,7 +510,15 @@ impl GpuContext {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        })
+            Ok(())
+        })?
+    }
+
+    /// `params` stored in the recording's parameter buffer ([`Recorder::params`]).
+    fn params_binding(&self, rec: &mut Recorder, params: &[u8]) -> Result<ParamsBinding> {
+        let align = self.device.limits().min_uniform_buffer_offset_alignment as u64;
+        rec.params(&self.device, align, params)
+            .map(|(b, at, size)| ParamsBinding(b, at, size))
     }
 
     fn grid_buffer(&self) -> Result<&super::buffers::Tracked> {
@@ -575,16 +580,11 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32, u32),
     ) -> Result<()> {
-        use wgpu::util::DeviceExt;
         self.scoped("recording a kernel", || {
-            let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniform = self.params_binding(rec, params)?;
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
-                resource: uniform.as_entire_binding(),
+                resource: uniform.resource(),
             }];
             entries.extend(buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
@@ -599,6 +599,20 @@ impl GpuContext {
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            Ok(())
+        })?
+    }
+}
+
+/// A dispatch's parameters in a recording's parameter buffer: buffer, offset, size.
+struct ParamsBinding(wgpu::Buffer, u64, u64);
+
+impl ParamsBinding {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.0,
+            offset: self.1,
+            size: std::num::NonZeroU64::new(self.2),
         })
     }
 }
