@@ -2,7 +2,7 @@
 // (token, slot) pairs (matmul_id, with address_grouped.wgsl).
 //
 // A workgroup computes a TM x TN tile of job z = workgroup_id.z (TN, 32 or 64, is prepended
-// by the host). For each 32-wide step along k, every invocation loads: the first TM decode
+// by the host, with the tiles' element type). For each 32-wide step along k, every invocation loads: the first TM decode
 // one 32-element unit of their row into workgroup memory (no dequantized copy of W exists
 // anywhere else), the other TM stage the TN x 32 activation tile with 16-byte loads,
 // eight neighbouring invocations reading one column's 128 contiguous bytes. Then each
@@ -21,8 +21,9 @@ const MWG: u32 = 128u;
 const RPT: u32 = 8u;
 const CPT: u32 = TN / 16u;
 
-var<workgroup> wt: array<f32, TM * 32u>;
-var<workgroup> xt: array<f32, 32u * TN>;
+// `Tile` (prepended by the host) is f16 where the device has shader-f16, else f32.
+var<workgroup> wt: array<Tile, TM * 32u>;
+var<workgroup> xt: array<Tile, 32u * TN>;
 
 @compute @workgroup_size(MWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -46,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 wv = array<f32, 32>();
             }
             for (var i = 0u; i < 32u; i++) {
-                wt[lid * 32u + (i ^ (lid & 31u))] = wv[i];
+                wt[lid * 32u + (i ^ (lid & 31u))] = Tile(wv[i]);
             }
         } else {
             // TN columns x 8 vec4s of the unit, TM invocations.
@@ -58,7 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     v = x4_at(x_col(z, col0 + c) + 32u * u + i0);
                 }
                 for (var q = 0u; q < 4u; q++) {
-                    xt[(i0 + q) * TN + (c ^ (i0 + q))] = v[q];
+                    xt[(i0 + q) * TN + (c ^ (i0 + q))] = Tile(v[q]);
                 }
             }
         }
@@ -66,11 +67,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var i = 0u; i < 32u; i++) {
             var xv: array<f32, CPT>;
             for (var b = 0u; b < CPT; b++) {
-                xv[b] = xt[i * TN + ((tc + 16u * b) ^ i)];
+                xv[b] = f32(xt[i * TN + ((tc + 16u * b) ^ i)]);
             }
             for (var a = 0u; a < RPT; a++) {
                 let r = tr * RPT + a;
-                let wa = wt[r * 32u + (i ^ (r & 31u))];
+                let wa = f32(wt[r * 32u + (i ^ (r & 31u))]);
                 for (var b = 0u; b < CPT; b++) {
                     acc[a * CPT + b] += wa * xv[b];
                 }

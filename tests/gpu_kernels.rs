@@ -94,13 +94,21 @@ fn read(ctx: &GpuContext, y: &lowbit::gpu::Tracked, n: usize) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(&ctx.read_back(&y.buffer, (n * 4) as u64).unwrap())
 }
 
-fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], what: &str) {
+/// The tolerance of a product relative to Σ|w·x|: 1e-6 for f32 products; with matmul's
+/// f16 tiles, where each weight and activation is rounded to f16 (11-bit mantissa, so
+/// each product is off by at most 2^-10 of itself) before the f32 sums, 2^-10 more.
+fn tolerance(ctx: &GpuContext, tiled: bool) -> f32 {
+    let f16 = tiled && ctx.features.f16 && ctx.tuning.matmul == MatmulTiles::Swizzled;
+    if f16 { 1e-6 + 1.0 / 1024.0 } else { 1e-6 }
+}
+
+fn assert_close(got: &[f32], expected: &[f32], bound: &[f32], rel: f32, what: &str) {
     // The largest |gpu − cpu| / Σ|w·x| seen so far in this process, printed when it grows.
     static WORST: std::sync::Mutex<f32> = std::sync::Mutex::new(0.0);
     let mut worst = 0f32;
     for i in 0..expected.len() {
         let diff = (got[i] - expected[i]).abs();
-        let tol = 1e-6 * bound[i] + 1e-30;
+        let tol = rel * bound[i] + 1e-30;
         assert!(
             diff <= tol,
             "{what}: y[{i}] = {} vs cpu {} (tolerance {tol})",
@@ -155,7 +163,13 @@ fn check_dense(ctx: &GpuContext, tiled: bool, ty: BlockType, rows: usize, k: usi
         ctx.max_uniform_x_bytes > 0,
         gw.chunks.len()
     );
-    assert_close(&read(ctx, &y, cols * rows), &expected, &bound, &what);
+    assert_close(
+        &read(ctx, &y, cols * rows),
+        &expected,
+        &bound,
+        tolerance(ctx, tiled),
+        &what,
+    );
 }
 
 /// Run matvec_id or matmul_id over `n_expert` experts stored in permuted slots, for
@@ -253,7 +267,13 @@ fn check_experts(ctx: &GpuContext, grouped: bool, ty: BlockType, rows: usize, k:
         ctx.max_uniform_x_bytes > 0,
         gx.chunks.len()
     );
-    assert_close(&read(ctx, &y, pairs * rows), &expected, &bound, &what);
+    assert_close(
+        &read(ctx, &y, pairs * rows),
+        &expected,
+        &bound,
+        tolerance(ctx, grouped),
+        &what,
+    );
 }
 
 /// A pair whose expert is not resident is not computed and sets the fault word, which
@@ -371,14 +391,23 @@ fn run_formats_with(options: GpuOptions, formats: &[BlockType]) {
     }
 }
 
-/// A context with each matmul tiling: lavapipe's padded tiles, then the GPUs' swizzled.
-fn tiled_contexts() -> [GpuContext; 2] {
-    [MatmulTiles::Padded, MatmulTiles::Swizzled].map(|tiles| {
+/// A context with each matmul tiling: lavapipe's padded tiles, then the GPUs' swizzled
+/// ones in f32 and in f16 (where the device has shader-f16).
+fn tiled_contexts() -> Vec<GpuContext> {
+    let with = |tiles, shader_f16| {
         context_with(GpuOptions {
             matmul_tiles: Some(tiles),
+            shader_f16,
             ..Default::default()
         })
-    })
+    };
+    let mut contexts = vec![with(MatmulTiles::Padded, false), with(MatmulTiles::Swizzled, false)];
+    assert!(contexts.iter().all(|c| !c.features.f16));
+    let f16 = with(MatmulTiles::Swizzled, true);
+    if f16.features.f16 {
+        contexts.push(f16);
+    }
+    contexts
 }
 
 #[test]
@@ -711,6 +740,7 @@ fn accumulating_output_adds_to_the_buffer() {
             &read(&ctx, &y, cols * rows),
             &with_base,
             &bound,
+            tolerance(&ctx, tiled),
             &format!("accumulate tiled {tiled}"),
         );
     }

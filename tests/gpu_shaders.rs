@@ -32,8 +32,8 @@ fn every_shader_variant_validates() {
         };
         let reductions = if kernel.reduces() { 2 } else { 1 };
         let formats: usize = GPU_FORMATS.iter().map(|&f| lattices(kernel, f)).sum();
-        // The matmul kernels come padded, and swizzled in two tile widths.
-        let tiles = if matmul(kernel) { 3 } else { 1 };
+        // The matmul kernels come padded, and swizzled in two tile widths and in f16.
+        let tiles = if matmul(kernel) { 4 } else { 1 };
         expected += formats * reductions * bindings * tiles;
     }
     for kernel in Kernel::ALL {
@@ -54,6 +54,7 @@ fn every_shader_variant_validates() {
                             swiglu: false,
                             shared_lattice: false,
                             swizzled: false,
+                            f16_tiles: false,
                         })
                         .is_err()
                     );
@@ -79,6 +80,7 @@ fn every_shader_variant_validates() {
                         swiglu: false,
                         shared_lattice: false,
                         swizzled: false,
+                        f16_tiles: false,
                     };
                     let swiglu = shader_source(&PipelineKey { swiglu: true, ..key });
                     assert_eq!(
@@ -88,7 +90,6 @@ fn every_shader_variant_validates() {
                     );
                     let shared = PipelineKey {
                         shared_lattice: true,
-                        swizzled: false,
                         ..key
                     };
                     let mut keys = vec![key];
@@ -99,6 +100,16 @@ fn every_shader_variant_validates() {
                             cols: 64,
                             ..key
                         });
+                        keys.push(PipelineKey {
+                            swizzled: true,
+                            f16_tiles: true,
+                            cols: 64,
+                            ..key
+                        });
+                        assert!(
+                            shader_source(&PipelineKey { f16_tiles: true, ..key }).is_err(),
+                            "f16 tiles are swizzled"
+                        );
                         assert!(
                             shader_source(&PipelineKey { cols: 64, ..key }).is_err(),
                             "padded tiles are 32 wide"
@@ -119,6 +130,9 @@ fn every_shader_variant_validates() {
                         // unpack2x16float needs SHADER_FLOAT16_IN_FLOAT32, a downlevel capability
                         // every Vulkan, Metal and DX12 device has.
                         let mut caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+                        if key.f16_tiles {
+                            caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+                        }
                         if subgroups {
                             caps |= naga::valid::Capabilities::SUBGROUP;
                         }
@@ -147,6 +161,7 @@ fn every_shader_variant_validates() {
         swiglu: false,
         shared_lattice: false,
         swizzled: false,
+        f16_tiles: false,
     };
     assert!(
         shader_source(&reduced_rows).is_err(),

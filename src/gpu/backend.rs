@@ -705,6 +705,7 @@ impl Backend for GpuBackend {
             swiglu: false,
             shared_lattice: false,
             swizzled: false,
+            f16_tiles: false,
         };
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {

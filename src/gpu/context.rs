@@ -4,8 +4,9 @@
 //! requests more. `subgroups` is used when present, with a fallback that can also be
 //! forced (for tests) through [`GpuOptions`] or the environment variable
 //! `LOWBIT_NO_SUBGROUPS=1`; the uniform activation binding of the decode kernels likewise
-//! through `LOWBIT_NO_UNIFORM_X=1`. Activations are f32 everywhere, so `shader-f16` is
-//! never needed.
+//! through `LOWBIT_NO_UNIFORM_X=1`. Activations and sums are f32 everywhere; `shader-f16`,
+//! where the device has it, only halves the swizzled matmul's tiles
+//! ([`super::tuning::MatmulTiles`]), and `LOWBIT_NO_F16=1` forces f32 tiles.
 
 use super::tuning::{MatmulTiles, RowLayout, Tuning, parse_lattice, parse_rows};
 use crate::error::{Error, Result};
@@ -18,6 +19,8 @@ use std::sync::{Arc, Mutex};
 pub struct GpuOptions {
     /// Use subgroup reductions when the device has them.
     pub subgroups: bool,
+    /// Store the swizzled matmul's tiles as f16 when the device has `shader-f16`.
+    pub shader_f16: bool,
     /// Split weight tensors into bindings of at most this many bytes, below the
     /// device's `max_storage_buffer_binding_size` (tests force small chunks with it).
     pub max_binding_bytes: Option<u64>,
@@ -39,6 +42,7 @@ impl Default for GpuOptions {
     fn default() -> Self {
         GpuOptions {
             subgroups: true,
+            shader_f16: true,
             max_binding_bytes: None,
             uniform_activations: true,
             matvec_layout: None,
@@ -50,7 +54,7 @@ impl Default for GpuOptions {
 }
 
 impl GpuOptions {
-    /// Defaults, with `LOWBIT_NO_SUBGROUPS=1` / `LOWBIT_NO_UNIFORM_X=1` forcing the
+    /// Defaults, with `LOWBIT_NO_SUBGROUPS=1` / `LOWBIT_NO_F16=1` / `LOWBIT_NO_UNIFORM_X=1` forcing the
     /// fallbacks and `LOWBIT_MATVEC` / `LOWBIT_MATVEC_ROWS` / `LOWBIT_LATTICE` / `LOWBIT_MATMUL` the kernel variants
     /// ([`super::tuning`]); an error names a variable whose value means nothing.
     pub fn from_env() -> Result<Self> {
@@ -58,6 +62,7 @@ impl GpuOptions {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(GpuOptions {
             subgroups: !off("LOWBIT_NO_SUBGROUPS"),
+            shader_f16: !off("LOWBIT_NO_F16"),
             max_binding_bytes: None,
             uniform_activations: !off("LOWBIT_NO_UNIFORM_X"),
             matvec_layout: var("LOWBIT_MATVEC").as_deref().map(RowLayout::parse).transpose()?,
@@ -72,6 +77,8 @@ impl GpuOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShaderFeatures {
     pub subgroups: bool,
+    /// `shader-f16` (f16 matmul tiles).
+    pub f16: bool,
 }
 
 /// A device, its queue, what lowbit may use of it, and what lowbit has allocated on it.
@@ -110,7 +117,7 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// Create an adapter and device of lowbit's own (Vulkan, Metal or DX12), asking for
-    /// `subgroups` where the adapter offers it, and the adapter's
+    /// `subgroups` and `shader-f16` where the adapter offers them, and the adapter's
     /// storage and buffer size limits.
     pub fn new(options: GpuOptions) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -127,6 +134,9 @@ impl GpuContext {
         let mut wanted = wgpu::Features::empty();
         if options.subgroups && offered.contains(wgpu::Features::SUBGROUP) {
             wanted |= wgpu::Features::SUBGROUP;
+        }
+        if options.shader_f16 && offered.contains(wgpu::Features::SHADER_F16) {
+            wanted |= wgpu::Features::SHADER_F16;
         }
         // Device-side timing for `bench kernels`; it changes nothing else.
         wanted |= offered & wgpu::Features::TIMESTAMP_QUERY;
@@ -183,6 +193,7 @@ impl GpuContext {
             timestamps: have.contains(wgpu::Features::TIMESTAMP_QUERY),
             features: ShaderFeatures {
                 subgroups: options.subgroups && have.contains(wgpu::Features::SUBGROUP),
+                f16: options.shader_f16 && have.contains(wgpu::Features::SHADER_F16),
             },
             max_binding_bytes,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,

@@ -10,9 +10,34 @@ use super::pipelines::{Kernel, PipelineKey};
 use super::recorder::Recorder;
 use super::tuning::MatmulTiles;
 use crate::error::{Error, Result};
+use crate::quant::BlockType;
 
 /// Output tile rows (`TM` in matmul.wgsl).
 pub(crate) const TILE_ROWS: u32 = 64;
+
+impl GpuContext {
+    /// The pipeline of a tiled product (matmul, matmul_id) over `ty` for `cols` columns
+    /// (per expert for matmul_id): this context's tiles ([`MatmulTiles`]), as wide as
+    /// the columns need, in f16 where the swizzled tiles and the device allow it.
+    pub(crate) fn matmul_key(&self, kernel: Kernel, ty: BlockType, cols: usize) -> PipelineKey {
+        let swizzled = self.tuning.matmul == MatmulTiles::Swizzled;
+        PipelineKey {
+            kernel,
+            format: ty,
+            subgroups: false,
+            cols: self.tuning.matmul_cols(cols) as u8,
+            rows_per_lane: 0,
+            split_rows: 0,
+            split_group: 0,
+            uniform_x_pages: 0,
+            norm_pages: 0,
+            swiglu: false,
+            shared_lattice: false,
+            swizzled,
+            f16_tiles: swizzled && self.features.f16,
+        }
+    }
+}
 
 impl GpuWeights {
     /// Record `y[c * y.stride + row] (+)= Σ_k W[row][k] · x[c][k]` for all rows and columns.
@@ -23,20 +48,7 @@ impl GpuWeights {
         x.check_plain("matmul")?;
         x.check(self.k)?;
         check_output(y.buffer, x.cols, self.rows, y.stride)?;
-        let key = PipelineKey {
-            kernel: Kernel::Matmul,
-            format: self.ty,
-            subgroups: false,
-            cols: ctx.tuning.matmul_cols(x.cols) as u8,
-            rows_per_lane: 0,
-            split_rows: 0,
-            split_group: 0,
-            uniform_x_pages: 0,
-            norm_pages: 0,
-            swiglu: false,
-            shared_lattice: false,
-            swizzled: ctx.tuning.matmul == MatmulTiles::Swizzled,
-        };
+        let key = ctx.matmul_key(Kernel::Matmul, self.ty, x.cols);
         let col_tiles = (x.cols as u32).div_ceil(key.cols as u32);
         let max = ctx.max_workgroups_per_dim;
         if col_tiles > max {

@@ -295,6 +295,7 @@ impl GpuWeights {
             swiglu,
             shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
             swizzled: false,
+            f16_tiles: false,
         };
         self.dispatch_chunks(ctx, rec, x, y, |chunk| {
             let weight_rows = if swiglu { 2 } else { 1 };

@@ -15,7 +15,6 @@ use super::matmul::TILE_ROWS;
 use super::matvec::{Activations, matvec_shape};
 use super::pipelines::{Kernel, Params, PipelineKey};
 use super::recorder::Recorder;
-use super::tuning::MatmulTiles;
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
 
@@ -276,6 +275,7 @@ impl GpuExperts {
             swiglu: false,
             shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
             swizzled: false,
+            f16_tiles: false,
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {
@@ -312,20 +312,7 @@ impl GpuExperts {
         y_stride: usize,
     ) -> Result<()> {
         let pairs = self.check(x, grouped.n_tokens, grouped.n_used, y, y_stride)?;
-        let key = PipelineKey {
-            kernel: Kernel::MatmulId,
-            format: self.ty,
-            subgroups: false,
-            cols: ctx.tuning.matmul_cols(grouped.max_count) as u8,
-            rows_per_lane: 0,
-            split_rows: 0,
-            split_group: 0,
-            uniform_x_pages: 0,
-            norm_pages: 0,
-            swiglu: false,
-            shared_lattice: false,
-            swizzled: ctx.tuning.matmul == MatmulTiles::Swizzled,
-        };
+        let key = ctx.matmul_key(Kernel::MatmulId, self.ty, grouped.max_count);
         let col_tiles = (grouped.max_count.max(1) as u32).div_ceil(key.cols as u32);
         for chunk in &self.chunks {
             let params = self.params(chunk, x, y_stride, grouped.n_used, pairs, grouped.weighted);

@@ -147,6 +147,9 @@ pub struct PipelineKey {
     /// rather than the padded tiles of 32 (`matmul.wgsl`);
     /// [`super::tuning::MatmulTiles`].
     pub swizzled: bool,
+    /// Swizzled matmul kernels: tiles stored as f16 (needs `shader-f16`), halving their
+    /// workgroup memory and its traffic; products and sums stay f32.
+    pub f16_tiles: bool,
 }
 
 /// Granularity of the uniform activation binding, in bytes: activation buffers meant for
@@ -164,6 +167,7 @@ impl PipelineKey {
     pub fn needs(&self) -> ShaderFeatures {
         ShaderFeatures {
             subgroups: self.subgroups,
+            f16: self.f16_tiles,
         }
     }
 }
@@ -257,6 +261,9 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     let format = format_part(key.format)
         .ok_or_else(|| Error::Unsupported(format!("no GPU kernel for {} weights", key.format)))?;
     let mut src = String::new();
+    if key.f16_tiles {
+        src.push_str("enable f16;\n");
+    }
     // Naga gates subgroup builtins on the device capability and rejects `enable subgroups;`.
     let uniform_x = key.uniform_x_pages > 0;
     if (key.subgroups && !key.kernel.reduces())
@@ -266,6 +273,7 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         || (key.shared_lattice && !(key.kernel.reduces() && lattice_words(key.format).is_some()))
         || (key.kernel.tiled() && !(key.cols == 32 || (key.swizzled && key.cols == 64)))
         || (key.swizzled && !key.kernel.tiled())
+        || (key.f16_tiles && !key.swizzled)
     {
         return Err(Error::Unsupported(format!("{:?} has no variant {key:?}", key.kernel)));
     }
@@ -310,7 +318,8 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
         });
     }
     if key.swizzled {
-        src.push_str(&format!("const TN: u32 = {}u;\n", key.cols));
+        let tile = if key.f16_tiles { "f16" } else { "f32" };
+        src.push_str(&format!("const TN: u32 = {}u;\nalias Tile = {tile};\n", key.cols));
         src.push_str(include_str!("../../shaders/matmul_swizzled.wgsl"));
     } else {
         src.push_str(key.kernel.body());
@@ -379,7 +388,7 @@ impl GpuContext {
     /// The cached pipeline for `key`, compiled on first use.
     pub fn pipeline(&self, key: PipelineKey) -> Result<Arc<wgpu::ComputePipeline>> {
         let needs = key.needs();
-        if needs.subgroups && !self.features.subgroups {
+        if (needs.subgroups && !self.features.subgroups) || (needs.f16 && !self.features.f16) {
             return Err(Error::Unsupported(format!(
                 "{key:?} needs device features this context does not use"
             )));
