@@ -72,8 +72,8 @@ fi
 
 if [ $lavapipe = 1 ]; then
     shapes=1536x576
-    formats=Q4_1,Q2_K,IQ1_S
-    cols=1,4
+    formats=Q4_1,IQ1_S
+    cols=1
     iters=1
     variants="lanes:: split:: split::storage"
     matmul_cols=64
