@@ -42,19 +42,8 @@ fn every_shader_variant_validates() {
                 if subgroups && !kernel.reduces() {
                     assert!(
                         shader_source(&PipelineKey {
-                            kernel,
-                            format,
                             subgroups,
-                            cols: 0,
-                            rows_per_lane: 0,
-                            split_rows: 0,
-                            split_group: 0,
-                            uniform_x_pages: 0,
-                            norm_pages: 0,
-                            swiglu: false,
-                            shared_lattice: false,
-                            swizzled: false,
-                            f16_tiles: false,
+                            ..PipelineKey::new(kernel, format)
                         })
                         .is_err()
                     );
@@ -66,21 +55,14 @@ fn every_shader_variant_validates() {
                     _ => &[(0, 0)],
                 };
                 for &(uniform_x_pages, norm_pages) in pages {
+                    // SWIGLU is a pipeline constant: the source is the same either way.
                     let key = PipelineKey {
-                        kernel,
-                        format,
                         subgroups,
                         cols: if matmul(kernel) { 32 } else { 1 },
                         rows_per_lane: if uniform_x_pages > 0 { 8 } else { 0 },
-                        split_rows: 0,
-                        split_group: 0,
                         uniform_x_pages,
                         norm_pages,
-                        // SWIGLU is a pipeline constant: the source is the same either way.
-                        swiglu: false,
-                        shared_lattice: false,
-                        swizzled: false,
-                        f16_tiles: false,
+                        ..PipelineKey::new(kernel, format)
                     };
                     let swiglu = shader_source(&PipelineKey { swiglu: true, ..key });
                     assert_eq!(
@@ -149,19 +131,9 @@ fn every_shader_variant_validates() {
     }
     assert_eq!(checked, expected);
     let reduced_rows = PipelineKey {
-        kernel: Kernel::Matvec,
-        format: GPU_FORMATS[0],
-        subgroups: false,
         cols: 1,
-        rows_per_lane: 0,
-        split_rows: 0,
-        split_group: 0,
         uniform_x_pages: 1,
-        norm_pages: 0,
-        swiglu: false,
-        shared_lattice: false,
-        swizzled: false,
-        f16_tiles: false,
+        ..PipelineKey::new(Kernel::Matvec, GPU_FORMATS[0])
     };
     assert!(
         shader_source(&reduced_rows).is_err(),

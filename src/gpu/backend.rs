@@ -692,21 +692,7 @@ impl Backend for GpuBackend {
         let ids = self
             .ctx
             .upload("token ids", bytemuck::cast_slice(tokens), wgpu::BufferUsages::STORAGE)?;
-        let key = PipelineKey {
-            kernel: Kernel::GetRows,
-            format: table.ty,
-            subgroups: false,
-            cols: 0,
-            rows_per_lane: 0,
-            split_rows: 0,
-            split_group: 0,
-            uniform_x_pages: 0,
-            norm_pages: 0,
-            swiglu: false,
-            shared_lattice: false,
-            swizzled: false,
-            f16_tiles: false,
-        };
+        let key = PipelineKey::new(Kernel::GetRows, table.ty);
         let grid = groups(&self.ctx, tokens.len() * table.k / 32, 64);
         for chunk in &table.chunks {
             let params = RowsParams {

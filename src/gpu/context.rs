@@ -92,6 +92,9 @@ pub struct GpuContext {
     pub max_binding_bytes: u64,
     /// Most workgroups per dispatch dimension (read once, not per dispatch).
     pub max_workgroups_per_dim: u32,
+    /// Alignment of uniform binding offsets (`min_uniform_buffer_offset_alignment`, read
+    /// once): where each dispatch's parameters start in a recording's parameter buffer.
+    pub(crate) param_align: u64,
     /// The largest uniform activation binding the decode kernels may use, in bytes (the
     /// device's `max_uniform_buffer_binding_size`, 0 when turned off).
     pub max_uniform_x_bytes: u64,
@@ -197,6 +200,7 @@ impl GpuContext {
             },
             max_binding_bytes,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            param_align: limits.min_uniform_buffer_offset_alignment as u64,
             max_uniform_x_bytes: if options.uniform_activations {
                 limits.max_uniform_buffer_binding_size
             } else {

@@ -22,19 +22,10 @@ impl GpuContext {
     pub(crate) fn matmul_key(&self, kernel: Kernel, ty: BlockType, cols: usize) -> PipelineKey {
         let swizzled = self.tuning.matmul == MatmulTiles::Swizzled;
         PipelineKey {
-            kernel,
-            format: ty,
-            subgroups: false,
             cols: self.tuning.matmul_cols(cols) as u8,
-            rows_per_lane: 0,
-            split_rows: 0,
-            split_group: 0,
-            uniform_x_pages: 0,
-            norm_pages: 0,
-            swiglu: false,
-            shared_lattice: false,
             swizzled,
             f16_tiles: swizzled && self.features.f16,
+            ..PipelineKey::new(kernel, ty)
         }
     }
 }

@@ -280,13 +280,8 @@ impl GpuWeights {
         check_output(y.buffer, x.cols, out_rows(self.rows), y.stride)?;
         let uniform_x_pages = x.uniform_pages(ctx, self.k);
         let key = PipelineKey {
-            kernel: Kernel::Matvec,
-            format: self.ty,
             subgroups: ctx.features.subgroups,
             cols: x.cols as u8,
-            rows_per_lane: 0,
-            split_rows: 0,
-            split_group: 0,
             uniform_x_pages,
             norm_pages: match &x.norm {
                 Some(norm) => norm_pages(norm, self.k, uniform_x_pages)?,
@@ -294,8 +289,7 @@ impl GpuWeights {
             },
             swiglu,
             shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
-            swizzled: false,
-            f16_tiles: false,
+            ..PipelineKey::new(Kernel::Matvec, self.ty)
         };
         self.dispatch_chunks(ctx, rec, x, y, |chunk| {
             let weight_rows = if swiglu { 2 } else { 1 };

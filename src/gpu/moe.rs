@@ -263,19 +263,14 @@ impl GpuExperts {
         let pairs = self.check(x, routing.n_tokens, routing.n_used, y, y_stride)?;
         let shape = matvec_shape(&ctx.tuning, self.ty, self.k, self.rows, 1, 1, pairs);
         let key = PipelineKey {
-            kernel: Kernel::MatvecId,
-            format: self.ty,
             subgroups: ctx.features.subgroups,
             cols: 1,
             rows_per_lane: shape.rows_per_lane,
             split_rows: shape.split_rows,
             split_group: shape.group,
             uniform_x_pages: x.uniform_pages(ctx, self.k),
-            norm_pages: 0,
-            swiglu: false,
             shared_lattice: ctx.tuning.lattice_in_workgroup(self.ty),
-            swizzled: false,
-            f16_tiles: false,
+            ..PipelineKey::new(Kernel::MatvecId, self.ty)
         };
         let max = ctx.max_workgroups_per_dim as usize;
         if pairs > max {

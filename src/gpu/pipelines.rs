@@ -49,15 +49,6 @@ impl Kernel {
         }
     }
 
-    fn body(self) -> &'static str {
-        match self {
-            Kernel::Matvec | Kernel::MatvecId => include_str!("../../shaders/matvec.wgsl"),
-            // The swizzled tiles' body is chosen by the key (shader_source).
-            Kernel::Matmul | Kernel::MatmulId => include_str!("../../shaders/matmul.wgsl"),
-            Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
-        }
-    }
-
     /// Shared parameters and bindings, then the job addressing, for the product kernels.
     fn preamble(self) -> &'static [&'static str] {
         const PARAMS: &str = include_str!("../../shaders/params.wgsl");
@@ -163,6 +154,36 @@ pub fn whole_pages(bytes: u64) -> u64 {
 }
 
 impl PipelineKey {
+    /// The plain variant of `kernel` over `format`: no optional feature, no
+    /// specialization (callers set the fields their variant needs).
+    pub fn new(kernel: Kernel, format: BlockType) -> Self {
+        PipelineKey {
+            kernel,
+            format,
+            subgroups: false,
+            cols: 0,
+            rows_per_lane: 0,
+            split_rows: 0,
+            split_group: 0,
+            uniform_x_pages: 0,
+            norm_pages: 0,
+            swiglu: false,
+            shared_lattice: false,
+            swizzled: false,
+            f16_tiles: false,
+        }
+    }
+
+    /// The kernel's body: for the tiled kernels, that of their tiles.
+    fn body(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Matvec | Kernel::MatvecId => include_str!("../../shaders/matvec.wgsl"),
+            Kernel::Matmul | Kernel::MatmulId if self.swizzled => include_str!("../../shaders/matmul_swizzled.wgsl"),
+            Kernel::Matmul | Kernel::MatmulId => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::GetRows => include_str!("../../shaders/get_rows.wgsl"),
+        }
+    }
+
     /// The features this variant needs from the device.
     pub fn needs(&self) -> ShaderFeatures {
         ShaderFeatures {
@@ -320,10 +341,8 @@ pub fn shader_source(key: &PipelineKey) -> Result<String> {
     if key.swizzled {
         let tile = if key.f16_tiles { "f16" } else { "f32" };
         src.push_str(&format!("const TN: u32 = {}u;\nalias Tile = {tile};\n", key.cols));
-        src.push_str(include_str!("../../shaders/matmul_swizzled.wgsl"));
-    } else {
-        src.push_str(key.kernel.body());
     }
+    src.push_str(key.body());
     Ok(src)
 }
 
@@ -525,8 +544,7 @@ impl GpuContext {
 
     /// `params` stored in the recording's parameter buffer ([`Recorder::params`]).
     fn params_binding(&self, rec: &mut Recorder, params: &[u8]) -> Result<ParamsBinding> {
-        let align = self.device.limits().min_uniform_buffer_offset_alignment as u64;
-        rec.params(&self.device, align, params)
+        rec.params(&self.device, self.param_align, params)
             .map(|(b, at, size)| ParamsBinding(b, at, size))
     }
 
