@@ -14,6 +14,7 @@
 // The codecs keep ggml's indexed loops so that each can be read side by side with the C.
 #![allow(clippy::needless_range_loop)]
 
+pub mod dot;
 mod float;
 pub mod grids;
 mod iq1;
