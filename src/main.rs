@@ -196,8 +196,11 @@ struct QuantizeArgs {
 struct RunArgs {
     #[arg(short = 'm', long)]
     model: PathBuf,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Gpu)]
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// Threads of the fast CPU backend (0: the physical cores).
+    #[arg(short = 't', long, default_value_t = 0)]
+    threads: usize,
     /// Context size (tokens); for perplexity, the chunk size.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 2048)]
     ctx_size: usize,
@@ -272,8 +275,14 @@ impl RunArgs {
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
 enum BackendChoice {
+    /// A real GPU when wgpu finds one, else the fast CPU backend.
+    Auto,
+    /// wgpu's adapter, whatever it is (lavapipe included).
     Gpu,
+    /// The fast CPU backend: quantized activations, SIMD kernels, one thread pool.
     Cpu,
+    /// The exact CPU reference (every product in f32 from dequantized rows).
+    CpuRef,
 }
 
 #[derive(clap::Args)]
@@ -521,17 +530,23 @@ fn bench_adapter(require_gpu: bool) -> Result<()> {
 }
 
 fn main_with_backend(cli: Cli) -> Result<()> {
-    let choice = match &cli.command {
+    let (choice, threads) = match &cli.command {
         Command::Generate { run, .. }
         | Command::Chat { run, .. }
         | Command::Logits { run, .. }
         | Command::Perplexity { run, .. }
-        | Command::Imatrix { run, .. } => run.backend,
+        | Command::Imatrix { run, .. } => (run.backend, run.threads),
         _ => unreachable!("only model commands reach here"),
     };
+    let choice = match choice {
+        BackendChoice::Auto if lowbit::gpu::context::real_gpu_present() => BackendChoice::Gpu,
+        BackendChoice::Auto => BackendChoice::Cpu,
+        other => other,
+    };
     match choice {
-        BackendChoice::Cpu => run_model(lowbit::cpu::CpuBackend::default(), cli.command),
-        BackendChoice::Gpu => run_model(
+        BackendChoice::Cpu => run_model(lowbit::cpu::CpuBackend::fast(threads)?, cli.command),
+        BackendChoice::CpuRef => run_model(lowbit::cpu::CpuBackend::default(), cli.command),
+        BackendChoice::Gpu | BackendChoice::Auto => run_model(
             lowbit::gpu::GpuBackend::new(lowbit::gpu::GpuOptions::from_env()?)?,
             cli.command,
         ),
@@ -1144,7 +1159,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             let progress = |r: &sweep::Row| eprintln!("{:.3} {}: hit rate {:.3}", r.budget, r.policy, r.hit_rate);
             let result = match backend {
-                BackendChoice::Cpu => {
+                BackendChoice::Cpu | BackendChoice::Auto => {
+                    sweep::sweep(&model, &options, || lowbit::cpu::CpuBackend::fast(0), progress)
+                }
+                BackendChoice::CpuRef => {
                     sweep::sweep(&model, &options, || Ok(lowbit::cpu::CpuBackend::default()), progress)
                 }
                 BackendChoice::Gpu => {

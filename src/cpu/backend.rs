@@ -2,7 +2,12 @@
 //! Weights stay packed; each matmul dequantizes one row at a time with the bit-exact
 //! codecs (no dequantized copy of the model). They are computed straight from the file's
 //! memory map, or under a RAM budget from owned memory (see [`WeightBytes`]).
+//!
+//! [`CpuBackend::fast`] is the same backend with the products, norms, rotations and
+//! attention of [`super::fast`] instead (quantized activations, SIMD kernels, one thread
+//! pool); [`CpuBackend::default`] is the exact reference.
 
+use super::fast::{Fast, fast_pair_products, fast_product};
 use super::weights::WeightBytes;
 use crate::backend::{
     Backend, Heads, ResidentExperts, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
@@ -26,16 +31,18 @@ pub struct CpuTensor {
 
 /// A packed weight matrix `[rows][k]`.
 pub struct CpuMatrix {
-    ty: BlockType,
-    k: usize,
-    rows: usize,
-    bytes: WeightBytes,
+    pub(super) ty: BlockType,
+    pub(super) k: usize,
+    pub(super) rows: usize,
+    pub(super) bytes: WeightBytes,
+    /// A one-row tensor's values, decoded at load by the fast backend (norm weights).
+    pub(super) values: Option<Vec<f32>>,
 }
 
 /// `count` packed matrices `[rows][k]`, one after another.
 pub struct CpuExperts {
-    m: CpuMatrix,
-    count: usize,
+    pub(super) m: CpuMatrix,
+    pub(super) count: usize,
 }
 
 /// Pair `t * n_used + j` uses matrix `ids[pair]`, weight `weights[pair]`.
@@ -48,21 +55,34 @@ pub struct CpuRoutes {
 /// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions (no values
 /// when they are a prefix of the keys).
 pub struct CpuCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
-    k_width: usize,
-    v_width: usize,
-    n_ctx: usize,
+    pub(super) k: Vec<f32>,
+    pub(super) v: Vec<f32>,
+    pub(super) k_width: usize,
+    pub(super) v_width: usize,
+    pub(super) n_ctx: usize,
 }
 
-/// The CPU reference backend. Weights are computed from the file's memory map, or,
-/// under a RAM budget, from memory it owns.
+/// The CPU backend: the exact reference by default, or [`CpuBackend::fast`]. Weights
+/// are computed from the file's memory map, or, under a RAM budget, from memory it owns.
 #[derive(Default)]
 pub struct CpuBackend {
     /// Read weights into owned memory instead of computing from the map.
     owned: bool,
     /// Under a RAM budget: the host expert cache the routed experts stream through.
     pub(super) host: Option<HostExperts>,
+    /// The fast kernels and their thread pool; None for the reference.
+    pub(super) fast: Option<Fast>,
+}
+
+impl CpuBackend {
+    /// The fast backend on `threads` threads (0: the physical cores) at the best SIMD
+    /// level this CPU runs (capped by `LOWBIT_SIMD`).
+    pub fn fast(threads: usize) -> Result<Self> {
+        Ok(CpuBackend {
+            fast: Some(Fast::new(threads)?),
+            ..CpuBackend::default()
+        })
+    }
 }
 
 /// A MoE layer's routed experts: resident stacks, or streamed layer i of the host cache.
@@ -120,8 +140,14 @@ pub(super) fn pair_sums_into(y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) 
     Ok(())
 }
 
-/// `silu(gate) ⊙ up` of two tensors of the same size.
-pub(super) fn swiglu_values(gate: &CpuTensor, up: &CpuTensor) -> CpuTensor {
+/// `silu(gate) ⊙ up` of two tensors of the same size, on the fast pool when given.
+pub(super) fn swiglu_values(fast: Option<&Fast>, gate: &CpuTensor, up: &CpuTensor) -> CpuTensor {
+    if let Some(fast) = fast {
+        let mut out = CpuTensor::zeros(gate.n, gate.width);
+        let w = gate.width;
+        fast.swiglu_rows(&mut out.data, w, |i| (&gate.data[i * w..][..w], &up.data[i * w..][..w]));
+        return out;
+    }
     let data = gate
         .data
         .par_iter()
@@ -145,7 +171,9 @@ pub(super) struct PairMatrices {
 
 /// `y[p][..rows] = W_p · x[p, or p / n_used]`, times the pair's weight when `weighted`,
 /// for each pair p whose matrix bytes `matrix(p)` gives; other rows are left alone.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn pair_products<'a>(
+    fast: Option<&Fast>,
     m: PairMatrices,
     matrix: impl Fn(usize) -> Option<&'a [u8]> + Sync,
     x: &CpuTensor,
@@ -163,6 +191,9 @@ pub(super) fn pair_products<'a>(
         m.rows,
         m.k,
     )?;
+    if let Some(fast) = fast {
+        return fast_pair_products(fast, m, matrix, x, routes, weighted, y);
+    }
     let yw = y.width;
     y.data.par_chunks_mut(yw).enumerate().try_for_each(|(p, out)| {
         let Some(bytes) = matrix(p) else {
@@ -239,7 +270,10 @@ impl Backend for CpuBackend {
     }
 
     fn name(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        match &self.fast {
+            Some(f) => format!("cpu ({} threads, {})", f.pool.threads(), f.simd.name()),
+            None => format!("cpu-ref ({} threads)", rayon::current_num_threads()),
+        }
     }
 
     fn memory_report(&self) -> String {
@@ -255,11 +289,22 @@ impl Backend for CpuBackend {
 
     fn matrix(&mut self, t: &TensorView) -> Result<CpuMatrix> {
         let k = t.info.row_len() as usize;
+        let rows = t.info.n_rows() as usize;
+        let bytes = WeightBytes::of(t, self.owned)?;
+        let values = match &self.fast {
+            Some(_) if rows == 1 && t.info.ty.can_dequantize() => {
+                let mut v = vec![0f32; k];
+                quant::dequantize_row(t.info.ty, &bytes, &mut v)?;
+                Some(v)
+            }
+            _ => None,
+        };
         Ok(CpuMatrix {
             ty: t.info.ty,
             k,
-            rows: t.info.n_rows() as usize,
-            bytes: WeightBytes::of(t, self.owned)?,
+            rows,
+            bytes,
+            values,
         })
     }
 
@@ -342,6 +387,15 @@ impl Backend for CpuBackend {
                 format!("weight of {len} for rows of {}", x.width),
             ));
         }
+        if let (Some(fast), Some(weight)) = (&self.fast, &w.values) {
+            let mut data = vec![0f32; x.n * len];
+            fast.rms_norm(&x.data, x.width, weight, eps, &mut data);
+            return Ok(CpuTensor {
+                data,
+                n: x.n,
+                width: len,
+            });
+        }
         let mut weight = vec![0f32; len];
         quant::dequantize_row(w.ty, &w.bytes, &mut weight)?;
         let mut data = vec![0f32; x.n * len];
@@ -369,6 +423,11 @@ impl Backend for CpuBackend {
                 format!("{} inputs for a matrix of rows of {}", x.width, w.k),
             ));
         }
+        if let Some(fast) = &self.fast {
+            let mut y = CpuTensor::zeros(x.n, w.rows);
+            fast_product(fast, w, x, &mut y, false)?;
+            return Ok(y);
+        }
         let rb = w.ty.row_bytes(w.k)?;
         let cols: Vec<Vec<f32>> = w
             .bytes
@@ -395,6 +454,12 @@ impl Backend for CpuBackend {
     }
 
     fn matmul_add(&mut self, w: &CpuMatrix, x: &CpuTensor, acc: &mut CpuTensor) -> Result<()> {
+        if let Some(fast) = &self.fast {
+            if x.width != w.k || acc.n != x.n || acc.width != w.rows {
+                return Err(shape_err("matmul_add", "accumulator and product differ in size".into()));
+            }
+            return fast_product(fast, w, x, acc, true);
+        }
         let y = self.matmul(w, x)?;
         if acc.data.len() != y.data.len() {
             return Err(shape_err("matmul_add", "accumulator and product differ in size".into()));
@@ -468,7 +533,7 @@ impl Backend for CpuBackend {
         };
         let size = w.m.ty.row_bytes(w.m.k)? * w.m.rows;
         let matrix = |p: usize| Some(&w.m.bytes[routes.ids[p] as usize * size..][..size]);
-        pair_products(m, matrix, x, routes, weighted, y)
+        pair_products(self.fast.as_ref(), m, matrix, x, routes, weighted, y)
     }
 
     fn add_pair_sums(&mut self, y: &CpuTensor, n_used: usize, acc: &mut CpuTensor) -> Result<()> {
@@ -497,6 +562,10 @@ impl Backend for CpuBackend {
                 "rope",
                 format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
             ));
+        }
+        if let Some(fast) = &self.fast {
+            fast.rope(&mut x.data, x.width, rope, pos0);
+            return Ok(());
         }
         x.data.par_chunks_mut(x.width).enumerate().for_each(|(i, row)| {
             let pos = (pos0 + i) as f32;
@@ -547,6 +616,14 @@ impl Backend for CpuBackend {
             }
         };
         let mut out = vec![0f32; n * h.heads * h.v_dim];
+        if let Some(fast) = &self.fast {
+            fast.attention(&q.data, q.width, ck, kw, value, h, pos0, &mut out);
+            return Ok(CpuTensor {
+                data: out,
+                n,
+                width: h.heads * h.v_dim,
+            });
+        }
         out.par_chunks_mut(h.v_dim).enumerate().for_each(|(idx, o)| {
             let (i, head) = (idx / h.heads, idx % h.heads);
             let kvh = head / group;
@@ -575,11 +652,17 @@ impl Backend for CpuBackend {
         if gate.data.len() != up.data.len() {
             return Err(shape_err("swiglu", "gate and up differ in size".into()));
         }
-        Ok(swiglu_values(gate, up))
+        Ok(swiglu_values(self.fast.as_ref(), gate, up))
     }
 
     fn swiglu_stacked(&mut self, gate_up: &CpuTensor) -> Result<CpuTensor> {
         let f = check_swiglu_stacked(gate_up.width)?;
+        if let Some(fast) = &self.fast {
+            let mut out = CpuTensor::zeros(gate_up.n, f);
+            let w = gate_up.width;
+            fast.swiglu_rows(&mut out.data, f, |i| gate_up.data[i * w..][..w].split_at(f));
+            return Ok(out);
+        }
         let mut data = vec![0.0; gate_up.n * f];
         data.par_chunks_mut(f.max(1))
             .zip(gate_up.data.par_chunks(gate_up.width.max(1)))

@@ -2,6 +2,7 @@
 //! and [`CpuBackend`], the reference forward pass (multithreaded with rayon over rows).
 
 mod backend;
+mod fast;
 mod matvec;
 mod routed;
 mod weights;

@@ -48,12 +48,13 @@ impl CpuBackend {
             let read_ahead = next
                 .filter(|_| w + 1 == waves.len())
                 .map(|(j, predicted)| (j, predicted.ids.as_slice()));
+            let fast = self.fast.as_ref();
             host.compute_with_read_ahead(idx, wave, read_ahead, |view| {
                 let part = |p: usize| move |pair: usize| view.expert(routes.ids[pair]).map(|parts| parts[p]);
-                pair_products(gate_up(0), part(0), h, routes, false, &mut g)?;
-                pair_products(gate_up(1), part(1), h, routes, false, &mut u)?;
-                let a = swiglu_values(&g, &u);
-                pair_products(down, part(2), &a, routes, true, &mut d)
+                pair_products(fast, gate_up(0), part(0), h, routes, false, &mut g)?;
+                pair_products(fast, gate_up(1), part(1), h, routes, false, &mut u)?;
+                let a = swiglu_values(fast, &g, &u);
+                pair_products(fast, down, part(2), &a, routes, true, &mut d)
             })?;
         }
         pair_sums_into(&d, routes.n_used, acc)

@@ -118,6 +118,19 @@ pub struct GpuContext {
     pub(crate) fault: std::sync::OnceLock<super::buffers::Tracked>,
 }
 
+/// Whether wgpu finds a GPU (an adapter that is not a CPU one such as lavapipe).
+pub fn real_gpu_present() -> bool {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+    });
+    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        ..Default::default()
+    }))
+    .is_ok_and(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+}
+
 impl GpuContext {
     /// Create an adapter and device of lowbit's own (Vulkan, Metal or DX12), asking for
     /// `subgroups` and `shader-f16` where the adapter offers them, and the adapter's

@@ -63,7 +63,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 pub type BlockIq4Nl = BlockQ4_0;
 
 /// `kvalues_iq4nl` from `ggml-common.h`.
-pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub(super) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 fn blocks<T: Pod>(src: &[u8]) -> &[T] {
     bytemuck::cast_slice(src)

@@ -45,9 +45,12 @@ pub(super) fn dot_f32(row: &[u8], x: Column) -> f32 {
     let x = unsafe { x.blocks::<f32>() };
     let p = row.as_ptr().cast::<f32>();
     // SAFETY: the row holds x.len() f32 values (checked by Kernel::dot).
-    dot_with(x.len(), x, |i| unsafe { _mm256_loadu_ps(p.add(i)) }, |i| unsafe {
-        p.add(i).read_unaligned()
-    })
+    dot_with(
+        x.len(),
+        x,
+        |i| unsafe { _mm256_loadu_ps(p.add(i)) },
+        |i| unsafe { p.add(i).read_unaligned() },
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -74,7 +74,9 @@ impl Simd {
         match name.to_ascii_lowercase().as_str() {
             "scalar" => Ok(Simd::Scalar),
             "avx2" => Ok(Simd::Avx2),
-            _ => Err(Error::Unsupported(format!("unknown SIMD level '{name}' (scalar or avx2)"))),
+            _ => Err(Error::Unsupported(format!(
+                "unknown SIMD level '{name}' (scalar or avx2)"
+            ))),
         }
     }
 
@@ -104,7 +106,10 @@ impl DotType {
             Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Ok(DotType::Q8_0),
             Q4_1 | Q5_1 => Ok(DotType::Q8_1),
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ2_XXS | IQ1_S | IQ1_M | TQ1_0 | TQ2_0 => Ok(DotType::Q8K),
-            other => Err(Error::Unsupported(format!("no dot product for {} weights", other.name()))),
+            other => Err(Error::Unsupported(format!(
+                "no dot product for {} weights",
+                other.name()
+            ))),
         }
     }
 
@@ -225,9 +230,18 @@ impl ColumnWriter {
         unsafe {
             match self.ty {
                 DotType::F32 => std::slice::from_raw_parts_mut(self.ptr.cast::<f32>().add(c * n), n).copy_from_slice(x),
-                DotType::Q8_0 => quantize_q8_0(x, std::slice::from_raw_parts_mut(self.ptr.cast::<BlockQ8_0>().add(c * n), n)),
-                DotType::Q8_1 => quantize_q8_1(x, std::slice::from_raw_parts_mut(self.ptr.cast::<BlockQ8_1>().add(c * n), n)),
-                DotType::Q8K => quantize_q8_k(x, std::slice::from_raw_parts_mut(self.ptr.cast::<BlockQ8K>().add(c * n), n)),
+                DotType::Q8_0 => quantize_q8_0(
+                    x,
+                    std::slice::from_raw_parts_mut(self.ptr.cast::<BlockQ8_0>().add(c * n), n),
+                ),
+                DotType::Q8_1 => quantize_q8_1(
+                    x,
+                    std::slice::from_raw_parts_mut(self.ptr.cast::<BlockQ8_1>().add(c * n), n),
+                ),
+                DotType::Q8K => quantize_q8_k(
+                    x,
+                    std::slice::from_raw_parts_mut(self.ptr.cast::<BlockQ8K>().add(c * n), n),
+                ),
             }
         }
     }
@@ -308,7 +322,13 @@ impl Kernel {
 
     /// `Σ_k W[k] · x[k]` of `row` (one packed row of the column's `k` values) and `x`.
     pub fn dot(&self, row: &[u8], x: Column) -> f32 {
-        assert_eq!(x.ty, self.dot_type, "a {:?} column for {} weights", x.ty, self.ty.name());
+        assert_eq!(
+            x.ty,
+            self.dot_type,
+            "a {:?} column for {} weights",
+            x.ty,
+            self.ty.name()
+        );
         assert_eq!(row.len(), x.k / self.ty.block_size() * self.ty.type_size(), "row size");
         match self.simd {
             // SAFETY: the level was detected at start-up and the sizes are checked above.
@@ -359,9 +379,11 @@ fn avx2_kernel(ty: BlockType) -> Option<RowDot> {
         F32 => float_avx2::dot_f32,
         F16 => float_avx2::dot_f16,
         BF16 => float_avx2::dot_bf16,
-        _ => return legacy_avx2::kernel(ty)
-            .or_else(|| kquants_avx2::kernel(ty))
-            .or_else(|| iq_avx2::kernel(ty)),
+        _ => {
+            return legacy_avx2::kernel(ty)
+                .or_else(|| kquants_avx2::kernel(ty))
+                .or_else(|| iq_avx2::kernel(ty));
+        }
     })
 }
 

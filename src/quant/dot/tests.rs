@@ -91,10 +91,16 @@ fn scalar_level_is_the_exact_product_within_activation_rounding() {
         let x = values(k, 8);
         let exact: f64 = wd.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
         let scale: f64 = wd.iter().zip(&x).map(|(a, b)| (a * b).abs() as f64).sum();
-        let got = Kernel::new(ty, Simd::Scalar).unwrap().dot(&w, quantized_column(ty, &x).column(0)) as f64;
+        let got = Kernel::new(ty, Simd::Scalar)
+            .unwrap()
+            .dot(&w, quantized_column(ty, &x).column(0)) as f64;
         // An 8-bit activation is within half a step (1/254 of its block's largest value,
         // at most 8 here) of the value.
-        let bound = if DotType::of(ty).unwrap() == DotType::F32 { 1e-5 * scale } else { 0.02 * scale };
+        let bound = if DotType::of(ty).unwrap() == DotType::F32 {
+            1e-5 * scale
+        } else {
+            0.02 * scale
+        };
         assert!((got - exact).abs() <= bound, "{}: {got} against {exact}", ty.name());
     }
 }

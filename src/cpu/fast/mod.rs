@@ -1,0 +1,196 @@
+//! The fast CPU backend's kernels: products over quantized activations with the SIMD
+//! row kernels of [`crate::quant::dot`], and the other operations, all run on one
+//! persistent [`Pool`] (no per-operation rayon). [`crate::cpu::CpuBackend::fast`] uses
+//! them; the reference backend does not.
+//!
+//! A product `[n][k] · Wᵀ` quantizes each of the n input rows once into W's dot type,
+//! then hands out W's rows in chunks: each thread takes a chunk and computes all n
+//! columns of each row, so a row is read from memory once for the whole batch.
+
+mod ops;
+mod pool;
+mod products;
+
+pub use pool::{Pool, physical_cores};
+pub(super) use products::{fast_pair_products, fast_product};
+
+use crate::error::{Error, Result};
+use crate::quant::BlockType;
+use crate::quant::dot::{ColumnWriter, DotType, Kernel, QuantizedInput, Simd};
+
+/// The pool and the SIMD level of a fast CPU backend.
+pub struct Fast {
+    pub pool: Pool,
+    pub simd: Simd,
+}
+
+/// A pointer to an output that several threads write, each to elements no other writes.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every user writes disjoint elements and the output outlives the pool run.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The element at `i` (a method, so that closures capture the whole `Out`).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+
+    /// # Safety
+    /// `i` is in bounds and written by this thread only during the run.
+    unsafe fn store(self, i: usize, v: f32, add: bool) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let p = self.0.add(i);
+            *p = if add { *p + v } else { v };
+        }
+    }
+}
+
+/// Packed weight rows: `rows` rows of `k` values of `ty`, `row_bytes` each.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub ty: BlockType,
+    pub k: usize,
+    pub rows: usize,
+    pub bytes: &'a [u8],
+}
+
+impl Rows<'_> {
+    fn row_bytes(&self) -> Result<usize> {
+        let rb = self.ty.row_bytes(self.k)?;
+        if self.bytes.len() < rb * self.rows {
+            return Err(Error::Shape(format!(
+                "{} bytes for {} {} rows of {}",
+                self.bytes.len(),
+                self.rows,
+                self.ty.name(),
+                self.k
+            )));
+        }
+        Ok(rb)
+    }
+}
+
+impl Fast {
+    /// `threads` threads (0: the physical cores) at the best SIMD level this CPU runs,
+    /// capped by `LOWBIT_SIMD`.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 { physical_cores() } else { threads };
+        Ok(Fast {
+            pool: Pool::new(threads),
+            simd: Simd::detect()?,
+        })
+    }
+
+    /// The first `k` values of each of the `n` rows of `x` (rows of `width`), quantized
+    /// into `ty`, one column per row.
+    pub fn quantize(&self, x: &[f32], width: usize, k: usize, ty: DotType) -> Result<QuantizedInput> {
+        let n = x.len() / width.max(1);
+        let mut input = QuantizedInput::new(ty, k, n)?;
+        let writer = ColumnWriter::new(&mut input);
+        self.pool
+            .for_each_chunk(n, n.div_ceil(2 * self.pool.threads()), |cols| {
+                for c in cols {
+                    writer.write(c, &x[c * width..]);
+                }
+            });
+        Ok(input)
+    }
+
+    /// `y[c][r] (+)= Σ_k W[r][k] · x_c[k]` for every row r of `w` and column c of `input`,
+    /// with y's rows `stride` apart (`add`: accumulate into y).
+    pub fn product(&self, w: Rows, input: &QuantizedInput, y: &mut [f32], stride: usize, add: bool) -> Result<()> {
+        let rb = w.row_bytes()?;
+        let kernel = Kernel::new(w.ty, self.simd)?;
+        check_input(&kernel, &w, input)?;
+        if input.cols > 0 && (input.cols - 1) * stride + w.rows > y.len() {
+            return Err(Error::Shape(format!(
+                "an output of {} for {} columns of {} rows",
+                y.len(),
+                input.cols,
+                w.rows
+            )));
+        }
+        let out = Out(y.as_mut_ptr());
+        self.pool.for_each_chunk(w.rows, self.pool.chunk_rows(w.rows), |rows| {
+            for r in rows {
+                let row = &w.bytes[r * rb..][..rb];
+                for c in 0..input.cols {
+                    // SAFETY: element (c, r) is in bounds (checked above) and row r
+                    // belongs to this chunk only.
+                    unsafe { out.store(c * stride + r, kernel.dot(row, input.column(c)), add) };
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// For every pair p: `y[p][r] = s_p · Σ_k W_p[r][k] · x_{col(p)}[k]` for W_p's rows r,
+    /// where `matrix(p)` gives pair p's matrix (None: the pair is skipped), `col(p)` its
+    /// column of `input` and `scale(p)` its factor. y's rows are `stride` apart. The
+    /// pairs' rows are chunked together, so threads move from one expert to the next
+    /// with no barrier between them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pair_products<'a>(
+        &self,
+        ty: BlockType,
+        k: usize,
+        rows: usize,
+        matrix: impl Fn(usize) -> Option<&'a [u8]> + Sync,
+        pairs: usize,
+        col: impl Fn(usize) -> usize + Sync,
+        scale: impl Fn(usize) -> f32 + Sync,
+        input: &QuantizedInput,
+        y: &mut [f32],
+        stride: usize,
+    ) -> Result<()> {
+        let rb = ty.row_bytes(k)?;
+        let kernel = Kernel::new(ty, self.simd)?;
+        let shape = Rows {
+            ty,
+            k,
+            rows,
+            bytes: &[],
+        };
+        check_input(&kernel, &shape, input)?;
+        if pairs > 0 && ((pairs - 1) * stride + rows > y.len() || rows > stride) {
+            return Err(Error::Shape(format!(
+                "an output of {} for {pairs} pairs of {rows} rows",
+                y.len()
+            )));
+        }
+        if let Some(p) = (0..pairs).find(|&p| col(p) >= input.cols || matrix(p).is_some_and(|m| m.len() < rb * rows)) {
+            return Err(Error::Shape(format!("pair {p}: its column or matrix is out of range")));
+        }
+        let chunk = self.pool.chunk_rows(rows);
+        let per_pair = rows.div_ceil(chunk);
+        let out = Out(y.as_mut_ptr());
+        self.pool.for_each_chunk(pairs * per_pair, 1, |items| {
+            for item in items {
+                let (p, part) = (item / per_pair, item % per_pair);
+                let Some(m) = matrix(p) else { continue };
+                let (x, s) = (input.column(col(p)), scale(p));
+                for r in part * chunk..((part + 1) * chunk).min(rows) {
+                    // SAFETY: (p, r) is in bounds (checked above) and this item's alone.
+                    unsafe { out.store(p * stride + r, s * kernel.dot(&m[r * rb..][..rb], x), false) };
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn check_input(kernel: &Kernel, w: &Rows, input: &QuantizedInput) -> Result<()> {
+    if input.dot_type() != kernel.dot_type() || input.k != w.k {
+        return Err(Error::Shape(format!(
+            "{:?} inputs of {} for {} rows of {}",
+            input.dot_type(),
+            input.k,
+            w.ty.name(),
+            w.k
+        )));
+    }
+    Ok(())
+}
