@@ -1,28 +1,34 @@
 //! A persistent pool of workers that spin and then park, as ggml's CPU backend keeps
 //! its threads (`ggml_graph_compute_thread`, `ggml/src/ggml-cpu/ggml-cpu.c`): one
 //! operation is one [`Pool::run`], which wakes the workers, runs on the caller too,
-//! and returns when every thread has finished (the operation's one barrier). Work is
-//! handed out in chunks from an atomic counter ([`Pool::for_each_chunk`]).
+//! and returns when every thread that joined has finished (the operation's one
+//! barrier). Work is handed out in chunks from an atomic counter
+//! ([`Pool::for_each_chunk`]), so a worker that the OS has not scheduled in time (the
+//! machine busy with other work) is simply not waited for: the caller takes its chunks.
 
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Spins of an idle worker (about a millisecond) before it parks.
-const SPINS: u32 = 1 << 15;
+/// How long an idle worker spins (yielding to other threads now and then) before it parks.
+const SPIN: Duration = Duration::from_millis(2);
 
-/// The job of the current generation: called once per thread with the thread's index.
+/// In `active`: the caller has finished its part, so no worker may join the job.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// The job of the current generation: called with the thread's index.
 type Job = *const (dyn Fn(usize) + Sync);
 
 struct Shared {
-    /// The current job, valid while `pending` is not zero.
+    /// The current job, valid while a worker that joined it is counted in `active`.
     job: Mutex<Option<SendJob>>,
-    /// Bumped once per job; workers run a job when they see it change.
+    /// Bumped once per job; idle workers look for a change.
     generation: AtomicUsize,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
+    /// Workers running the current job, and [`CLOSED`] once the caller is done.
+    active: AtomicUsize,
     /// Workers parked (or about to park) on `wake`.
     sleepers: AtomicUsize,
     sleep: Mutex<()>,
@@ -34,7 +40,7 @@ struct Shared {
 
 #[derive(Clone, Copy)]
 struct SendJob(Job);
-// SAFETY: the job is `Sync` and outlives its generation ([`Pool::run`] waits).
+// SAFETY: the job is `Sync` and outlives every worker counted in `active`.
 unsafe impl Send for SendJob {}
 
 /// `threads - 1` workers plus the calling thread.
@@ -43,13 +49,26 @@ pub struct Pool {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Spin (pausing, and yielding the CPU every 64 rounds) until `done()`.
+fn spin_until(mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 impl Pool {
     /// A pool of `threads` threads in all (the caller is one); at least one.
     pub fn new(threads: usize) -> Self {
         let shared = Arc::new(Shared {
             job: Mutex::new(None),
             generation: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            active: AtomicUsize::new(CLOSED),
             sleepers: AtomicUsize::new(0),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
@@ -73,27 +92,28 @@ impl Pool {
         self.workers.len() + 1
     }
 
-    /// Run `f(thread)` on every thread (the caller is thread 0) and return when all
-    /// have finished. A panic in any of them is raised here after all have stopped.
+    /// Run `f(thread)` on the caller (thread 0) and on each worker that wakes in time
+    /// to join, and return when all of those have finished. Jobs share their work
+    /// through counters ([`Self::for_each_chunk`]), never by thread index. A panic in
+    /// any thread is raised here after all have stopped.
     pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
         if self.workers.is_empty() {
             return f(0);
         }
         let s = &*self.shared;
         // SAFETY: only the lifetime is erased; the job is cleared below, after every
-        // worker has finished it, before `f` goes out of scope.
+        // worker that joined has finished it and no other can join, before `f` ends.
         let job: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) };
         *s.job.lock().expect("pool lock") = Some(SendJob(job));
-        s.pending.store(self.workers.len(), Ordering::SeqCst);
+        s.active.fetch_and(!CLOSED, Ordering::SeqCst);
         s.generation.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = s.sleep.lock().expect("pool lock");
             s.wake.notify_all();
         }
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
-        while s.pending.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
-        }
+        s.active.fetch_or(CLOSED, Ordering::SeqCst);
+        spin_until(|| s.active.load(Ordering::Acquire) == CLOSED);
         *s.job.lock().expect("pool lock") = None;
         if let Err(p) = mine {
             resume_unwind(p);
@@ -147,17 +167,19 @@ impl Drop for Pool {
 fn worker(s: &Shared, tid: usize) {
     let mut seen = 0;
     loop {
-        let mut spins = 0;
-        loop {
+        let idle = Instant::now();
+        let mut spins = 0u32;
+        while s.generation.load(Ordering::Acquire) == seen {
             if s.stop.load(Ordering::Acquire) {
                 return;
             }
-            if s.generation.load(Ordering::Acquire) != seen {
-                break;
-            }
-            if spins < SPINS {
-                spins += 1;
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(64) {
                 std::hint::spin_loop();
+                continue;
+            }
+            if idle.elapsed() < SPIN {
+                std::thread::yield_now();
                 continue;
             }
             let mut guard = s.sleep.lock().expect("pool lock");
@@ -166,15 +188,21 @@ fn worker(s: &Shared, tid: usize) {
                 guard = s.wake.wait(guard).expect("pool lock");
             }
             s.sleepers.fetch_sub(1, Ordering::SeqCst);
-            spins = 0;
         }
-        seen = s.generation.load(Ordering::Acquire);
-        let job = s.job.lock().expect("pool lock").expect("a job for a new generation");
-        // SAFETY: the job stays valid until `pending` reaches zero.
+        if s.active.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
+            // Too late for this job: the caller has finished it.
+            seen = s.generation.load(Ordering::SeqCst);
+            s.active.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        // While this worker is counted, the job cannot change.
+        seen = s.generation.load(Ordering::SeqCst);
+        let job = s.job.lock().expect("pool lock").expect("a job while joined");
+        // SAFETY: the job stays valid while this worker is counted in `active`.
         if catch_unwind(AssertUnwindSafe(|| unsafe { (*job.0)(tid) })).is_err() {
             s.panicked.store(true, Ordering::SeqCst);
         }
-        s.pending.fetch_sub(1, Ordering::Release);
+        s.active.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -230,27 +258,40 @@ mod tests {
     #[test]
     fn parked_workers_wake_for_the_next_job() {
         let pool = Pool::new(2);
-        let ran = AtomicUsize::new(0);
-        pool.run(&|_| {
-            ran.fetch_add(1, Ordering::SeqCst);
-        });
         // Long enough for the worker to spin out and park.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        pool.run(&|_| {
-            ran.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        // The caller waits for the worker to take the first chunk, so the worker must
+        // wake for the job to finish.
+        let woke = AtomicBool::new(false);
+        pool.for_each_chunk(2, 1, |r| {
+            if r.start == 0 {
+                spin_until(|| woke.load(Ordering::SeqCst));
+            } else {
+                woke.store(true, Ordering::SeqCst);
+            }
         });
-        assert_eq!(ran.load(Ordering::SeqCst), 4);
+        assert!(woke.load(Ordering::SeqCst));
     }
 
     #[test]
     fn a_worker_panic_reaches_the_caller_and_the_pool_survives() {
         let pool = Pool::new(2);
-        let r = catch_unwind(AssertUnwindSafe(|| pool.run(&|tid| assert_ne!(tid, 1, "worker fails"))));
+        // Item 1 waits for the other thread to take item 0, so each thread takes one.
+        let taken = AtomicBool::new(false);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.for_each_chunk(2, 1, |r| {
+                if r.start == 0 {
+                    taken.store(true, Ordering::SeqCst);
+                    panic!("one thread fails");
+                }
+                spin_until(|| taken.load(Ordering::SeqCst));
+            })
+        }));
         assert!(r.is_err());
         let ran = AtomicUsize::new(0);
-        pool.run(&|_| {
+        pool.for_each_chunk(100, 1, |_| {
             ran.fetch_add(1, Ordering::SeqCst);
         });
-        assert_eq!(ran.load(Ordering::SeqCst), 2);
+        assert_eq!(ran.load(Ordering::SeqCst), 100);
     }
 }

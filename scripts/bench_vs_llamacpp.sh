@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Side-by-side CPU speed of lowbit and llama.cpp on the same files and thread count:
+# decode of N tokens (llama-bench -p 0 -n N against `lowbit generate -n N --ignore-eos`)
+# and prefill of about 64 prompt tokens (llama-bench -p 64 against lowbit's prefill of a
+# prompt that tokenizes to about 64 tokens; lowbit's count is printed). Each round
+# alternates the two programs on every file, because this VM's speed swings by 2x
+# between minutes; the ratio is printed per round. Builds llama.cpp with
+# scripts/build_llamacpp.sh (cached in .llamacpp/) and lowbit in release mode.
+#
+# Usage: scripts/bench_vs_llamacpp.sh [-r ROUNDS] [-t THREADS] [-n TOKENS] MODEL.gguf...
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+rounds=3
+threads=2
+n=64
+while getopts "r:t:n:" opt; do
+    case $opt in
+        r) rounds=$OPTARG ;;
+        t) threads=$OPTARG ;;
+        n) n=$OPTARG ;;
+        *) echo "usage: $0 [-r ROUNDS] [-t THREADS] [-n TOKENS] MODEL..." >&2; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -gt 0 ] || { echo "usage: $0 [-r ROUNDS] [-t THREADS] [-n TOKENS] MODEL..." >&2; exit 2; }
+
+"$here/scripts/build_llamacpp.sh" >&2
+bench=${LLAMACPP_DIR:-$here/.llamacpp}/build/bin/llama-bench
+(cd "$here" && cargo build --release --quiet)
+lowbit=$here/target/release/lowbit
+# About 64 tokens of prose for both tokenizers (SmolLM2's and the fixture's).
+prompt="It was a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families"
+
+# llama-bench's tokens per second for one test (`-p P -n G`), from its CSV.
+llama_ts() {
+    "$bench" -m "$1" -p "$2" -n "$3" -t "$threads" -r 1 -o csv 2> /dev/null |
+        python3 -c 'import csv,sys; r=list(csv.DictReader(sys.stdin)); print(f"{float(r[-1]["avg_ts"]):.1f}")'
+}
+
+echo "| model | round | llama.cpp decode | lowbit decode | ratio | llama.cpp prefill (64) | lowbit prefill (tokens) | ratio |"
+echo "|---|---|---|---|---|---|---|---|"
+for round in $(seq "$rounds"); do
+    for model in "$@"; do
+        l_tg=$(llama_ts "$model" 0 "$n")
+        l_pp=$(llama_ts "$model" 64 0)
+        stats=$("$lowbit" generate -m "$model" -p "$prompt" -n "$n" --temp 0 --ignore-eos --stats --backend cpu -t "$threads" 2>&1 > /dev/null)
+        b_tg=$(sed -n 's/^decode: .*(\([0-9.]*\) tok\/s)/\1/p' <<< "$stats")
+        b_pp=$(sed -n 's/^prefill: .*(\([0-9.]*\) tok\/s)/\1/p' <<< "$stats")
+        b_np=$(sed -n 's/^prefill: \([0-9]*\) tokens.*/\1/p' <<< "$stats")
+        ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
+        echo "| $(basename "$model") | $round | $l_tg | $b_tg | $(ratio "$b_tg" "$l_tg") | $l_pp | $b_pp ($b_np) | $(ratio "$b_pp" "$l_pp") |"
+    done
+done
+echo "threads: $threads; lowbit: $("$lowbit" generate -m "$1" -p x -n 1 --backend cpu -t "$threads" --stats 2>&1 > /dev/null | sed -n 's/^backend: //p')"
