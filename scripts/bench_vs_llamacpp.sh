@@ -34,7 +34,7 @@ prompt="It was a truth universally acknowledged, that a single man in possession
 # llama-bench's tokens per second for one test (`-p P -n G`), from its CSV.
 llama_ts() {
     "$bench" -m "$1" -p "$2" -n "$3" -t "$threads" -r 1 -o csv 2> /dev/null |
-        python3 -c 'import csv,sys; r=list(csv.DictReader(sys.stdin)); print(f"{float(r[-1]["avg_ts"]):.1f}")'
+        python3 -c 'import csv,sys; r=list(csv.DictReader(sys.stdin)); print("%.1f" % float(r[-1]["avg_ts"]))'
 }
 
 echo "| model | round | llama.cpp decode | lowbit decode | ratio | llama.cpp prefill (64) | lowbit prefill (tokens) | ratio |"

@@ -15,6 +15,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
+use crate::quant::dot::Simd;
 use crate::quant::{self, BlockType};
 use crate::stream::host::HostExperts;
 use crate::stream::plan::Memory;
@@ -78,10 +79,15 @@ impl CpuBackend {
     /// The fast backend on `threads` threads (0: the physical cores) at the best SIMD
     /// level this CPU runs (capped by `LOWBIT_SIMD`).
     pub fn fast(threads: usize) -> Result<Self> {
-        Ok(CpuBackend {
-            fast: Some(Fast::new(threads)?),
+        Ok(Self::fast_at(threads, Simd::detect()?))
+    }
+
+    /// The fast backend at SIMD level `simd` (one of [`Simd::available`]).
+    pub fn fast_at(threads: usize, simd: Simd) -> Self {
+        CpuBackend {
+            fast: Some(Fast::new(threads, simd)),
             ..CpuBackend::default()
-        })
+        }
     }
 }
 

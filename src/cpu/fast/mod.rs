@@ -74,14 +74,13 @@ impl Rows<'_> {
 }
 
 impl Fast {
-    /// `threads` threads (0: the physical cores) at the best SIMD level this CPU runs,
-    /// capped by `LOWBIT_SIMD`.
-    pub fn new(threads: usize) -> Result<Self> {
+    /// `threads` threads (0: the physical cores) at SIMD level `simd`.
+    pub fn new(threads: usize, simd: Simd) -> Self {
         let threads = if threads == 0 { physical_cores() } else { threads };
-        Ok(Fast {
+        Fast {
             pool: Pool::new(threads),
-            simd: Simd::detect()?,
-        })
+            simd,
+        }
     }
 
     /// The first `k` values of each of the `n` rows of `x` (rows of `width`), quantized

@@ -82,6 +82,21 @@ fn every_level_matches_the_scalar_level() {
 }
 
 #[test]
+fn the_best_level_has_a_simd_kernel_for_every_format() {
+    let best = *Simd::available().last().unwrap();
+    if best == Simd::Scalar {
+        return;
+    }
+    for &ty in TYPES {
+        assert!(
+            Kernel::new(ty, best).unwrap().is_simd(),
+            "{} has no {best:?} kernel",
+            ty.name()
+        );
+    }
+}
+
+#[test]
 fn scalar_level_is_the_exact_product_within_activation_rounding() {
     let k = 512;
     for &ty in TYPES {
