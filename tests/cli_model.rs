@@ -25,7 +25,7 @@ fn lowbit(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// `perplexity` of `model` on `text` in chunks of 64 tokens on the CPU backend, with
+/// `perplexity` of `model` on `text` in chunks of 64 tokens on the exact CPU backend (cpu-ref), with
 /// `extra` arguments.
 fn perplexity(model: &str, text: &std::path::Path, chunks: usize, extra: &[&str]) -> (bool, String, String) {
     let chunks = chunks.to_string();
@@ -40,7 +40,7 @@ fn perplexity(model: &str, text: &std::path::Path, chunks: usize, extra: &[&str]
         "--chunks",
         &chunks,
         "--backend",
-        "cpu",
+        "cpu-ref",
     ];
     lowbit(&[&args[..], extra].concat())
 }

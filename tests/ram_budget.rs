@@ -1,5 +1,5 @@
 //! Routed experts through the host cache under a RAM budget, on the trained MoE fixture:
-//! CPU logits are bit-identical to the unbudgeted run at 100%, 50%, 25% and 12.5% of
+//! CPU logits (reference and fast backends) are bit-identical to the unbudgeted run at 100%, 50%, 25% and 12.5% of
 //! the expert bytes, through prefill (in waves), 3-token steps and decode, with and
 //! without prefetch, reading around the page cache and through it; on lavapipe, in every kernel setting, a RAM budget alone and one
 //! stacked behind a VRAM budget (disk, host cache, VRAM slots) give the unbudgeted GPU
@@ -26,15 +26,15 @@ fn options(ram_budget: u64, policy: PolicyKind, prefetch: bool, n_ctx: usize) ->
     }
 }
 
-fn cpu_budgets_give_identical_logits(name: &str) {
+fn cpu_budgets_give_identical_logits(name: &str, backend: impl Fn() -> CpuBackend) {
     let file = File::open(fixture_path(name)).unwrap();
     let tokens = tokens(40);
     let steps = mixed_steps(tokens.len());
     let plan = memory_plan(&file, tokens.len()).unwrap();
-    let resident = stepped_logits(&mut CpuBackend::default(), &file, &tokens, &steps);
+    let resident = stepped_logits(&mut backend(), &file, &tokens, &steps);
     for (i, (fraction, policy, prefetch)) in common::BUDGET_RUNS.into_iter().enumerate() {
         let budget = plan.ram_budget_for(fraction);
-        let mut cpu = CpuBackend::default();
+        let mut cpu = backend();
         // Direct reads (the default) and reads through the page cache, in turn.
         let page_cache = i % 2 == 1;
         let o = StreamOptions {
@@ -42,7 +42,10 @@ fn cpu_budgets_give_identical_logits(name: &str) {
             ..options(budget, policy, prefetch, tokens.len())
         };
         let got = stepped_logits_with(&mut cpu, &file, &o, &tokens, &steps);
-        let what = format!("{name} at {fraction} with {policy:?} (prefetch {prefetch}, page cache {page_cache})");
+        let what = format!(
+            "{} {name} at {fraction} with {policy:?} (prefetch {prefetch}, page cache {page_cache})",
+            cpu.name()
+        );
         assert!(got == resident, "{what}: logits differ from the unbudgeted run");
         let stats = cpu.stream_stats().expect("experts stream under a RAM budget");
         let total = stats.total();
@@ -69,12 +72,19 @@ fn cpu_budgets_give_identical_logits(name: &str) {
 
 #[test]
 fn f16_cpu_logits_do_not_depend_on_the_ram_budget() {
-    cpu_budgets_give_identical_logits("tiny-moe-f16.gguf");
+    cpu_budgets_give_identical_logits("tiny-moe-f16.gguf", CpuBackend::default);
 }
 
 #[test]
 fn iq1_s_cpu_logits_do_not_depend_on_the_ram_budget() {
-    cpu_budgets_give_identical_logits("tiny-moe-IQ1_S.gguf");
+    cpu_budgets_give_identical_logits("tiny-moe-IQ1_S.gguf", CpuBackend::default);
+}
+
+#[test]
+fn fast_cpu_logits_do_not_depend_on_the_ram_budget() {
+    for name in ["tiny-moe-f16.gguf", "tiny-moe-IQ1_S.gguf"] {
+        cpu_budgets_give_identical_logits(name, || CpuBackend::fast(2).unwrap());
+    }
 }
 
 #[test]
