@@ -38,6 +38,9 @@ pub struct CpuMatrix {
     pub(super) bytes: WeightBytes,
     /// A one-row tensor's values, decoded at load by the fast backend (norm weights).
     pub(super) values: Option<Vec<f32>>,
+    /// A fast backend's stacked matrix: its parts' rows and bytes, read in place (then
+    /// `bytes` is empty).
+    pub(super) parts: Vec<(usize, WeightBytes)>,
 }
 
 /// `count` packed matrices `[rows][k]`, one after another.
@@ -311,7 +314,35 @@ impl Backend for CpuBackend {
             rows,
             bytes,
             values,
+            parts: Vec::new(),
         })
+    }
+
+    /// The fast backend stacks 2-D parts of one format and row length, reading each in
+    /// place: one product (one quantized input, one pool run) for all of them.
+    fn stacked_matrix(&mut self, parts: &[TensorView]) -> Result<Option<CpuMatrix>> {
+        let Some(first) = parts.first().filter(|_| self.fast.is_some()) else {
+            return Ok(None);
+        };
+        let (ty, k) = (first.info.ty, first.info.row_len());
+        if parts
+            .iter()
+            .any(|t| t.info.dims.len() != 2 || t.info.ty != ty || t.info.row_len() != k)
+        {
+            return Ok(None);
+        }
+        let parts = parts
+            .iter()
+            .map(|t| Ok((t.info.n_rows() as usize, WeightBytes::of(t, self.owned)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(CpuMatrix {
+            ty,
+            k: k as usize,
+            rows: parts.iter().map(|p| p.0).sum(),
+            bytes: WeightBytes::Owned(Vec::new()),
+            values: None,
+            parts,
+        }))
     }
 
     fn experts(&mut self, t: &TensorView) -> Result<CpuExperts> {

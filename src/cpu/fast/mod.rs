@@ -48,23 +48,26 @@ impl Out {
     }
 }
 
-/// Packed weight rows: `rows` rows of `k` values of `ty`, `row_bytes` each.
+/// Packed weight rows of `k` values of `ty`, in parts: `(rows, bytes)` each, the
+/// parts' rows one after another (a stacked product's matrices, read in place).
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     pub ty: BlockType,
     pub k: usize,
-    pub rows: usize,
-    pub bytes: &'a [u8],
+    pub parts: &'a [(usize, &'a [u8])],
 }
 
 impl Rows<'_> {
+    fn rows(&self) -> usize {
+        self.parts.iter().map(|p| p.0).sum()
+    }
+
     fn row_bytes(&self) -> Result<usize> {
         let rb = self.ty.row_bytes(self.k)?;
-        if self.bytes.len() < rb * self.rows {
+        if let Some((rows, bytes)) = self.parts.iter().find(|(rows, bytes)| bytes.len() < rb * rows) {
             return Err(Error::Shape(format!(
-                "{} bytes for {} {} rows of {}",
-                self.bytes.len(),
-                self.rows,
+                "{} bytes for {rows} {} rows of {}",
+                bytes.len(),
                 self.ty.name(),
                 self.k
             )));
@@ -72,6 +75,10 @@ impl Rows<'_> {
         Ok(rb)
     }
 }
+
+/// Columns computed together per row: their blocks stay in the L1 cache while the row's
+/// chunk is read (as ggml's 16 x 16 tiles of `ggml_compute_forward_mul_mat_one_chunk`).
+const COLUMN_TILE: usize = 16;
 
 impl Fast {
     /// `threads` threads (0: the physical cores) at SIMD level `simd`.
@@ -99,27 +106,41 @@ impl Fast {
     }
 
     /// `y[c][r] (+)= Σ_k W[r][k] · x_c[k]` for every row r of `w` and column c of `input`,
-    /// with y's rows `stride` apart (`add`: accumulate into y).
+    /// with y's rows `stride` apart (`add`: accumulate into y). Each part's rows are
+    /// chunked, and the chunks of all parts handed out together.
     pub fn product(&self, w: Rows, input: &QuantizedInput, y: &mut [f32], stride: usize, add: bool) -> Result<()> {
         let rb = w.row_bytes()?;
         let kernel = Kernel::new(w.ty, self.simd)?;
-        check_input(&kernel, &w, input)?;
-        if input.cols > 0 && (input.cols - 1) * stride + w.rows > y.len() {
+        check_input(&kernel, w.ty, w.k, input)?;
+        let total = w.rows();
+        if input.cols > 0 && ((input.cols - 1) * stride + total > y.len() || total > stride) {
             return Err(Error::Shape(format!(
-                "an output of {} for {} columns of {} rows",
+                "an output of {} for {} columns of {total} rows",
                 y.len(),
                 input.cols,
-                w.rows
             )));
         }
+        let chunk = self.pool.chunk_rows(total);
+        // (part, first row of the part in y, first row in the part) of every chunk.
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        for (p, &(rows, _)) in w.parts.iter().enumerate() {
+            chunks.extend((0..rows).step_by(chunk).map(|r| (p, offset, r)));
+            offset += rows;
+        }
         let out = Out(y.as_mut_ptr());
-        self.pool.for_each_chunk(w.rows, self.pool.chunk_rows(w.rows), |rows| {
-            for r in rows {
-                let row = &w.bytes[r * rb..][..rb];
-                for c in 0..input.cols {
-                    // SAFETY: element (c, r) is in bounds (checked above) and row r
-                    // belongs to this chunk only.
-                    unsafe { out.store(c * stride + r, kernel.dot(row, input.column(c)), add) };
+        self.pool.for_each_chunk(chunks.len(), 1, |items| {
+            for &(p, offset, first) in &chunks[items] {
+                let (rows, bytes) = w.parts[p];
+                for tile in (0..input.cols).step_by(COLUMN_TILE) {
+                    for r in first..(first + chunk).min(rows) {
+                        let row = &bytes[r * rb..][..rb];
+                        for c in tile..(tile + COLUMN_TILE).min(input.cols) {
+                            // SAFETY: element (c, offset + r) is in bounds (checked above)
+                            // and row r of part p belongs to this chunk only.
+                            unsafe { out.store(c * stride + offset + r, kernel.dot(row, input.column(c)), add) };
+                        }
+                    }
                 }
             }
         });
@@ -147,13 +168,7 @@ impl Fast {
     ) -> Result<()> {
         let rb = ty.row_bytes(k)?;
         let kernel = Kernel::new(ty, self.simd)?;
-        let shape = Rows {
-            ty,
-            k,
-            rows,
-            bytes: &[],
-        };
-        check_input(&kernel, &shape, input)?;
+        check_input(&kernel, ty, k, input)?;
         if pairs > 0 && ((pairs - 1) * stride + rows > y.len() || rows > stride) {
             return Err(Error::Shape(format!(
                 "an output of {} for {pairs} pairs of {rows} rows",
@@ -181,14 +196,13 @@ impl Fast {
     }
 }
 
-fn check_input(kernel: &Kernel, w: &Rows, input: &QuantizedInput) -> Result<()> {
-    if input.dot_type() != kernel.dot_type() || input.k != w.k {
+fn check_input(kernel: &Kernel, ty: BlockType, k: usize, input: &QuantizedInput) -> Result<()> {
+    if input.dot_type() != kernel.dot_type() || input.k != k {
         return Err(Error::Shape(format!(
-            "{:?} inputs of {} for {} rows of {}",
+            "{:?} inputs of {} for {} rows of {k}",
             input.dot_type(),
             input.k,
-            w.ty.name(),
-            w.k
+            ty.name(),
         )));
     }
     Ok(())

@@ -15,11 +15,15 @@ pub(in crate::cpu) fn fast_product(
     add: bool,
 ) -> Result<()> {
     let input = fast.quantize(&x.data, x.width, w.k, DotType::of(w.ty)?)?;
+    let parts: Vec<(usize, &[u8])> = if w.parts.is_empty() {
+        vec![(w.rows, &w.bytes)]
+    } else {
+        w.parts.iter().map(|(rows, bytes)| (*rows, &bytes[..])).collect()
+    };
     let rows = Rows {
         ty: w.ty,
         k: w.k,
-        rows: w.rows,
-        bytes: &w.bytes,
+        parts: &parts,
     };
     fast.product(rows, &input, &mut y.data, y.width, add)
 }

@@ -166,17 +166,17 @@ impl QuantizedInput {
 
     /// Column `c` as the kernels read it.
     pub fn column(&self, c: usize) -> Column<'_> {
-        let n = self.k / self.dot_type().block_size();
-        let ptr = match &self.acts {
-            Activations::F32(v) => v[c * n..][..n].as_ptr().cast(),
-            Activations::Q8_0(v) => v[c * n..][..n].as_ptr().cast(),
-            Activations::Q8_1(v) => v[c * n..][..n].as_ptr().cast(),
-            Activations::Q8K(v) => v[c * n..][..n].as_ptr().cast(),
+        let (ptr, n, ty) = match &self.acts {
+            Activations::F32(v) => column_of(v, c, self.cols, DotType::F32),
+            Activations::Q8_0(v) => column_of(v, c, self.cols, DotType::Q8_0),
+            Activations::Q8_1(v) => column_of(v, c, self.cols, DotType::Q8_1),
+            Activations::Q8K(v) => column_of(v, c, self.cols, DotType::Q8K),
         };
         Column {
             ptr,
             k: self.k,
-            ty: self.dot_type(),
+            blocks: n,
+            ty,
             _input: std::marker::PhantomData,
         }
     }
@@ -189,6 +189,13 @@ impl QuantizedInput {
             Activations::Q8K(_) => DotType::Q8K,
         }
     }
+}
+
+/// Column `c` of `cols` columns stored one after another in `v`: its first block, its
+/// block count and type.
+fn column_of<T>(v: &[T], c: usize, cols: usize, ty: DotType) -> (*const u8, usize, DotType) {
+    let n = v.len() / cols.max(1);
+    (v[c * n..][..n].as_ptr().cast(), n, ty)
 }
 
 /// Writes columns of a [`QuantizedInput`] from several threads (each column from one).
@@ -252,6 +259,7 @@ impl ColumnWriter {
 pub struct Column<'a> {
     ptr: *const u8,
     k: usize,
+    blocks: usize,
     ty: DotType,
     _input: std::marker::PhantomData<&'a QuantizedInput>,
 }
@@ -262,9 +270,8 @@ impl<'a> Column<'a> {
     /// # Safety
     /// `T` must be the block type of the column's [`DotType`].
     pub unsafe fn blocks<T>(&self) -> &'a [T] {
-        let n = self.k / self.ty.block_size();
-        // SAFETY: the caller names the column's block type; the column holds n blocks.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<T>(), n) }
+        // SAFETY: the caller names the column's block type; the column holds its blocks.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<T>(), self.blocks) }
     }
 
     /// The column's values as the quantized blocks give them (`d * q`).
@@ -329,7 +336,7 @@ impl Kernel {
             x.ty,
             self.ty.name()
         );
-        assert_eq!(row.len(), x.k / self.ty.block_size() * self.ty.type_size(), "row size");
+        assert_eq!(row.len() * self.ty.block_size(), x.k * self.ty.type_size(), "row size");
         match self.simd {
             // SAFETY: the level was detected at start-up and the sizes are checked above.
             Some(f) => unsafe { f(row, x) },
