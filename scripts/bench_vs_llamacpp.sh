@@ -4,7 +4,8 @@
 # and prefill of about 64 prompt tokens (llama-bench -p 64 against lowbit's prefill of a
 # prompt that tokenizes to about 64 tokens; lowbit's count is printed). Each round
 # alternates the two programs on every file, because this VM's speed swings by 2x
-# between minutes; the ratio is printed per round. Builds llama.cpp with
+# between minutes; each program's number is the mean of 3 runs (llama-bench -r 3, three
+# lowbit runs), and the ratio is printed per round. Builds llama.cpp with
 # scripts/build_llamacpp.sh (cached in .llamacpp/) and lowbit in release mode.
 #
 # Usage: scripts/bench_vs_llamacpp.sh [-r ROUNDS] [-t THREADS] [-n TOKENS] MODEL.gguf...
@@ -33,7 +34,7 @@ prompt="It was a truth universally acknowledged, that a single man in possession
 
 # llama-bench's tokens per second for one test (`-p P -n G`), from its CSV.
 llama_ts() {
-    "$bench" -m "$1" -p "$2" -n "$3" -t "$threads" -r 1 -o csv 2> /dev/null |
+    "$bench" -m "$1" -p "$2" -n "$3" -t "$threads" -r 3 -o csv 2> /dev/null |
         python3 -c 'import csv,sys; r=list(csv.DictReader(sys.stdin)); print("%.1f" % float(r[-1]["avg_ts"]))'
 }
 
@@ -43,10 +44,13 @@ for round in $(seq "$rounds"); do
     for model in "$@"; do
         l_tg=$(llama_ts "$model" 0 "$n")
         l_pp=$(llama_ts "$model" 64 0)
-        stats=$("$lowbit" generate -m "$model" -p "$prompt" -n "$n" --temp 0 --ignore-eos --stats --backend cpu -t "$threads" 2>&1 > /dev/null)
-        b_tg=$(sed -n 's/^decode: .*(\([0-9.]*\) tok\/s)/\1/p' <<< "$stats")
-        b_pp=$(sed -n 's/^prefill: .*(\([0-9.]*\) tok\/s)/\1/p' <<< "$stats")
-        b_np=$(sed -n 's/^prefill: \([0-9]*\) tokens.*/\1/p' <<< "$stats")
+        stats=$(for _ in 1 2 3; do
+            "$lowbit" generate -m "$model" -p "$prompt" -n "$n" --temp 0 --ignore-eos --stats --backend cpu -t "$threads" 2>&1 > /dev/null
+        done)
+        mean() { sed -n "s/^$1: .*(\([0-9.]*\) tok\/s)/\1/p" <<< "$stats" | awk '{s += $1} END {printf "%.1f", s / NR}'; }
+        b_tg=$(mean decode)
+        b_pp=$(mean prefill)
+        b_np=$(sed -n 's/^prefill: \([0-9]*\) tokens.*/\1/p' <<< "$stats" | head -1)
         ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
         echo "| $(basename "$model") | $round | $l_tg | $b_tg | $(ratio "$b_tg" "$l_tg") | $l_pp | $b_pp ($b_np) | $(ratio "$b_pp" "$l_pp") |"
     done
