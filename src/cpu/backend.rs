@@ -7,7 +7,7 @@
 //! attention of [`super::fast`] instead (quantized activations, SIMD kernels, one thread
 //! pool); [`CpuBackend::default`] is the exact reference.
 
-use super::fast::{Fast, fast_pair_products, fast_product};
+use super::fast::{Fast, fast_pair_products, fast_product, fast_routed_ffn};
 use super::weights::WeightBytes;
 use crate::backend::{
     Backend, Heads, ResidentExperts, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
@@ -259,7 +259,10 @@ impl Backend for CpuBackend {
         next: Option<(&Self::Routed, &CpuRoutes)>,
     ) -> Result<()> {
         match experts {
-            CpuRouted::Resident(r) => resident_routed_ffn(self, r, h, routes, acc),
+            CpuRouted::Resident(r) => match self.fast.as_ref().and_then(|f| fast_routed_ffn(f, r, h, routes, acc)) {
+                Some(done) => done,
+                None => resident_routed_ffn(self, r, h, routes, acc),
+            },
             &CpuRouted::Streamed(idx) => {
                 let next = next.and_then(|(r, p)| match r {
                     &CpuRouted::Streamed(j) => Some((j, p)),

@@ -12,7 +12,7 @@ mod pool;
 mod products;
 
 pub use pool::{Pool, physical_cores};
-pub(super) use products::{fast_pair_products, fast_product};
+pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn};
 
 use crate::error::{Error, Result};
 use crate::quant::BlockType;
