@@ -25,7 +25,8 @@
 #                tokens; GPU-timed, weights rotated over 256 MiB
 #   matmul.csv   matmul at 512 and 2048 columns, padded and swizzled tiles
 #   decode.txt   greedy decode of the MoE fixture (routed experts through matvec_id)
-#                with the adapter's table and with each layout forced, --stats
+#                with the adapter's table and with each layout forced, --stats; and on
+#                the fast CPU backend with the host's physical cores and with 2 threads
 #   log.txt      everything printed
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -123,6 +124,13 @@ prompt="Once upon a time, in a small village by the sea,"
         if [ $v = table ]; then unset LOWBIT_MATVEC; else export LOWBIT_MATVEC=$v; fi
         "$bin" generate -m "$dir/model.gguf" -p "$prompt" -n "$n_decode" --temp 0 --stats --backend gpu --ignore-eos 2>&1 |
             grep -E "decode|prompt|memory" || true
+    done
+    # The fast CPU backend on the host's cores, beside the GPU (physical cores, then 2).
+    unset LOWBIT_MATVEC
+    for t in 0 2; do
+        echo "-- fast CPU backend, -t $t"
+        "$bin" generate -m "$dir/model.gguf" -p "$prompt" -n "$n_decode" --temp 0 --stats --backend cpu -t $t --ignore-eos 2>&1 |
+            grep -E "backend|decode|prefill" || true
     done
 } | tee "$out/decode.txt"
 step done

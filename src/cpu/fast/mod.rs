@@ -128,17 +128,19 @@ impl Fast {
             chunks.extend((0..rows).step_by(chunk).map(|r| (p, offset, r)));
             offset += rows;
         }
+        let columns: Vec<_> = (0..input.cols).map(|c| input.column(c)).collect();
         let out = Out(y.as_mut_ptr());
         self.pool.for_each_chunk(chunks.len(), 1, |items| {
             for &(p, offset, first) in &chunks[items] {
                 let (rows, bytes) = w.parts[p];
-                for tile in (0..input.cols).step_by(COLUMN_TILE) {
+                for tile in (0..columns.len()).step_by(COLUMN_TILE) {
                     for r in first..(first + chunk).min(rows) {
                         let row = &bytes[r * rb..][..rb];
-                        for c in tile..(tile + COLUMN_TILE).min(input.cols) {
-                            // SAFETY: element (c, offset + r) is in bounds (checked above)
-                            // and row r of part p belongs to this chunk only.
-                            unsafe { out.store(c * stride + offset + r, kernel.dot(row, input.column(c)), add) };
+                        for (c, &x) in columns.iter().enumerate().skip(tile).take(COLUMN_TILE) {
+                            // SAFETY: the input's type and k match the kernel's and each row
+                            // is rb bytes (checked above); element (c, offset + r) is in
+                            // bounds and row r of part p belongs to this chunk only.
+                            unsafe { out.store(c * stride + offset + r, kernel.dot_unchecked(row, x), add) };
                         }
                     }
                 }
@@ -187,8 +189,9 @@ impl Fast {
                 let Some(m) = matrix(p) else { continue };
                 let (x, s) = (input.column(col(p)), scale(p));
                 for r in part * chunk..((part + 1) * chunk).min(rows) {
-                    // SAFETY: (p, r) is in bounds (checked above) and this item's alone.
-                    unsafe { out.store(p * stride + r, s * kernel.dot(&m[r * rb..][..rb], x), false) };
+                    // SAFETY: the input matches the kernel and the matrix holds `rows` rows
+                    // (checked above); (p, r) is in bounds and this item's alone.
+                    unsafe { out.store(p * stride + r, s * kernel.dot_unchecked(&m[r * rb..][..rb], x), false) };
                 }
             }
         });

@@ -264,6 +264,10 @@ pub struct Column<'a> {
     _input: std::marker::PhantomData<&'a QuantizedInput>,
 }
 
+// SAFETY: a column is a shared, read-only view of blocks its input owns (like `&[T]`).
+unsafe impl Send for Column<'_> {}
+unsafe impl Sync for Column<'_> {}
+
 impl<'a> Column<'a> {
     /// The column's blocks as `T` (the block type of its dot type).
     ///
@@ -337,8 +341,18 @@ impl Kernel {
             self.ty.name()
         );
         assert_eq!(row.len() * self.ty.block_size(), x.k * self.ty.type_size(), "row size");
+        // SAFETY: checked above.
+        unsafe { self.dot_unchecked(row, x) }
+    }
+
+    /// [`Self::dot`] without its checks, for loops that check the shapes once.
+    ///
+    /// # Safety
+    /// `x` is of this kernel's dot type and `row` holds `x`'s `k` values of its format.
+    #[inline]
+    pub unsafe fn dot_unchecked(&self, row: &[u8], x: Column) -> f32 {
         match self.simd {
-            // SAFETY: the level was detected at start-up and the sizes are checked above.
+            // SAFETY: the level was detected at start-up and the caller checked the sizes.
             Some(f) => unsafe { f(row, x) },
             None => self.scalar(row, x),
         }
