@@ -15,7 +15,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
-use crate::quant::dot::Simd;
+use crate::quant::dot::{Simd, dot_f32 as dot};
 use crate::quant::{self, BlockType};
 use crate::stream::host::HostExperts;
 use crate::stream::plan::Memory;
@@ -98,19 +98,6 @@ impl CpuBackend {
 pub enum CpuRouted {
     Resident(Box<ResidentExperts<CpuExperts>>),
     Streamed(usize),
-}
-
-/// Dot product with 8 independent partial sums (vectorizes; the reference order for CPU).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn shape_err(op: &str, detail: String) -> Error {
