@@ -56,6 +56,18 @@ pub struct CpuRoutes {
     pub(super) n_used: usize,
 }
 
+impl CpuRoutes {
+    /// The row of an input of `x_rows` rows that pair p reads: its own where the input has
+    /// one row per pair, else its token's (`p / n_used`).
+    pub(super) fn input_row(&self, p: usize, x_rows: usize) -> usize {
+        if x_rows == self.ids.len() {
+            p
+        } else {
+            p / self.n_used.max(1)
+        }
+    }
+}
+
 /// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions (no values
 /// when they are a prefix of the keys).
 pub struct CpuCache {
@@ -178,7 +190,6 @@ pub(super) fn pair_products<'a>(
     y: &mut CpuTensor,
 ) -> Result<()> {
     let pairs = routes.ids.len();
-    let per_pair = x.n == pairs;
     check_matmul_id(
         (x.n, x.width),
         (y.n, y.width),
@@ -195,7 +206,7 @@ pub(super) fn pair_products<'a>(
         let Some(bytes) = matrix(p) else {
             return Ok(());
         };
-        let xi = if per_pair { p } else { p / routes.n_used };
+        let xi = routes.input_row(p, x.n);
         let out = &mut out[..m.rows];
         rows_times(m.ty, m.k, bytes, &x.data[xi * x.width..], out)?;
         if weighted {

@@ -41,10 +41,8 @@ pub(in crate::cpu) fn fast_pair_products<'a>(
     y: &mut CpuTensor,
 ) -> Result<()> {
     let pairs = routes.ids.len();
-    let per_pair = x.n == pairs;
-    let n_used = routes.n_used.max(1);
     let input = fast.quantize(&x.data, x.width, m.k, DotType::of(m.ty)?)?;
-    let col = |p: usize| if per_pair { p } else { p / n_used };
+    let col = |p: usize| routes.input_row(p, x.n);
     let scale = |p: usize| if weighted { routes.weights[p] } else { 1.0 };
     fast.pair_products(
         m.ty,
@@ -98,7 +96,7 @@ pub(in crate::cpu) fn fast_routed_ffn(
             let (e, q) = if p < pairs { (gate, p) } else { (up, p - pairs) };
             Some(&e.m.bytes[routes.ids[q] as usize * size..][..size])
         };
-        let col = |p: usize| (p % pairs) / n_used;
+        let col = |p: usize| routes.input_row(p % pairs, h.n);
         fast.pair_products(m.ty, m.k, ff, matrix, 2 * pairs, col, |_| 1.0, &input, &mut gu, ff)?;
         let mut a = CpuTensor {
             data: vec![0f32; pairs * ff],
