@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod inspect;
 pub mod model;
+pub mod profile;
 pub mod quant;
 pub mod quantize;
 pub mod sample;

@@ -279,6 +279,16 @@ impl Backend for CpuBackend {
         self.host.as_ref().map(|h| h.stats())
     }
 
+    /// The fast backend times each of its operations; the reference cannot.
+    fn start_profile(&mut self) -> Result<bool> {
+        self.fast.as_ref().map(Fast::start_profile);
+        Ok(self.fast.is_some())
+    }
+
+    fn profile_report(&self, passes: usize) -> Option<String> {
+        self.fast.as_ref().and_then(|f| f.profile_report(passes))
+    }
+
     fn name(&self) -> String {
         match &self.fast {
             Some(f) => format!("cpu ({} threads, {})", f.pool.threads(), f.simd.name()),

@@ -16,7 +16,6 @@ use super::context::{GpuContext, GpuOptions};
 use super::matvec::{Activations, MAX_COLS, Norm, Output};
 use super::moe::GpuExperts;
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
-use super::profile::OpProfile;
 use super::recorder::Recorder;
 use super::stream::Streamer;
 use crate::backend::{
@@ -26,6 +25,7 @@ use crate::backend::{
 use crate::backend::{ResidentExperts, resident_routed};
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
+use crate::profile::OpProfile;
 use crate::stream::host::HostExperts;
 use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 use std::borrow::Cow;

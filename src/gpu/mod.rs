@@ -10,7 +10,6 @@ pub mod matmul;
 pub mod matvec;
 pub mod moe;
 pub mod pipelines;
-pub mod profile;
 pub mod recorder;
 mod routed;
 pub mod stream;

@@ -15,13 +15,18 @@ pub use pool::{Pool, physical_cores};
 pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn};
 
 use crate::error::{Error, Result};
+use crate::profile::OpProfile;
 use crate::quant::BlockType;
 use crate::quant::dot::{ColumnWriter, DotType, Kernel, QuantizedInput, Simd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// The pool and the SIMD level of a fast CPU backend.
+/// The pool and the SIMD level of a fast CPU backend, and while profiling
+/// (`generate --profile`) the time of each operation.
 pub struct Fast {
     pub pool: Pool,
     pub simd: Simd,
+    profile: Mutex<Option<OpProfile>>,
 }
 
 /// A pointer to an output that several threads write, each to elements no other writes.
@@ -87,7 +92,33 @@ impl Fast {
         Fast {
             pool: Pool::new(threads),
             simd,
+            profile: Mutex::new(None),
         }
+    }
+
+    /// Time every operation from now on.
+    pub fn start_profile(&self) {
+        *self.profile.lock().unwrap_or_else(|e| e.into_inner()) = Some(OpProfile::new(Duration::ZERO));
+    }
+
+    /// The profile's table per pass over `passes` passes, if profiling.
+    pub fn profile_report(&self, passes: usize) -> Option<String> {
+        let profile = self.profile.lock().unwrap_or_else(|e| e.into_inner());
+        profile.as_ref().map(|p| p.report(passes))
+    }
+
+    /// `f()`, timed as operation `op()` while profiling.
+    fn timed<T>(&self, op: impl FnOnce() -> String, f: impl FnOnce() -> T) -> T {
+        if self.profile.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return f();
+        }
+        let start = Instant::now();
+        let out = f();
+        let time = start.elapsed();
+        if let Some(p) = self.profile.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            p.add(op().into(), time);
+        }
+        out
     }
 
     /// The first `k` values of each of the `n` rows of `x` (rows of `width`), quantized
@@ -96,12 +127,17 @@ impl Fast {
         let n = x.len() / width.max(1);
         let mut input = QuantizedInput::new(ty, k, n)?;
         let writer = ColumnWriter::new(&mut input);
-        self.pool
-            .for_each_chunk(n, n.div_ceil(2 * self.pool.threads()), |cols| {
-                for c in cols {
-                    writer.write(c, &x[c * width..]);
-                }
-            });
+        self.timed(
+            || format!("quantize {ty:?}"),
+            || {
+                self.pool
+                    .for_each_chunk(n, n.div_ceil(2 * self.pool.threads()), |cols| {
+                        for c in cols {
+                            writer.write(c, &x[c * width..]);
+                        }
+                    })
+            },
+        );
         Ok(input)
     }
 
@@ -130,21 +166,24 @@ impl Fast {
         }
         let columns: Vec<_> = (0..input.cols).map(|c| input.column(c)).collect();
         let out = Out(y.as_mut_ptr());
-        self.pool.for_each_chunk(chunks.len(), 1, |items| {
-            for &(p, offset, first) in &chunks[items] {
-                let (rows, bytes) = w.parts[p];
-                for tile in (0..columns.len()).step_by(COLUMN_TILE) {
-                    for r in first..(first + chunk).min(rows) {
-                        let row = &bytes[r * rb..][..rb];
-                        for (c, &x) in columns.iter().enumerate().skip(tile).take(COLUMN_TILE) {
-                            // SAFETY: the input's type and k match the kernel's and each row
-                            // is rb bytes (checked above); element (c, offset + r) is in
-                            // bounds and row r of part p belongs to this chunk only.
-                            unsafe { out.store(c * stride + offset + r, kernel.dot_unchecked(row, x), add) };
+        let op = || format!("product {} {}x{}", w.ty.name(), w.k, total);
+        self.timed(op, || {
+            self.pool.for_each_chunk(chunks.len(), 1, |items| {
+                for &(p, offset, first) in &chunks[items] {
+                    let (rows, bytes) = w.parts[p];
+                    for tile in (0..columns.len()).step_by(COLUMN_TILE) {
+                        for r in first..(first + chunk).min(rows) {
+                            let row = &bytes[r * rb..][..rb];
+                            for (c, &x) in columns.iter().enumerate().skip(tile).take(COLUMN_TILE) {
+                                // SAFETY: the input's type and k match the kernel's and each row
+                                // is rb bytes (checked above); element (c, offset + r) is in
+                                // bounds and row r of part p belongs to this chunk only.
+                                unsafe { out.store(c * stride + offset + r, kernel.dot_unchecked(row, x), add) };
+                            }
                         }
                     }
                 }
-            }
+            })
         });
         Ok(())
     }
@@ -183,17 +222,20 @@ impl Fast {
         let chunk = self.pool.chunk_rows(rows);
         let per_pair = rows.div_ceil(chunk);
         let out = Out(y.as_mut_ptr());
-        self.pool.for_each_chunk(pairs * per_pair, 1, |items| {
-            for item in items {
-                let (p, part) = (item / per_pair, item % per_pair);
-                let Some(m) = matrix(p) else { continue };
-                let (x, s) = (input.column(col(p)), scale(p));
-                for r in part * chunk..((part + 1) * chunk).min(rows) {
-                    // SAFETY: the input matches the kernel and the matrix holds `rows` rows
-                    // (checked above); (p, r) is in bounds and this item's alone.
-                    unsafe { out.store(p * stride + r, s * kernel.dot_unchecked(&m[r * rb..][..rb], x), false) };
+        let op = || format!("pair products {} {k}x{rows}", ty.name());
+        self.timed(op, || {
+            self.pool.for_each_chunk(pairs * per_pair, 1, |items| {
+                for item in items {
+                    let (p, part) = (item / per_pair, item % per_pair);
+                    let Some(m) = matrix(p) else { continue };
+                    let (x, s) = (input.column(col(p)), scale(p));
+                    for r in part * chunk..((part + 1) * chunk).min(rows) {
+                        // SAFETY: the input matches the kernel and the matrix holds `rows` rows
+                        // (checked above); (p, r) is in bounds and this item's alone.
+                        unsafe { out.store(p * stride + r, s * kernel.dot_unchecked(&m[r * rb..][..rb], x), false) };
+                    }
                 }
-            }
+            })
         });
         Ok(())
     }

@@ -15,7 +15,7 @@
 //! Their integer sums are exact (each block's is `8 / (d·d_y)` times its product), so they
 //! differ from ggml's results only in f32 rounding.
 
-use super::float_avx2::hsum;
+use super::float_avx2::{f16_bits, hsum};
 use super::{BlockQ8K, Column, RowDot};
 use crate::quant::BlockType;
 use crate::quant::grids::{IQ1S_GRID, IQ2XXS_GRID, ksigns_iq2xs};
@@ -109,7 +109,7 @@ const IQ1M_HALF_SPREAD: __m256i = word_lanes([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1
 /// The f16 at `bits` (little-endian) as f32.
 #[target_feature(enable = "avx2,f16c")]
 fn f16_value(bits: [u8; 2]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(bits) as i32)))
+    f16_bits(u16::from_le_bytes(bits))
 }
 
 /// 32 bytes at `p`.

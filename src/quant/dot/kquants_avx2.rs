@@ -8,7 +8,7 @@
 //! 2-bit part and the "minus 4" of the high bit separately and subtracts, this file multiplies
 //! `q + 4` (0..=7) once and subtracts `4 · Σ scale · bsum`, as ggml does for Q6_K's `- 32`.
 
-use super::float_avx2::hsum;
+use super::float_avx2::{f16_bits, hsum};
 use super::{BlockQ8K, Column, RowDot};
 use crate::quant::BlockType;
 use std::arch::x86_64::*;
@@ -91,8 +91,7 @@ fn f16_pair(v: &[u8], at: usize, yd: f32) -> __m128 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn f16_scale(v: &[u8], at: usize, yd: f32) -> __m256 {
-    let h = u16::from_le_bytes([v[at], v[at + 1]]);
-    _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32))) * yd)
+    _mm256_set1_ps(f16_bits(u16::from_le_bytes([v[at], v[at + 1]])) * yd)
 }
 
 /// 16 sixteen-bit scales as the two 128-value halves read them: the low lane's 8 over both

@@ -4,7 +4,7 @@
 //! register, one `maddubs`/`madd` pair gives 8 integer partial sums, and one FMA applies
 //! the product of the two block scales.
 
-use super::float_avx2::hsum;
+use super::float_avx2::{f16_bits, hsum};
 use super::{BlockQ8_0, BlockQ8_1, Column, RowDot};
 use crate::quant::BlockType;
 use crate::quant::legacy::KVALUES_IQ4NL;
@@ -31,8 +31,7 @@ pub(super) fn kernel(ty: BlockType) -> Option<RowDot> {
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller's promise.
-    let bits = unsafe { p.cast::<u16>().read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    f16_bits(unsafe { p.cast::<u16>().read_unaligned() })
 }
 
 /// 32 nibbles as bytes: the low nibbles of the 16 bytes at `p`, then the high ones
