@@ -24,6 +24,8 @@ mod kquants_avx2;
 #[cfg(target_arch = "x86_64")]
 mod legacy_avx2;
 mod q8;
+#[cfg(target_arch = "x86_64")]
+mod q8_avx2;
 
 pub use q8::{BlockQ8_0, BlockQ8_1, BlockQ8K, quantize_q8_0, quantize_q8_1, quantize_q8_k};
 

@@ -41,16 +41,38 @@ impl Default for BlockQ8K {
     }
 }
 
+/// `d` rounded to f16, as ggml stores the scale of Q8_0 and Q8_1 blocks.
+pub(super) fn f16_round(d: f32) -> f32 {
+    f16::from_f32(d).to_f32()
+}
+
 /// `amax / 127` rounded to f16 as the block stores it, and the factor to quantize with.
 fn scale_127(x: &[f32]) -> (f32, f32) {
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    (f16::from_f32(d).to_f32(), id)
+    (f16_round(d), id)
+}
+
+/// Whether the AVX2 quantizers of `q8_avx2.rs` run here. They give the same blocks as
+/// the scalar code, so every SIMD level of the dot kernels uses them.
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    is_x86_feature_detected!("avx2")
 }
 
 /// `quantize_row_q8_0_ref`: blocks of 32 (`x.len() == 32 * out.len()`).
 pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { super::q8_avx2::quantize_q8_0(x, out) };
+    }
+    quantize_q8_0_scalar(x, out)
+}
+
+/// [`quantize_q8_0`] in scalar code.
+pub(super) fn quantize_q8_0_scalar(x: &[f32], out: &mut [BlockQ8_0]) {
     for (xb, y) in x.chunks_exact(32).zip(out) {
         let (d, id) = scale_127(xb);
         y.d = d;
@@ -62,6 +84,16 @@ pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
 
 /// `quantize_row_q8_1_ref`: blocks of 32 with their sums.
 pub fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { super::q8_avx2::quantize_q8_1(x, out) };
+    }
+    quantize_q8_1_scalar(x, out)
+}
+
+/// [`quantize_q8_1`] in scalar code.
+pub(super) fn quantize_q8_1_scalar(x: &[f32], out: &mut [BlockQ8_1]) {
     for (xb, y) in x.chunks_exact(32).zip(out) {
         let (d, id) = scale_127(xb);
         y.d = d;
@@ -77,6 +109,16 @@ pub fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
 /// `quantize_row_q8_K_ref`: blocks of 256, scaled by the value of largest magnitude
 /// (its sign kept, so that it maps to -127 exactly), with the 16 partial sums.
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { super::q8_avx2::quantize_q8_k(x, out) };
+    }
+    quantize_q8_k_scalar(x, out)
+}
+
+/// [`quantize_q8_k`] in scalar code.
+pub(super) fn quantize_q8_k_scalar(x: &[f32], out: &mut [BlockQ8K]) {
     for (xb, y) in x.chunks_exact(256).zip(out) {
         let (mut amax, mut max) = (0f32, 0f32);
         for &v in xb {

@@ -148,6 +148,64 @@ fn q8_blocks_follow_ggml() {
     assert_eq!((q80[0].d, q80[0].qs), (0.0, [0; 32]));
 }
 
+/// Values whose quantized form is a tie: 127 sets d = 1 (exact in f16), so x / d is x
+/// itself, and halves must round away from zero as `roundf` does.
+fn ties(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| match i % 32 {
+            0 => 127.0,
+            j => (j as f32 - 16.0) + if j % 2 == 0 { 0.5 } else { -0.5 },
+        })
+        .collect()
+}
+
+#[test]
+fn q8_rounds_halves_away_from_zero() {
+    let x = ties(32);
+    let mut q = [BlockQ8_0::default()];
+    quantize_q8_0(&x, &mut q);
+    assert_eq!(q[0].d, 1.0);
+    for (&v, &got) in x.iter().zip(&q[0].qs) {
+        let want = if v > 0.0 { v + 0.5 } else { v - 0.5 }.trunc();
+        assert_eq!(got as f32, want, "{v}");
+    }
+}
+
+#[test]
+fn simd_quantizers_give_the_scalar_blocks() {
+    for x in [
+        values(1024, 7),
+        ties(1024),
+        vec![0.0; 1024],
+        values(1024, 8).iter().map(|v| -v.abs()).collect(),
+    ] {
+        let (mut a, mut b) = (vec![BlockQ8_0::default(); 32], vec![BlockQ8_0::default(); 32]);
+        quantize_q8_0(&x, &mut a);
+        q8::quantize_q8_0_scalar(&x, &mut b);
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(a, b)| (a.d.to_bits(), a.qs) == (b.d.to_bits(), b.qs))
+        );
+        let (mut a, mut b) = (vec![BlockQ8_1::default(); 32], vec![BlockQ8_1::default(); 32]);
+        quantize_q8_1(&x, &mut a);
+        q8::quantize_q8_1_scalar(&x, &mut b);
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(a, b)| (a.d.to_bits(), a.s.to_bits(), a.qs) == (b.d.to_bits(), b.s.to_bits(), b.qs))
+        );
+        let (mut a, mut b) = (vec![BlockQ8K::default(); 4], vec![BlockQ8K::default(); 4]);
+        quantize_q8_k(&x, &mut a);
+        q8::quantize_q8_k_scalar(&x, &mut b);
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(a, b)| (a.d.to_bits(), a.qs, a.bsums) == (b.d.to_bits(), b.qs, b.bsums))
+        );
+    }
+}
+
 #[test]
 fn levels_parse_and_unknown_ones_are_refused() {
     assert_eq!(Simd::parse("AVX2").unwrap(), Simd::Avx2);
