@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side CPU speed of lowbit and llama.cpp on the same files and thread count:
-# decode of N tokens (llama-bench -p 0 -n N against `lowbit generate -n N --ignore-eos`)
-# and prefill of about 64 prompt tokens (llama-bench -p 64 against lowbit's prefill of a
-# prompt that tokenizes to about 64 tokens; lowbit's count is printed). Each round
+# Side-by-side CPU speed of lowbit and llama.cpp on the same files and thread count, in
+# the same state: lowbit prefills a prompt of P tokens (about 64; P is printed) and then
+# decodes N (`lowbit generate -n N --ignore-eos`); llama-bench measures the prefill of P
+# tokens (-p P -n 0) and the decode of N after P tokens in the cache (-p 0 -n N -d P).
+# Each round
 # alternates the two programs on every file, because this VM's speed swings by 2x
 # between minutes; each program's number is the mean of 3 runs (llama-bench -r 3, three
 # lowbit runs), and the ratio is printed per round. Builds llama.cpp with
@@ -32,27 +33,28 @@ lowbit=$here/target/release/lowbit
 # About 64 tokens of prose for both tokenizers (SmolLM2's and the fixture's).
 prompt="It was a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. However little known the feelings or views of such a man may be on his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families"
 
-# llama-bench's tokens per second for one test (`-p P -n G`), from its CSV.
+# llama-bench's tokens per second for one test (`-p P -n G -d D`), from its CSV.
 llama_ts() {
-    "$bench" -m "$1" -p "$2" -n "$3" -t "$threads" -r 3 -o csv 2> /dev/null |
+    "$bench" -m "$1" -p "$2" -n "$3" -d "$4" -t "$threads" -r 3 -o csv 2> /dev/null |
         python3 -c 'import csv,sys; r=list(csv.DictReader(sys.stdin)); print("%.1f" % float(r[-1]["avg_ts"]))'
 }
 
-echo "| model | round | llama.cpp decode | lowbit decode | ratio | llama.cpp prefill (64) | lowbit prefill (tokens) | ratio |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| model | round | prompt tokens | llama.cpp decode | lowbit decode | ratio | llama.cpp prefill | lowbit prefill | ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for round in $(seq "$rounds"); do
     for model in "$@"; do
-        l_tg=$(llama_ts "$model" 0 "$n")
-        l_pp=$(llama_ts "$model" 64 0)
+        np=$("$lowbit" generate -m "$model" -p "$prompt" -n 1 --stats --backend cpu -t "$threads" 2>&1 > /dev/null |
+            sed -n 's/^prefill: \([0-9]*\) tokens.*/\1/p')
+        l_tg=$(llama_ts "$model" 0 "$n" "$np")
+        l_pp=$(llama_ts "$model" "$np" 0 0)
         stats=$(for _ in 1 2 3; do
             "$lowbit" generate -m "$model" -p "$prompt" -n "$n" --temp 0 --ignore-eos --stats --backend cpu -t "$threads" 2>&1 > /dev/null
         done)
         mean() { sed -n "s/^$1: .*(\([0-9.]*\) tok\/s)/\1/p" <<< "$stats" | awk '{s += $1} END {printf "%.1f", s / NR}'; }
         b_tg=$(mean decode)
         b_pp=$(mean prefill)
-        b_np=$(sed -n 's/^prefill: \([0-9]*\) tokens.*/\1/p' <<< "$stats" | head -1)
         ratio() { python3 -c "print(f'{$1 / $2:.2f}x')"; }
-        echo "| $(basename "$model") | $round | $l_tg | $b_tg | $(ratio "$b_tg" "$l_tg") | $l_pp | $b_pp ($b_np) | $(ratio "$b_pp" "$l_pp") |"
+        echo "| $(basename "$model") | $round | $np | $l_tg | $b_tg | $(ratio "$b_tg" "$l_tg") | $l_pp | $b_pp | $(ratio "$b_pp" "$l_pp") |"
     done
 done
 echo "threads: $threads; lowbit: $("$lowbit" generate -m "$1" -p x -n 1 --backend cpu -t "$threads" --stats 2>&1 > /dev/null | sed -n 's/^backend: //p')"

@@ -1,10 +1,12 @@
 //! The fast backend's elementwise and attention operations, on the pool. They compute
 //! what the reference's do (`crate::cpu::backend`), in the same f32 arithmetic except
 //! where noted: RoPE's sines and cosines are computed once per row and shared by all its
-//! heads, and attention sums in the reference's order per head.
+//! heads, and attention sums in the reference's order per head (its weights normalized,
+//! `e / Σe`, before the values are summed, as the reference's are).
 
 use super::{Fast, Out};
 use crate::backend::{Heads, Rope};
+use crate::quant::dot::{Simd, dot_f32};
 
 /// Elements below which an operation runs on the caller alone (waking the workers costs
 /// more than it saves).
@@ -82,7 +84,9 @@ impl Fast {
 
     /// Causal attention of `q` (rows of `q_width`, heads of `h.k_dim`) over the cached
     /// keys `ck` (rows of `kw`) and values (`value(p, kv_head)`), row i seeing positions
-    /// `0..=pos0 + i`. `out` is `[n][heads * v_dim]`.
+    /// `0..=pos0 + i`. `out` is `[n][heads * v_dim]`. One work item is one row's group of
+    /// query heads that share a KV head, so each cached key and value is read once for
+    /// the whole group (all heads at once for MLA's single latent head).
     #[allow(clippy::too_many_arguments)]
     pub fn attention<'a>(
         &self,
@@ -97,42 +101,115 @@ impl Fast {
     ) {
         let n = q.len() / q_width.max(1);
         let group = h.heads / h.kv_heads;
-        let items = n * h.heads;
-        let work = items * (pos0 + n) * (h.k_dim + h.v_dim);
+        let items = n * h.kv_heads;
+        let work = n * h.heads * (pos0 + n) * (h.k_dim + h.v_dim);
         let chunk = if work < SERIAL { items } else { 1 };
         let o = Out(out.as_mut_ptr());
+        let simd = self.simd;
         self.timed(
             || "attention".into(),
             || {
                 self.pool.for_each_chunk(items, chunk, |range| {
-                    let mut scores = Vec::with_capacity(pos0 + n);
+                    let mut scores = Vec::with_capacity(group * (pos0 + n));
                     for idx in range {
-                        let (i, head) = (idx / h.heads, idx % h.heads);
-                        let kvh = head / group;
-                        let qv = &q[i * q_width + head * h.k_dim..][..h.k_dim];
-                        let len = pos0 + i + 1;
-                        scores.clear();
-                        scores.extend((0..len).map(|p| {
-                            crate::quant::dot::dot_f32(qv, &ck[p * kw + kvh * h.k_dim..][..h.k_dim]) * h.scale
-                        }));
-                        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                        let mut sum = 0f32;
-                        for s in scores.iter_mut() {
-                            *s = (*s - max).exp();
-                            sum += *s;
-                        }
-                        // SAFETY: head `idx`'s v_dim outputs are in bounds and this item's alone.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(o.at(idx * h.v_dim), h.v_dim) };
-                        dst.fill(0.0);
-                        for (p, e) in scores.iter().enumerate() {
-                            let wgt = e / sum;
-                            for (d, v) in dst.iter_mut().zip(value(p, kvh)) {
-                                *d += wgt * v;
-                            }
-                        }
+                        let (i, kvh) = (idx / h.kv_heads, idx % h.kv_heads);
+                        let qs = &q[i * q_width + kvh * group * h.k_dim..][..group * h.k_dim];
+                        let key = |p: usize| &ck[p * kw + kvh * h.k_dim..][..h.k_dim];
+                        // SAFETY: the group's heads' outputs are in bounds and this item's alone.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(o.at(idx * group * h.v_dim), group * h.v_dim) };
+                        let group = Group {
+                            qs,
+                            len: pos0 + i + 1,
+                            h,
+                        };
+                        group.attend(simd, key, |p| value(p, kvh), &mut scores, dst);
                     }
                 })
             },
         );
+    }
+}
+
+/// The query heads of one row that share a KV head, over positions `0..len`.
+struct Group<'q> {
+    /// The heads' queries, `[group][k_dim]`.
+    qs: &'q [f32],
+    len: usize,
+    h: &'q Heads,
+}
+
+impl Group<'_> {
+    /// Each head's softmax-weighted sum of the values into `dst` (`[group][v_dim]`),
+    /// compiled for AVX2 and FMA where `simd` has them (the same arithmetic: Rust does
+    /// not fuse a multiply and an add on its own, so the results are the same bits).
+    fn attend<'a>(
+        &self,
+        simd: Simd,
+        key: impl Fn(usize) -> &'a [f32],
+        value: impl Fn(usize) -> &'a [f32],
+        scores: &mut Vec<f32>,
+        dst: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if simd >= Simd::Avx2 {
+            // SAFETY: the level was detected at start-up.
+            return unsafe { self.attend_avx2(key, value, scores, dst) };
+        }
+        let _ = simd;
+        self.attend_body(key, value, scores, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn attend_avx2<'a>(
+        &self,
+        key: impl Fn(usize) -> &'a [f32],
+        value: impl Fn(usize) -> &'a [f32],
+        scores: &mut Vec<f32>,
+        dst: &mut [f32],
+    ) {
+        self.attend_body(key, value, scores, dst)
+    }
+
+    /// Scores `[group][len]` (one read of each key for all heads), each head's softmax
+    /// in the reference's order, then the weighted values (one read of each value).
+    #[inline(always)]
+    fn attend_body<'a>(
+        &self,
+        key: impl Fn(usize) -> &'a [f32],
+        value: impl Fn(usize) -> &'a [f32],
+        scores: &mut Vec<f32>,
+        dst: &mut [f32],
+    ) {
+        let (len, h) = (self.len, self.h);
+        let heads = self.qs.chunks_exact(h.k_dim);
+        scores.clear();
+        scores.resize(heads.len() * len, 0.0);
+        for p in 0..len {
+            let k = key(p);
+            for (g, qv) in heads.clone().enumerate() {
+                scores[g * len + p] = dot_f32(qv, k) * h.scale;
+            }
+        }
+        for s in scores.chunks_exact_mut(len) {
+            let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = 0f32;
+            for e in s.iter_mut() {
+                *e = (*e - max).exp();
+                sum += *e;
+            }
+            s.iter_mut().for_each(|e| *e /= sum);
+        }
+        dst.fill(0.0);
+        for p in 0..len {
+            let v = value(p);
+            for (g, d) in dst.chunks_exact_mut(h.v_dim).enumerate() {
+                let w = scores[g * len + p];
+                for (d, x) in d.iter_mut().zip(v) {
+                    *d += w * x;
+                }
+            }
+        }
     }
 }

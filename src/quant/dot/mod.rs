@@ -372,6 +372,7 @@ impl Kernel {
 }
 
 /// `Σ a·b` with 8 partial sums (vectorizes; the CPU reference's order too).
+#[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
