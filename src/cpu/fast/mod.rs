@@ -17,7 +17,7 @@ pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn};
 use crate::error::{Error, Result};
 use crate::profile::OpProfile;
 use crate::quant::BlockType;
-use crate::quant::dot::{ColumnWriter, DotType, Kernel, QuantizedInput, Simd};
+use crate::quant::dot::{Column, ColumnWriter, DotType, Kernel, QuantizedInput, Simd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -172,14 +172,20 @@ impl Fast {
                 for &(p, offset, first) in &chunks[items] {
                     let (rows, bytes) = w.parts[p];
                     for tile in (0..columns.len()).step_by(COLUMN_TILE) {
+                        let tile = tile..(tile + COLUMN_TILE).min(columns.len());
                         for r in first..(first + chunk).min(rows) {
-                            let row = &bytes[r * rb..][..rb];
-                            for (c, &x) in columns.iter().enumerate().skip(tile).take(COLUMN_TILE) {
-                                // SAFETY: the input's type and k match the kernel's and each row
-                                // is rb bytes (checked above); element (c, offset + r) is in
-                                // bounds and row r of part p belongs to this chunk only.
-                                unsafe { out.store(c * stride + offset + r, kernel.dot_unchecked(row, x), add) };
-                            }
+                            // SAFETY: the input's type and k match the kernel's and each row
+                            // is rb bytes (checked above); element (c, offset + r) is in
+                            // bounds and row r of part p belongs to this chunk only.
+                            unsafe {
+                                each_dot(
+                                    &kernel,
+                                    &bytes[r * rb..][..rb],
+                                    tile.clone(),
+                                    |c| columns[c],
+                                    |c, v| out.store(c * stride + offset + r, v, add),
+                                )
+                            };
                         }
                     }
                 }
@@ -190,9 +196,9 @@ impl Fast {
 
     /// For every pair p: `y[p][r] = s_p · Σ_k W_p[r][k] · x_{col(p)}[k]` for W_p's rows r,
     /// where `matrix(p)` gives pair p's matrix (None: the pair is skipped), `col(p)` its
-    /// column of `input` and `scale(p)` its factor. y's rows are `stride` apart. The
-    /// pairs' rows are chunked together, so threads move from one expert to the next
-    /// with no barrier between them.
+    /// column of `input` and `scale(p)` its factor. y's rows are `stride` apart. Pairs of
+    /// the same matrix share its row chunks, and the chunks of all matrices are handed
+    /// out together, so threads move from one expert to the next with no barrier.
     #[allow(clippy::too_many_arguments)]
     pub fn pair_products<'a>(
         &self,
@@ -219,25 +225,75 @@ impl Fast {
         if let Some(p) = (0..pairs).find(|&p| col(p) >= input.cols || matrix(p).is_some_and(|m| m.len() < rb * rows)) {
             return Err(Error::Shape(format!("pair {p}: its column or matrix is out of range")));
         }
+        // Pairs that read the same matrix (one expert's tokens) go together, so that each
+        // of its rows is read once for all of their columns, as ggml's `mul_mat_id`
+        // groups its rows by expert.
+        let mut order: Vec<(usize, usize)> = (0..pairs)
+            .filter_map(|p| matrix(p).map(|m| (m.as_ptr() as usize, p)))
+            .collect();
+        order.sort_unstable();
+        let groups: Vec<&[(usize, usize)]> = order.chunk_by(|a, b| a.0 == b.0).collect();
         let chunk = self.pool.chunk_rows(rows);
-        let per_pair = rows.div_ceil(chunk);
+        let per_group = rows.div_ceil(chunk);
+        let columns: Vec<_> = (0..pairs).map(|p| (input.column(col(p)), scale(p))).collect();
         let out = Out(y.as_mut_ptr());
         let op = || format!("pair products {} {k}x{rows}", ty.name());
         self.timed(op, || {
-            self.pool.for_each_chunk(pairs * per_pair, 1, |items| {
+            self.pool.for_each_chunk(groups.len() * per_group, 1, |items| {
                 for item in items {
-                    let (p, part) = (item / per_pair, item % per_pair);
-                    let Some(m) = matrix(p) else { continue };
-                    let (x, s) = (input.column(col(p)), scale(p));
-                    for r in part * chunk..((part + 1) * chunk).min(rows) {
-                        // SAFETY: the input matches the kernel and the matrix holds `rows` rows
-                        // (checked above); (p, r) is in bounds and this item's alone.
-                        unsafe { out.store(p * stride + r, s * kernel.dot_unchecked(&m[r * rb..][..rb], x), false) };
+                    let (group, part) = (groups[item / per_group], item % per_group);
+                    let m = matrix(group[0].1).expect("grouped pairs have matrices");
+                    for tile in (0..group.len()).step_by(COLUMN_TILE) {
+                        let tile = tile..(tile + COLUMN_TILE).min(group.len());
+                        let pair = |j: usize| group[j].1;
+                        for r in part * chunk..((part + 1) * chunk).min(rows) {
+                            // SAFETY: the input matches the kernel and the matrix holds
+                            // `rows` rows (checked above); (p, r) is in bounds and this
+                            // item's alone.
+                            unsafe {
+                                each_dot(
+                                    &kernel,
+                                    &m[r * rb..][..rb],
+                                    tile.clone(),
+                                    |j| columns[pair(j)].0,
+                                    |j, v| out.store(pair(j) * stride + r, columns[pair(j)].1 * v, false),
+                                )
+                            };
+                        }
                     }
                 }
             })
         });
         Ok(())
+    }
+}
+
+/// `store(j, row · column(j))` for every j of `js`, four columns to a kernel call where
+/// the format has a four-column kernel.
+///
+/// # Safety
+/// The row and every column match the kernel (as [`Kernel::dot_unchecked`] requires),
+/// and `store` may be called for every j.
+#[inline]
+unsafe fn each_dot<'c>(
+    kernel: &Kernel,
+    row: &[u8],
+    js: std::ops::Range<usize>,
+    column: impl Fn(usize) -> Column<'c>,
+    mut store: impl FnMut(usize, f32),
+) {
+    let mut j = js.start;
+    while j + 4 <= js.end {
+        // SAFETY: the caller's promise.
+        let v = unsafe { kernel.dot4_unchecked(row, [column(j), column(j + 1), column(j + 2), column(j + 3)]) };
+        for (i, v) in v.into_iter().enumerate() {
+            store(j + i, v);
+        }
+        j += 4;
+    }
+    for j in j..js.end {
+        // SAFETY: the caller's promise.
+        store(j, unsafe { kernel.dot_unchecked(row, column(j)) });
     }
 }
 

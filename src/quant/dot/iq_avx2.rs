@@ -16,7 +16,7 @@
 //! differ from ggml's results only in f32 rounding.
 
 use super::float_avx2::{f16_bits, hsum};
-use super::{BlockQ8K, Column, RowDot};
+use super::{BlockQ8K, Column, RowDot, RowDot4};
 use crate::quant::BlockType;
 use crate::quant::grids::{IQ1S_GRID, IQ2XXS_GRID, ksigns_iq2xs};
 use crate::quant::iq1::{BlockIq1M, BlockIq1S};
@@ -25,6 +25,14 @@ use crate::quant::ternary::{BlockTq1_0, BlockTq2_0};
 use std::arch::x86_64::*;
 
 /// The AVX2 kernel of `ty`, None for the formats of other files.
+/// The AVX2 four-column kernel of `ty`, None where it has none.
+pub(super) fn kernel4(ty: BlockType) -> Option<RowDot4> {
+    match ty {
+        BlockType::IQ2_XXS => Some(dot4_iq2_xxs),
+        _ => None,
+    }
+}
+
 pub(super) fn kernel(ty: BlockType) -> Option<RowDot> {
     Some(match ty {
         BlockType::IQ2_XXS => dot_iq2_xxs,
@@ -146,40 +154,48 @@ unsafe fn store32<T>(p: *mut T, v: __m256i) {
 /// Block: `d` f16, then per 32 values 4 grid index bytes and a u32 of 4 × 7 sign bits and a 4-bit scale.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_iq2_xxs(row: &[u8], x: Column) -> f32 {
+    iq2_xxs_columns(row, [x])[0]
+}
+
+/// [`dot_iq2_xxs`] for four columns, each block's grid rows and signs looked up once.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot4_iq2_xxs(row: &[u8], xs: [Column; 4]) -> [f32; 4] {
+    iq2_xxs_columns(row, xs)
+}
+
+/// The IQ2_XXS row against N Q8_K columns.
+#[inline(always)]
+fn iq2_xxs_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     // SAFETY: IQ2_XXS rows are multiplied with Q8_K columns.
-    let ys = unsafe { x.blocks::<BlockQ8K>() };
+    let ys = xs.map(|x| unsafe { x.blocks::<BlockQ8K>() });
     let blocks: &[BlockIq2Xxs] = bytemuck::cast_slice(row);
     let grid = |i: u8| IQ2XXS_GRID[i as usize] as i64;
     let signs = |aux: u32, k: u32| KEVEN_SIGNS[(aux >> (7 * k) & 127) as usize] as i64;
-    let mut accumf = _mm256_setzero_ps();
-    for (b, y) in blocks.iter().zip(ys) {
-        let d = f16_value(b.d) * y.d;
-        let mut sumi1 = _mm256_setzero_si256();
-        let mut sumi2 = _mm256_setzero_si256();
-        for ib32 in (0..8).step_by(2) {
-            // SAFETY: values 32·ib32 .. 32·ib32 + 64 of the block's 256.
-            let (q8_1, q8_2) = unsafe {
-                let q8 = y.qs.as_ptr().add(32 * ib32);
-                (load32(q8), load32(q8.add(32)))
-            };
-            let (q1, q2) = (&b.qs[8 * ib32..][..8], &b.qs[8 * ib32 + 8..][..8]);
-            let aux1 = u32::from_le_bytes([q1[4], q1[5], q1[6], q1[7]]);
-            let aux2 = u32::from_le_bytes([q2[4], q2[5], q2[6], q2[7]]);
-            let q2_1 = _mm256_set_epi64x(grid(q1[3]), grid(q1[2]), grid(q1[1]), grid(q1[0]));
-            let q2_2 = _mm256_set_epi64x(grid(q2[3]), grid(q2[2]), grid(q2[1]), grid(q2[0]));
-            let s2_1 = _mm256_set_epi64x(signs(aux1, 3), signs(aux1, 2), signs(aux1, 1), signs(aux1, 0));
-            let s2_2 = _mm256_set_epi64x(signs(aux2, 3), signs(aux2, 2), signs(aux2, 1), signs(aux2, 0));
-            let dot1 = _mm256_maddubs_epi16(q2_1, _mm256_sign_epi8(q8_1, s2_1));
-            let dot2 = _mm256_maddubs_epi16(q2_2, _mm256_sign_epi8(q8_2, s2_2));
-            let ls1 = (2 * (aux1 >> 28) + 1) as i16;
-            let ls2 = (2 * (aux2 >> 28) + 1) as i16;
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(dot1, _mm256_set1_epi16(ls1)));
-            sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(dot2, _mm256_set1_epi16(ls2)));
+    // SAFETY (every intrinsic): the callers enable AVX2, FMA and F16C.
+    unsafe {
+        let mut accumf = [_mm256_setzero_ps(); N];
+        for (i, b) in blocks.iter().enumerate() {
+            let d = f16_value(b.d);
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for ib32 in 0..8 {
+                let q = &b.qs[8 * ib32..][..8];
+                let aux = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+                let q2 = _mm256_set_epi64x(grid(q[3]), grid(q[2]), grid(q[1]), grid(q[0]));
+                let s2 = _mm256_set_epi64x(signs(aux, 3), signs(aux, 2), signs(aux, 1), signs(aux, 0));
+                let ls = _mm256_set1_epi16((2 * (aux >> 28) + 1) as i16);
+                for (sumi, y) in sumi.iter_mut().zip(&ys) {
+                    // Values 32·ib32 .. 32·ib32 + 32 of the block's 256.
+                    let q8 = load32(y[i].qs.as_ptr().add(32 * ib32));
+                    let dot = _mm256_maddubs_epi16(q2, _mm256_sign_epi8(q8, s2));
+                    *sumi = _mm256_add_epi32(*sumi, _mm256_madd_epi16(dot, ls));
+                }
+            }
+            for ((acc, sumi), y) in accumf.iter_mut().zip(sumi).zip(&ys) {
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y[i].d), _mm256_cvtepi32_ps(sumi), *acc);
+            }
         }
-        let sumi = _mm256_cvtepi32_ps(_mm256_add_epi32(sumi1, sumi2));
-        accumf = _mm256_fmadd_ps(_mm256_set1_ps(d), sumi, accumf);
+        accumf.map(|a| 0.125 * hsum(a))
     }
-    0.125 * hsum(accumf)
 }
 
 /// The `iq1s_grid` rows `idx[0..4]` as one vector, the first lowest.

@@ -82,6 +82,31 @@ fn every_level_matches_the_scalar_level() {
 }
 
 #[test]
+fn four_column_kernels_give_the_single_column_sums() {
+    let k = 512;
+    for &ty in TYPES {
+        let w = quant::quantize(ty, &values(k, 1), k, None).unwrap();
+        let mut input = QuantizedInput::new(DotType::of(ty).unwrap(), k, 4).unwrap();
+        for c in 0..4 {
+            input.quantize_column(c, &values(k, 20 + c as u64));
+        }
+        let cols = [0, 1, 2, 3].map(|c| input.column(c));
+        for simd in Simd::available() {
+            let kernel = Kernel::new(ty, simd).unwrap();
+            let singles = cols.map(|x| kernel.dot(&w, x));
+            // SAFETY: the shapes are those `dot` has just checked.
+            let four = unsafe { kernel.dot4_unchecked(&w, cols) };
+            assert_eq!(
+                four.map(f32::to_bits),
+                singles.map(f32::to_bits),
+                "{} at {simd:?}",
+                ty.name()
+            );
+        }
+    }
+}
+
+#[test]
 fn the_best_level_has_a_simd_kernel_for_every_format() {
     let best = *Simd::available().last().unwrap();
     if best == Simd::Scalar {
