@@ -29,6 +29,7 @@ use std::arch::x86_64::*;
 pub(super) fn kernel4(ty: BlockType) -> Option<RowDot4> {
     match ty {
         BlockType::IQ2_XXS => Some(dot4_iq2_xxs),
+        BlockType::IQ1_M => Some(dot4_iq1_m),
         _ => None,
     }
 }
@@ -279,73 +280,91 @@ pub(super) fn dot_iq1_s(row: &[u8], x: Column) -> f32 {
 /// `(2s + 1)·Σ q` per 16 values is taken back from `bsums`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_iq1_m(row: &[u8], x: Column) -> f32 {
+    iq1_m_columns(row, [x])[0]
+}
+
+/// [`dot_iq1_m`] for four columns, each block's indices, scales and deltas unpacked once.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot4_iq1_m(row: &[u8], xs: [Column; 4]) -> [f32; 4] {
+    iq1_m_columns(row, xs)
+}
+
+/// The IQ1_M row against N Q8_K columns.
+#[inline(always)]
+fn iq1_m_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     // SAFETY: IQ1_M rows are multiplied with Q8_K columns.
-    let ys = unsafe { x.blocks::<BlockQ8K>() };
+    let ys = xs.map(|x| unsafe { x.blocks::<BlockQ8K>() });
     let blocks: &[BlockIq1M] = bytemuck::cast_slice(row);
-    let ones16 = _mm256_set1_epi16(1);
-    let eight = _mm256_set1_epi8(8);
-    let ten = _mm256_set1_epi8(10);
-    let high_mask = _mm256_set1_epi16(0x700);
-    // Even groups take qh bits 0..3 to 8..11 (times 256), odd ones bits 4..7 (times 16).
-    let high_shift = _mm256_set1_epi64x(0x0010_0100_0010_0100);
-    let high_bits = |qh: __m256i| _mm256_and_si256(_mm256_mullo_epi16(qh, high_shift), high_mask);
-    // Even groups have their delta sign in bit 3 of their qh byte, odd ones in bit 7.
-    let delta_bits = _mm256_set1_epi16(0x8008u16 as i16);
-    // Scale j of a scale word at bits 3j..3j+3: times 2^(13 - 3j) they land at 13..16.
-    let scale_shift = _mm256_set1_epi64x(0x0010_0080_0400_2000);
-    // Opaque, or LLVM spreads each scale pair with four shuffles instead of this one.
-    let half_spread = std::hint::black_box(IQ1M_HALF_SPREAD);
-    let mut accum = _mm256_setzero_ps();
-    for (b, y) in blocks.iter().zip(ys) {
-        let sc = u64::from_le_bytes(b.scales);
-        let d_bits = (sc >> 12 & 0x000f) | (sc >> 24 & 0x00f0) | (sc >> 36 & 0x0f00) | (sc >> 48 & 0xf000);
-        // SAFETY: qh is 16 bytes, qs 32, bsums 32.
-        let (qh, qs_lo, qs_hi, bsums) = unsafe {
-            (
-                _mm256_broadcastsi128_si256(load16(b.qh.as_ptr())),
-                _mm256_cvtepu8_epi16(load16(b.qs.as_ptr())),
-                _mm256_cvtepu8_epi16(load16(b.qs.as_ptr().add(16))),
-                load32(y.bsums.as_ptr()),
-            )
-        };
-        // The scale 2s + 1 of each 16 values, and 9 times it against the bsums.
-        let ls = _mm256_shuffle_epi8(_mm256_set1_epi64x(sc as i64), IQ1M_SCALE_WORDS);
-        let ls = _mm256_srli_epi16::<13>(_mm256_mullo_epi16(ls, scale_shift));
-        let ls = _mm256_or_si256(_mm256_slli_epi16::<1>(ls), ones16);
-        let offset = _mm256_madd_epi16(bsums, _mm256_add_epi16(_mm256_slli_epi16::<3>(ls), ls));
-        // 9 + 8·(±1/8) of each group: 8 where its delta sign is set, else 10.
-        let minus = _mm256_and_si256(_mm256_shuffle_epi8(qh, IQ1M_QH_GROUPS), delta_bits);
-        let minus = _mm256_cmpeq_epi8(minus, delta_bits);
-        let shifts = _mm256_add_epi8(ten, _mm256_add_epi8(minus, minus));
-        let mut idx = [0u16; 32];
-        let mut scales = [0u32; 8];
-        let mut deltas = [0u32; 8];
-        let idx_lo = _mm256_or_si256(qs_lo, high_bits(_mm256_shuffle_epi8(qh, IQ1M_QH_LO)));
-        let idx_hi = _mm256_or_si256(qs_hi, high_bits(_mm256_shuffle_epi8(qh, IQ1M_QH_HI)));
-        // SAFETY: idx holds two vectors, scales and deltas one each.
-        unsafe {
+    // SAFETY (every intrinsic): the callers enable AVX2, FMA and F16C.
+    unsafe {
+        let ones16 = _mm256_set1_epi16(1);
+        let eight = _mm256_set1_epi8(8);
+        let ten = _mm256_set1_epi8(10);
+        let high_mask = _mm256_set1_epi16(0x700);
+        // Even groups take qh bits 0..3 to 8..11 (times 256), odd ones bits 4..7 (times 16).
+        // (No closures here: they would not inherit the callers' target features.)
+        let high_shift = _mm256_set1_epi64x(0x0010_0100_0010_0100);
+        // Even groups have their delta sign in bit 3 of their qh byte, odd ones in bit 7.
+        let delta_bits = _mm256_set1_epi16(0x8008u16 as i16);
+        // Scale j of a scale word at bits 3j..3j+3: times 2^(13 - 3j) they land at 13..16.
+        let scale_shift = _mm256_set1_epi64x(0x0010_0080_0400_2000);
+        // Opaque, or LLVM spreads each scale pair with four shuffles instead of this one.
+        let half_spread = std::hint::black_box(IQ1M_HALF_SPREAD);
+        let mut accum = [_mm256_setzero_ps(); N];
+        for (i, b) in blocks.iter().enumerate() {
+            let sc = u64::from_le_bytes(b.scales);
+            let d_bits = (sc >> 12 & 0x000f) | (sc >> 24 & 0x00f0) | (sc >> 36 & 0x0f00) | (sc >> 48 & 0xf000);
+            // qh is 16 bytes, qs 32.
+            let qh = _mm256_broadcastsi128_si256(load16(b.qh.as_ptr()));
+            let qs_lo = _mm256_cvtepu8_epi16(load16(b.qs.as_ptr()));
+            let qs_hi = _mm256_cvtepu8_epi16(load16(b.qs.as_ptr().add(16)));
+            // The scale 2s + 1 of each 16 values, and 9 times it against the bsums.
+            let ls = _mm256_shuffle_epi8(_mm256_set1_epi64x(sc as i64), IQ1M_SCALE_WORDS);
+            let ls = _mm256_srli_epi16::<13>(_mm256_mullo_epi16(ls, scale_shift));
+            let ls = _mm256_or_si256(_mm256_slli_epi16::<1>(ls), ones16);
+            let ls9 = _mm256_add_epi16(_mm256_slli_epi16::<3>(ls), ls);
+            // 9 + 8·(±1/8) of each group: 8 where its delta sign is set, else 10.
+            let minus = _mm256_and_si256(_mm256_shuffle_epi8(qh, IQ1M_QH_GROUPS), delta_bits);
+            let minus = _mm256_cmpeq_epi8(minus, delta_bits);
+            let shifts = _mm256_add_epi8(ten, _mm256_add_epi8(minus, minus));
+            let mut idx = [0u16; 32];
+            let mut scales = [0u32; 8];
+            let mut deltas = [0u32; 8];
+            let high_lo = _mm256_mullo_epi16(_mm256_shuffle_epi8(qh, IQ1M_QH_LO), high_shift);
+            let high_hi = _mm256_mullo_epi16(_mm256_shuffle_epi8(qh, IQ1M_QH_HI), high_shift);
+            let idx_lo = _mm256_or_si256(qs_lo, _mm256_and_si256(high_lo, high_mask));
+            let idx_hi = _mm256_or_si256(qs_hi, _mm256_and_si256(high_hi, high_mask));
+            // idx holds two vectors, scales and deltas one each.
             store32(idx.as_mut_ptr(), idx_lo);
             store32(idx.as_mut_ptr().add(16), idx_hi);
             store32(scales.as_mut_ptr(), ls);
             store32(deltas.as_mut_ptr(), shifts);
+            // Opaque to LLVM, which would take each index out of its vector with a two-uop
+            // `vpextrw`: read back with one load per use.
+            let idx = std::hint::black_box(&idx);
+            let (scales, deltas) = (std::hint::black_box(&scales), std::hint::black_box(&deltas));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for (sumi, y) in sumi.iter_mut().zip(&ys) {
+                // bsums is 32 bytes.
+                *sumi = _mm256_sub_epi32(*sumi, _mm256_madd_epi16(load32(y[i].bsums.as_ptr()), ls9));
+            }
+            for ib in 0..8 {
+                let shift = _mm256_shuffle_epi8(_mm256_set1_epi32(deltas[ib] as i32), IQ1M_GROUP_SPREAD);
+                let q1u = _mm256_add_epi8(_mm256_sign_epi8(eight, iq1s_rows(&idx[4 * ib..])), shift);
+                let scale = _mm256_shuffle_epi8(_mm256_set1_epi32(scales[ib] as i32), half_spread);
+                for (sumi, y) in sumi.iter_mut().zip(&ys) {
+                    // Values 32·ib .. 32·ib + 32 of the block's 256.
+                    let q8b = load32(y[i].qs.as_ptr().add(32 * ib));
+                    *sumi = _mm256_add_epi32(*sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1u, q8b), scale));
+                }
+            }
+            let dw = 0.125 * f16_value((d_bits as u16).to_le_bytes());
+            for ((acc, sumi), y) in accum.iter_mut().zip(sumi).zip(&ys) {
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * y[i].d), _mm256_cvtepi32_ps(sumi), *acc);
+            }
         }
-        // Opaque to LLVM, which would take each index out of its vector with a two-uop
-        // `vpextrw`: read back with one load per use.
-        let idx = std::hint::black_box(&idx);
-        let (scales, deltas) = (std::hint::black_box(&scales), std::hint::black_box(&deltas));
-        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), offset);
-        for ib in 0..8 {
-            // SAFETY: values 32·ib .. 32·ib + 32 of the block's 256.
-            let q8b = unsafe { load32(y.qs.as_ptr().add(32 * ib)) };
-            let shift = _mm256_shuffle_epi8(_mm256_set1_epi32(deltas[ib] as i32), IQ1M_GROUP_SPREAD);
-            let q1u = _mm256_add_epi8(_mm256_sign_epi8(eight, iq1s_rows(&idx[4 * ib..])), shift);
-            let scale = _mm256_shuffle_epi8(_mm256_set1_epi32(scales[ib] as i32), half_spread);
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1u, q8b), scale));
-        }
-        let d = 0.125 * y.d * f16_value((d_bits as u16).to_le_bytes());
-        accum = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), accum);
+        accum.map(|a| hsum(a))
     }
-    hsum(accum)
 }
 
 /// `avg_epu8` takes the top two bits of three times each byte: a TQ1_0 digit, `0..=2`.
