@@ -7,7 +7,7 @@
 //! attention of [`super::fast`] instead (quantized activations, SIMD kernels, one thread
 //! pool); [`CpuBackend::default`] is the exact reference.
 
-use super::fast::{Fast, fast_pair_products, fast_product, fast_routed_ffn};
+use super::fast::{Fast, fast_pair_products, fast_product, fast_routed_ffn, fast_swiglu_product};
 use super::weights::WeightBytes;
 use crate::backend::{
     Backend, Heads, ResidentExperts, Rope, Router, Values, check_attention, check_copy_columns, check_matmul_id,
@@ -41,6 +41,14 @@ pub struct CpuMatrix {
     /// A fast backend's stacked matrix: its parts' rows and bytes, read in place (then
     /// `bytes` is empty).
     pub(super) parts: Vec<(usize, WeightBytes)>,
+}
+
+impl CpuMatrix {
+    /// Whether this is a fast backend's stacked gate and up matrix: two parts of the same
+    /// rows.
+    pub(super) fn is_gate_up(&self) -> bool {
+        matches!(self.parts.as_slice(), [(a, _), (b, _)] if a == b)
+    }
 }
 
 /// `count` packed matrices `[rows][k]`, one after another.
@@ -499,6 +507,21 @@ impl Backend for CpuBackend {
             n: x.n,
             width: w.rows,
         })
+    }
+
+    /// The fast backend fuses SwiGLU into a stacked gate and up product.
+    fn swiglu_product(
+        &mut self,
+        gate_up: &CpuMatrix,
+        x: &CpuTensor,
+        norm: Option<(&CpuMatrix, f32)>,
+    ) -> Result<CpuTensor> {
+        if self.fast.is_none() || !gate_up.is_gate_up() {
+            return crate::backend::swiglu_product_unfused(self, gate_up, x, norm);
+        }
+        let normed = norm.map(|(w, eps)| self.rms_norm(x, w, eps)).transpose()?;
+        let fast = self.fast.as_ref().expect("checked above");
+        fast_swiglu_product(fast, gate_up, normed.as_ref().unwrap_or(x))
     }
 
     fn matmul_add(&mut self, w: &CpuMatrix, x: &CpuTensor, acc: &mut CpuTensor) -> Result<()> {

@@ -12,7 +12,7 @@ mod pool;
 mod products;
 
 pub use pool::{Pool, physical_cores};
-pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn};
+pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn, fast_swiglu_product};
 
 use crate::error::{Error, Result};
 use crate::profile::OpProfile;
@@ -186,6 +186,66 @@ impl Fast {
                                     |c, v| out.store(c * stride + offset + r, v, add),
                                 )
                             };
+                        }
+                    }
+                }
+            })
+        });
+        Ok(())
+    }
+
+    /// `y[c][r] = silu(g) · u` with `g = Σ_k G[r][k] · x_c[k]` and `u` the same of U, for
+    /// the gate and up matrices `w.parts` (two of the same rows): each chunk's gate and up
+    /// rows are multiplied together and SwiGLU applied on the spot, so the stacked
+    /// `[n][2f]` product is never written (y is `[n][f]`).
+    pub fn swiglu_product(&self, w: Rows, input: &QuantizedInput, y: &mut [f32]) -> Result<()> {
+        let rb = w.row_bytes()?;
+        let kernel = Kernel::new(w.ty, self.simd)?;
+        check_input(&kernel, w.ty, w.k, input)?;
+        let &[(ff, gate), (up_rows, up)] = w.parts else {
+            return Err(Error::Shape(format!("a SwiGLU product of {} matrices", w.parts.len())));
+        };
+        if ff != up_rows || y.len() != input.cols * ff {
+            return Err(Error::Shape(format!(
+                "SwiGLU of {ff} gate and {up_rows} up rows into {} outputs for {} columns",
+                y.len(),
+                input.cols
+            )));
+        }
+        let chunk = self.pool.chunk_rows(ff);
+        let columns: Vec<_> = (0..input.cols).map(|c| input.column(c)).collect();
+        let out = Out(y.as_mut_ptr());
+        let op = || format!("product+swiglu {} {}x{}", w.ty.name(), w.k, 2 * ff);
+        self.timed(op, || {
+            self.pool.for_each_chunk(ff.div_ceil(chunk), 1, |items| {
+                let mut g = [0f32; COLUMN_TILE];
+                for first in items.map(|i| i * chunk) {
+                    for tile in (0..columns.len()).step_by(COLUMN_TILE) {
+                        let tile = tile..(tile + COLUMN_TILE).min(columns.len());
+                        for r in first..(first + chunk).min(ff) {
+                            let t0 = tile.start;
+                            // SAFETY: the input matches the kernel and both matrices hold ff
+                            // rows of rb bytes (checked above); (c, r) is in bounds and this
+                            // chunk's alone.
+                            unsafe {
+                                each_dot(
+                                    &kernel,
+                                    &gate[r * rb..][..rb],
+                                    tile.clone(),
+                                    |c| columns[c],
+                                    |c, v| g[c - t0] = v,
+                                );
+                                each_dot(
+                                    &kernel,
+                                    &up[r * rb..][..rb],
+                                    tile.clone(),
+                                    |c| columns[c],
+                                    |c, u| {
+                                        let g = g[c - t0];
+                                        out.store(c * ff + r, g / (1.0 + (-g).exp()) * u, false)
+                                    },
+                                );
+                            }
                         }
                     }
                 }

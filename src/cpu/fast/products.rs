@@ -29,6 +29,27 @@ pub(in crate::cpu) fn fast_product(
     fast.product(rows, &input, &mut y.data, y.width, add)
 }
 
+/// `silu(x · Gᵀ) ⊙ (x · Uᵀ)` of a stacked `[gate; up]` matrix (two parts of the same
+/// rows, [`CpuMatrix::is_gate_up`]), fused ([`Fast::swiglu_product`]).
+pub(in crate::cpu) fn fast_swiglu_product(fast: &Fast, w: &CpuMatrix, x: &CpuTensor) -> Result<CpuTensor> {
+    if x.width != w.k {
+        return Err(Error::Shape(format!(
+            "{} inputs for a matrix of rows of {}",
+            x.width, w.k
+        )));
+    }
+    let input = fast.quantize(&x.data, x.width, w.k, DotType::of(w.ty)?)?;
+    let parts: Vec<(usize, &[u8])> = w.parts.iter().map(|(rows, bytes)| (*rows, &bytes[..])).collect();
+    let rows = Rows {
+        ty: w.ty,
+        k: w.k,
+        parts: &parts,
+    };
+    let mut y = CpuTensor::zeros(x.n, w.rows / 2);
+    fast.swiglu_product(rows, &input, &mut y.data)?;
+    Ok(y)
+}
+
 /// [`crate::cpu::backend::pair_products`] with the fast kernels: x's rows quantized once
 /// (a token's input serves all its pairs), every pair's rows in one pool run.
 pub(in crate::cpu) fn fast_pair_products<'a>(
