@@ -29,6 +29,7 @@ use std::arch::x86_64::*;
 pub(super) fn kernel4(ty: BlockType) -> Option<RowDot4> {
     match ty {
         BlockType::IQ2_XXS => Some(dot4_iq2_xxs),
+        BlockType::IQ1_S => Some(dot4_iq1_s),
         BlockType::IQ1_M => Some(dot4_iq1_m),
         _ => None,
     }
@@ -215,62 +216,80 @@ fn iq1s_rows(idx: &[u16]) -> __m256i {
 /// the second sum from `bsums`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_iq1_s(row: &[u8], x: Column) -> f32 {
+    iq1_s_columns(row, [x])[0]
+}
+
+/// [`dot_iq1_s`] for four columns, each block's indices, scales and shifts unpacked once.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot4_iq1_s(row: &[u8], xs: [Column; 4]) -> [f32; 4] {
+    iq1_s_columns(row, xs)
+}
+
+/// The IQ1_S row against N Q8_K columns.
+#[inline(always)]
+fn iq1_s_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     // SAFETY: IQ1_S rows are multiplied with Q8_K columns.
-    let ys = unsafe { x.blocks::<BlockQ8K>() };
+    let ys = xs.map(|x| unsafe { x.blocks::<BlockQ8K>() });
     let blocks: &[BlockIq1S] = bytemuck::cast_slice(row);
-    let ones8 = _mm256_set1_epi8(1);
-    let ones16 = _mm256_set1_epi16(1);
-    let high_mask = _mm256_set1_epi16(0x700);
-    // Group l of a sub-block has its high index bits at 3l..3l+3 of qh: times 2^(9 - 3l),
-    // then halved, they land at 8..11.
-    let high_shift = _mm256_set1_epi64x(0x0001_0008_0040_0200);
-    let high_bits =
-        |qh: __m256i| _mm256_and_si256(_mm256_srli_epi16::<1>(_mm256_mullo_epi16(qh, high_shift)), high_mask);
-    let mut accum = _mm256_setzero_ps();
-    for (b, y) in blocks.iter().zip(ys) {
-        // SAFETY: qh is 16 bytes, qs 32, bsums 32.
-        let (qh, qs_lo, qs_hi, bsums) = unsafe {
-            (
-                _mm256_broadcastsi128_si256(load16(b.qh.as_ptr())),
-                _mm256_cvtepu8_epi16(load16(b.qs.as_ptr())),
-                _mm256_cvtepu8_epi16(load16(b.qs.as_ptr().add(16))),
-                load32(y.bsums.as_ptr()),
-            )
-        };
-        // Each sub-block's qh twice, as the bsums come: its scale 2s + 1 times 8 for the grid
-        // sums, and (±1 - 8)(2s + 1) for the bsums.
-        let qh2 = _mm256_shuffle_epi8(qh, IQ1S_QH_PAIRS);
-        let ls = _mm256_or_si256(
-            _mm256_and_si256(_mm256_srli_epi16::<11>(qh2), _mm256_set1_epi16(0xe)),
-            ones16,
-        );
-        let ls8 = _mm256_slli_epi16::<3>(ls);
-        let delta = _mm256_or_si256(_mm256_srai_epi16::<15>(qh2), ones16);
-        let shift = _mm256_sub_epi16(_mm256_sign_epi16(ls, delta), ls8);
-        let mut idx = [0u16; 32];
-        let mut scales = [0u32; 8];
-        let idx_lo = _mm256_or_si256(qs_lo, high_bits(_mm256_shuffle_epi8(qh, IQ1S_QH_LO)));
-        let idx_hi = _mm256_or_si256(qs_hi, high_bits(_mm256_shuffle_epi8(qh, IQ1S_QH_HI)));
-        // SAFETY: idx holds two vectors, scales one.
-        unsafe {
+    // SAFETY (every intrinsic): the callers enable AVX2, FMA and F16C. (No closures here:
+    // they would not inherit the callers' target features.)
+    unsafe {
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        let high_mask = _mm256_set1_epi16(0x700);
+        // Group l of a sub-block has its high index bits at 3l..3l+3 of qh: times
+        // 2^(9 - 3l), then halved, they land at 8..11.
+        let high_shift = _mm256_set1_epi64x(0x0001_0008_0040_0200);
+        let mut accum = [_mm256_setzero_ps(); N];
+        for (i, b) in blocks.iter().enumerate() {
+            // qh is 16 bytes, qs 32.
+            let qh = _mm256_broadcastsi128_si256(load16(b.qh.as_ptr()));
+            let qs_lo = _mm256_cvtepu8_epi16(load16(b.qs.as_ptr()));
+            let qs_hi = _mm256_cvtepu8_epi16(load16(b.qs.as_ptr().add(16)));
+            // Each sub-block's qh twice, as the bsums come: its scale 2s + 1 times 8 for the
+            // grid sums, and (±1 - 8)(2s + 1) for the bsums.
+            let qh2 = _mm256_shuffle_epi8(qh, IQ1S_QH_PAIRS);
+            let ls = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<11>(qh2), _mm256_set1_epi16(0xe)),
+                ones16,
+            );
+            let ls8 = _mm256_slli_epi16::<3>(ls);
+            let delta = _mm256_or_si256(_mm256_srai_epi16::<15>(qh2), ones16);
+            let shift = _mm256_sub_epi16(_mm256_sign_epi16(ls, delta), ls8);
+            let mut idx = [0u16; 32];
+            let mut scales = [0u32; 8];
+            let high_lo = _mm256_mullo_epi16(_mm256_shuffle_epi8(qh, IQ1S_QH_LO), high_shift);
+            let high_hi = _mm256_mullo_epi16(_mm256_shuffle_epi8(qh, IQ1S_QH_HI), high_shift);
+            let idx_lo = _mm256_or_si256(qs_lo, _mm256_and_si256(_mm256_srli_epi16::<1>(high_lo), high_mask));
+            let idx_hi = _mm256_or_si256(qs_hi, _mm256_and_si256(_mm256_srli_epi16::<1>(high_hi), high_mask));
+            // idx holds two vectors, scales one.
             store32(idx.as_mut_ptr(), idx_lo);
             store32(idx.as_mut_ptr().add(16), idx_hi);
             store32(scales.as_mut_ptr(), ls8);
+            // Opaque to LLVM, which would take each index out of its vector with a two-uop
+            // `vpextrw`: read back with one load per use.
+            let (idx, scales) = (std::hint::black_box(&idx), std::hint::black_box(&scales));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for (sumi, y) in sumi.iter_mut().zip(&ys) {
+                // bsums is 32 bytes.
+                *sumi = _mm256_madd_epi16(load32(y[i].bsums.as_ptr()), shift);
+            }
+            for ib in 0..8 {
+                let q1 = _mm256_add_epi8(iq1s_rows(&idx[4 * ib..]), ones8);
+                let scale = _mm256_set1_epi32(scales[ib] as i32);
+                for (sumi, y) in sumi.iter_mut().zip(&ys) {
+                    // Values 32·ib .. 32·ib + 32 of the block's 256.
+                    let q8b = load32(y[i].qs.as_ptr().add(32 * ib));
+                    *sumi = _mm256_add_epi32(*sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1, q8b), scale));
+                }
+            }
+            let dw = 0.125 * f16_value(b.d);
+            for ((acc, sumi), y) in accum.iter_mut().zip(sumi).zip(&ys) {
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * y[i].d), _mm256_cvtepi32_ps(sumi), *acc);
+            }
         }
-        // Opaque to LLVM, which would take each index out of its vector with a two-uop
-        // `vpextrw`: read back with one load per use.
-        let (idx, scales) = (std::hint::black_box(&idx), std::hint::black_box(&scales));
-        let mut sumi = _mm256_madd_epi16(bsums, shift);
-        for ib in 0..8 {
-            // SAFETY: values 32·ib .. 32·ib + 32 of the block's 256.
-            let q8b = unsafe { load32(y.qs.as_ptr().add(32 * ib)) };
-            let dot = _mm256_maddubs_epi16(_mm256_add_epi8(iq1s_rows(&idx[4 * ib..]), ones8), q8b);
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(dot, _mm256_set1_epi32(scales[ib] as i32)));
-        }
-        let d = 0.125 * y.d * f16_value(b.d);
-        accum = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), accum);
+        accum.map(|a| hsum(a))
     }
-    hsum(accum)
 }
 
 /// Mirrors `ggml_vec_dot_iq1_m_q8_K`.
