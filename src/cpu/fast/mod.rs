@@ -121,6 +121,21 @@ impl Fast {
         out
     }
 
+    /// The row kernel of `ty` at this backend's level, once `input` is checked to be of
+    /// its dot type and `k` values per column.
+    fn kernel(&self, ty: BlockType, k: usize, input: &QuantizedInput) -> Result<Kernel> {
+        let kernel = Kernel::new(ty, self.simd)?;
+        if input.dot_type() != kernel.dot_type() || input.k != k {
+            return Err(Error::Shape(format!(
+                "{:?} inputs of {} for {} rows of {k}",
+                input.dot_type(),
+                input.k,
+                ty.name(),
+            )));
+        }
+        Ok(kernel)
+    }
+
     /// The first `k` values of each of the `n` rows of `x` (rows of `width`), quantized
     /// into `ty`, one column per row.
     pub fn quantize(&self, x: &[f32], width: usize, k: usize, ty: DotType) -> Result<QuantizedInput> {
@@ -146,8 +161,7 @@ impl Fast {
     /// chunked, and the chunks of all parts handed out together.
     pub fn product(&self, w: Rows, input: &QuantizedInput, y: &mut [f32], stride: usize, add: bool) -> Result<()> {
         let rb = w.row_bytes()?;
-        let kernel = Kernel::new(w.ty, self.simd)?;
-        check_input(&kernel, w.ty, w.k, input)?;
+        let kernel = self.kernel(w.ty, w.k, input)?;
         let total = w.rows();
         if input.cols > 0 && ((input.cols - 1) * stride + total > y.len() || total > stride) {
             return Err(Error::Shape(format!(
@@ -171,8 +185,7 @@ impl Fast {
             self.pool.for_each_chunk(chunks.len(), 1, |items| {
                 for &(p, offset, first) in &chunks[items] {
                     let (rows, bytes) = w.parts[p];
-                    for tile in (0..columns.len()).step_by(COLUMN_TILE) {
-                        let tile = tile..(tile + COLUMN_TILE).min(columns.len());
+                    for tile in tiles(columns.len()) {
                         for r in first..(first + chunk).min(rows) {
                             // SAFETY: the input's type and k match the kernel's and each row
                             // is rb bytes (checked above); element (c, offset + r) is in
@@ -200,8 +213,7 @@ impl Fast {
     /// `[n][2f]` product is never written (y is `[n][f]`).
     pub fn swiglu_product(&self, w: Rows, input: &QuantizedInput, y: &mut [f32]) -> Result<()> {
         let rb = w.row_bytes()?;
-        let kernel = Kernel::new(w.ty, self.simd)?;
-        check_input(&kernel, w.ty, w.k, input)?;
+        let kernel = self.kernel(w.ty, w.k, input)?;
         let &[(ff, gate), (up_rows, up)] = w.parts else {
             return Err(Error::Shape(format!("a SwiGLU product of {} matrices", w.parts.len())));
         };
@@ -220,8 +232,7 @@ impl Fast {
             self.pool.for_each_chunk(ff.div_ceil(chunk), 1, |items| {
                 let mut g = [0f32; COLUMN_TILE];
                 for first in items.map(|i| i * chunk) {
-                    for tile in (0..columns.len()).step_by(COLUMN_TILE) {
-                        let tile = tile..(tile + COLUMN_TILE).min(columns.len());
+                    for tile in tiles(columns.len()) {
                         for r in first..(first + chunk).min(ff) {
                             let t0 = tile.start;
                             // SAFETY: the input matches the kernel and both matrices hold ff
@@ -274,8 +285,7 @@ impl Fast {
         stride: usize,
     ) -> Result<()> {
         let rb = ty.row_bytes(k)?;
-        let kernel = Kernel::new(ty, self.simd)?;
-        check_input(&kernel, ty, k, input)?;
+        let kernel = self.kernel(ty, k, input)?;
         if pairs > 0 && ((pairs - 1) * stride + rows > y.len() || rows > stride) {
             return Err(Error::Shape(format!(
                 "an output of {} for {pairs} pairs of {rows} rows",
@@ -303,8 +313,7 @@ impl Fast {
                 for item in items {
                     let (group, part) = (groups[item / per_group], item % per_group);
                     let m = matrix(group[0].1).expect("grouped pairs have matrices");
-                    for tile in (0..group.len()).step_by(COLUMN_TILE) {
-                        let tile = tile..(tile + COLUMN_TILE).min(group.len());
+                    for tile in tiles(group.len()) {
                         let pair = |j: usize| group[j].1;
                         for r in part * chunk..((part + 1) * chunk).min(rows) {
                             // SAFETY: the input matches the kernel and the matrix holds
@@ -357,14 +366,7 @@ unsafe fn each_dot<'c>(
     }
 }
 
-fn check_input(kernel: &Kernel, ty: BlockType, k: usize, input: &QuantizedInput) -> Result<()> {
-    if input.dot_type() != kernel.dot_type() || input.k != k {
-        return Err(Error::Shape(format!(
-            "{:?} inputs of {} for {} rows of {k}",
-            input.dot_type(),
-            input.k,
-            ty.name(),
-        )));
-    }
-    Ok(())
+/// `0..n` in ranges of [`COLUMN_TILE`] columns.
+fn tiles(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n).step_by(COLUMN_TILE).map(move |t| t..(t + COLUMN_TILE).min(n))
 }
