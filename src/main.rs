@@ -62,13 +62,17 @@ enum Command {
         n_predict: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Time each operation of the decode steps and print the table (GPU backend;
-        /// every operation is waited for on its own, so decoding is slower).
+        /// Time each operation of the prefill and of the decode steps and print the
+        /// tables (on the GPU every operation is waited for on its own, so it runs slower).
         #[arg(long)]
         profile: bool,
         /// Keep generating past end-of-text tokens (fixed-length runs for timing).
         #[arg(long)]
         ignore_eos: bool,
+        /// Run the prompt once, untimed, before the timed prefill, as llama-bench's warm-up
+        /// run does: the timed one then finds the weights mapped and the caches warm.
+        #[arg(long)]
+        warmup: bool,
     },
     /// Chat interactively, with the model's chat template.
     Chat {
@@ -606,6 +610,8 @@ struct DecodeOptions {
     profile: bool,
     /// Do not stop at the tokenizer's end-of-text tokens.
     ignore_eos: bool,
+    /// Run the prompt once before the timed prefill.
+    warmup: bool,
 }
 
 /// Generate tokens after `prompt_ids` as `opts` says, printing text as it comes. Returns
@@ -621,14 +627,33 @@ fn generate<B: Backend>(
     history: &mut Vec<u32>,
     opts: &DecodeOptions,
 ) -> Result<(f64, f64, usize)> {
-    let DecodeOptions { n, profile, ignore_eos } = *opts;
-    let t0 = std::time::Instant::now();
-    let mut logits = model.forward(backend, session, prompt_ids, false)?;
-    let prefill = t0.elapsed().as_secs_f64();
+    let DecodeOptions {
+        n,
+        profile,
+        ignore_eos,
+        warmup,
+    } = *opts;
+    if warmup {
+        let pos = session.pos;
+        model.forward(backend, session, prompt_ids, false)?;
+        session.pos = pos;
+    }
     if profile && n < 2 {
         return Err(Error::Unsupported(
             "--profile needs -n 2 or more (the first decode step is not timed)".into(),
         ));
+    }
+    if profile && !backend.start_profile()? {
+        return Err(Error::Unsupported(format!(
+            "--profile: {} cannot time its operations",
+            backend.name()
+        )));
+    }
+    let t0 = std::time::Instant::now();
+    let mut logits = model.forward(backend, session, prompt_ids, false)?;
+    let prefill = t0.elapsed().as_secs_f64();
+    if let Some(table) = backend.profile_report(1).filter(|_| profile) {
+        eprintln!("prefill profile, {} tokens in one pass:\n{table}", prompt_ids.len());
     }
     history.extend_from_slice(prompt_ids);
     let t1 = std::time::Instant::now();
@@ -650,11 +675,8 @@ fn generate<B: Backend>(
             printed = text.len();
         }
         // The first decode step compiles the one-token pipelines: profile the steps after.
-        if profile && out.len() == 2 && !backend.start_profile()? {
-            return Err(Error::Unsupported(format!(
-                "--profile: {} cannot time its operations",
-                backend.name()
-            )));
+        if profile && out.len() == 2 {
+            backend.start_profile()?;
         }
         logits = model.forward(backend, session, &[next], false)?;
     }
@@ -729,6 +751,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             sampling,
             profile,
             ignore_eos,
+            warmup,
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
@@ -749,6 +772,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                     n: n_predict,
                     profile,
                     ignore_eos,
+                    warmup,
                 },
             )?;
             run.finish_trace(&mut session)?;
@@ -812,6 +836,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                         n: n_predict,
                         profile: false,
                         ignore_eos: false,
+                        warmup: false,
                     },
                 )?;
                 let reply = tokenizer.decode(&history[ids.len()..])?;

@@ -8,4 +8,5 @@ mod routed;
 mod weights;
 
 pub use backend::{CpuBackend, CpuTensor};
+pub use fast::{Fast, Rows};
 pub use matvec::matvec;

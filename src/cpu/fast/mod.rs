@@ -17,7 +17,8 @@ pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn, fas
 use crate::error::{Error, Result};
 use crate::profile::OpProfile;
 use crate::quant::BlockType;
-use crate::quant::dot::{Column, ColumnWriter, DotType, Kernel, QuantizedInput, Simd};
+use crate::quant::dot::{Column, ColumnWriter, DotType, Kernel, QuantizedInput, Simd, TILE};
+use std::ops::Range;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -186,20 +187,19 @@ impl Fast {
                 for &(p, offset, first) in &chunks[items] {
                     let (rows, bytes) = w.parts[p];
                     for tile in tiles(columns.len()) {
-                        for r in first..(first + chunk).min(rows) {
-                            // SAFETY: the input's type and k match the kernel's and each row
-                            // is rb bytes (checked above); element (c, offset + r) is in
-                            // bounds and row r of part p belongs to this chunk only.
-                            unsafe {
-                                each_dot(
-                                    &kernel,
-                                    &bytes[r * rb..][..rb],
-                                    tile.clone(),
-                                    |c| columns[c],
-                                    |c, v| out.store(c * stride + offset + r, v, add),
-                                )
-                            };
-                        }
+                        // SAFETY: the input's type and k match the kernel's and each row
+                        // is rb bytes (checked above); element (c, offset + r) is in
+                        // bounds and row r of part p belongs to this chunk only.
+                        unsafe {
+                            each_tile(
+                                &kernel,
+                                first..(first + chunk).min(rows),
+                                |r| &bytes[r * rb..][..rb],
+                                tile,
+                                |c| columns[c],
+                                |r, c, v| out.store(c * stride + offset + r, v, add),
+                            )
+                        };
                     }
                 }
             })
@@ -230,29 +230,32 @@ impl Fast {
         let op = || format!("product+swiglu {} {}x{}", w.ty.name(), w.k, 2 * ff);
         self.timed(op, || {
             self.pool.for_each_chunk(ff.div_ceil(chunk), 1, |items| {
-                let mut g = [0f32; COLUMN_TILE];
+                let mut g = [[0f32; COLUMN_TILE]; TILE];
                 for first in items.map(|i| i * chunk) {
                     for tile in tiles(columns.len()) {
-                        for r in first..(first + chunk).min(ff) {
-                            let t0 = tile.start;
+                        let t0 = tile.start;
+                        for r0 in (first..(first + chunk).min(ff)).step_by(TILE) {
+                            let rs = r0..(r0 + TILE).min(ff);
                             // SAFETY: the input matches the kernel and both matrices hold ff
                             // rows of rb bytes (checked above); (c, r) is in bounds and this
                             // chunk's alone.
                             unsafe {
-                                each_dot(
+                                each_tile(
                                     &kernel,
-                                    &gate[r * rb..][..rb],
+                                    rs.clone(),
+                                    |r| &gate[r * rb..][..rb],
                                     tile.clone(),
                                     |c| columns[c],
-                                    |c, v| g[c - t0] = v,
+                                    |r, c, v| g[r - r0][c - t0] = v,
                                 );
-                                each_dot(
+                                each_tile(
                                     &kernel,
-                                    &up[r * rb..][..rb],
+                                    rs,
+                                    |r| &up[r * rb..][..rb],
                                     tile.clone(),
                                     |c| columns[c],
-                                    |c, u| {
-                                        let g = g[c - t0];
+                                    |r, c, u| {
+                                        let g = g[r - r0][c - t0];
                                         out.store(c * ff + r, g / (1.0 + (-g).exp()) * u, false)
                                     },
                                 );
@@ -313,22 +316,20 @@ impl Fast {
                 for item in items {
                     let (group, part) = (groups[item / per_group], item % per_group);
                     let m = matrix(group[0].1).expect("grouped pairs have matrices");
+                    let pair = |j: usize| group[j].1;
                     for tile in tiles(group.len()) {
-                        let pair = |j: usize| group[j].1;
-                        for r in part * chunk..((part + 1) * chunk).min(rows) {
-                            // SAFETY: the input matches the kernel and the matrix holds
-                            // `rows` rows (checked above); (p, r) is in bounds and this
-                            // item's alone.
-                            unsafe {
-                                each_dot(
-                                    &kernel,
-                                    &m[r * rb..][..rb],
-                                    tile.clone(),
-                                    |j| columns[pair(j)].0,
-                                    |j, v| out.store(pair(j) * stride + r, columns[pair(j)].1 * v, false),
-                                )
-                            };
-                        }
+                        // SAFETY: the input matches the kernel and the matrix holds `rows`
+                        // rows (checked above); (p, r) is in bounds and this item's alone.
+                        unsafe {
+                            each_tile(
+                                &kernel,
+                                part * chunk..((part + 1) * chunk).min(rows),
+                                |r| &m[r * rb..][..rb],
+                                tile,
+                                |j| columns[pair(j)].0,
+                                |r, j, v| out.store(pair(j) * stride + r, columns[pair(j)].1 * v, false),
+                            )
+                        };
                     }
                 }
             })
@@ -337,32 +338,41 @@ impl Fast {
     }
 }
 
-/// `store(j, row · column(j))` for every j of `js`, four columns to a kernel call where
-/// the format has a four-column kernel.
+/// `store(r, j, row(r) · column(j))` for every r of `rs` and j of `js`, in the tiles
+/// the kernel computes best ([`Kernel::tile_shape`]): rows outside, so that a tile's
+/// rows stay in the L1 cache while `js` passes over them.
 ///
 /// # Safety
-/// The row and every column match the kernel (as [`Kernel::dot_unchecked`] requires),
-/// and `store` may be called for every j.
+/// Every row and column match the kernel (as [`Kernel::dot_unchecked`] requires), and
+/// `store` may be called for every (r, j).
 #[inline]
-unsafe fn each_dot<'c>(
+unsafe fn each_tile<'r, 'c>(
     kernel: &Kernel,
-    row: &[u8],
-    js: std::ops::Range<usize>,
+    rs: Range<usize>,
+    row: impl Fn(usize) -> &'r [u8],
+    js: Range<usize>,
     column: impl Fn(usize) -> Column<'c>,
-    mut store: impl FnMut(usize, f32),
+    mut store: impl FnMut(usize, usize, f32),
 ) {
-    let mut j = js.start;
-    while j + 4 <= js.end {
-        // SAFETY: the caller's promise.
-        let v = unsafe { kernel.dot4_unchecked(row, [column(j), column(j + 1), column(j + 2), column(j + 3)]) };
-        for (i, v) in v.into_iter().enumerate() {
-            store(j + i, v);
-        }
-        j += 4;
+    if js.is_empty() {
+        return;
     }
-    for j in j..js.end {
-        // SAFETY: the caller's promise.
-        store(j, unsafe { kernel.dot_unchecked(row, column(j)) });
+    let (tile_rows, tile_cols) = kernel.tile_shape(js.len());
+    let mut sums = [[0f32; TILE]; TILE];
+    for r in rs.clone().step_by(tile_rows) {
+        let nr = tile_rows.min(rs.end - r);
+        let rows: [&[u8]; TILE] = std::array::from_fn(|i| row(r + i.min(nr - 1)));
+        for j in js.clone().step_by(tile_cols) {
+            let nc = tile_cols.min(js.end - j);
+            let cols: [Column; TILE] = std::array::from_fn(|i| column(j + i.min(nc - 1)));
+            // SAFETY: the caller's promise.
+            unsafe { kernel.tile_unchecked(&rows[..nr], &cols[..nc], &mut sums) };
+            for (i, sums) in sums[..nr].iter().enumerate() {
+                for (jj, &v) in sums[..nc].iter().enumerate() {
+                    store(r + i, j + jj, v);
+                }
+            }
+        }
     }
 }
 

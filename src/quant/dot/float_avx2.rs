@@ -3,7 +3,8 @@
 //! (`ggml_vec_dot_f16`); lowbit keeps them f32, which reads the same weight bytes and
 //! rounds less.
 
-use super::Column;
+use super::{Column, TILE, TileSums, Tiled};
+use crate::quant::BlockType;
 use std::arch::x86_64::*;
 
 /// The f16 with bits `bits` as f32 (F16C). The bits are moved into a register with
@@ -37,71 +38,220 @@ pub(super) fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// `Σ w·x` over rows whose 8 values at `i` load as `load(i)`, 32 values per step in four
-/// accumulators.
-#[target_feature(enable = "avx2,fma")]
-fn dot_with(k: usize, x: &[f32], load: impl Fn(usize) -> __m256, scalar: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    // SAFETY: every load is of 8 values below k, which x holds.
+/// The AVX2 tile kernel of `ty`, None for the formats of other files: one row of one
+/// column (decode), else two rows of up to four columns (8 accumulators, 6 loads per 8
+/// FMAs). Decode takes one row at a time because consecutive rows are one stream for
+/// the hardware prefetcher: four rows at a time are four short streams, and the head's
+/// product read at 7 instead of 12 GB/s.
+pub(super) fn tiled(ty: BlockType) -> Option<Tiled> {
+    let dot = match ty {
+        BlockType::F32 => tile_f32,
+        BlockType::F16 => tile_f16,
+        BlockType::BF16 => tile_bf16,
+        _ => return None,
+    };
+    Some(Tiled {
+        dot,
+        shape: |cols| if cols <= 1 { (1, 1) } else { (2, cols.min(TILE)) },
+    })
+}
+
+/// `out[r][c] = Σ_k row_r[k] · x_c[k]` for R rows and C f32 columns of k values, with A
+/// accumulators per (row, column), each taking every A-th 8 values (the last few 8s go
+/// to the first). `load(p, i)` is the 8 values from `i` of the row at `p` as f32 lanes,
+/// `value(p, i)` the one at `i`.
+///
+/// # Safety
+/// R rows and C columns, each row holding the columns' k values; the caller enables
+/// AVX2 and FMA, and the closures are its own (closures made here would not inherit
+/// its target features).
+#[inline(always)]
+unsafe fn float_tile<const R: usize, const C: usize, const A: usize>(
+    rows: &[&[u8]],
+    xs: &[Column],
+    out: &mut TileSums,
+    load: impl Fn(*const u8, usize) -> __m256,
+    value: impl Fn(*const u8, usize) -> f32,
+) {
+    let k = xs[0].k;
+    let mut p = [std::ptr::null(); R];
+    for (p, row) in p.iter_mut().zip(rows) {
+        *p = row.as_ptr();
+    }
+    let mut x = [std::ptr::null::<f32>(); C];
+    for (x, column) in x.iter_mut().zip(xs) {
+        // SAFETY: a float weight's column holds f32 values.
+        *x = unsafe { column.blocks::<f32>() }.as_ptr();
+    }
+    // SAFETY (every load): below k, which every row and column hold.
     unsafe {
-        while i + 32 <= k {
-            for (j, a) in acc.iter_mut().enumerate() {
-                let xi = _mm256_loadu_ps(x.as_ptr().add(i + 8 * j));
-                *a = _mm256_fmadd_ps(load(i + 8 * j), xi, *a);
+        let mut acc = [[[_mm256_setzero_ps(); A]; C]; R];
+        let mut i = 0;
+        while i + 8 * A <= k {
+            for h in 0..A {
+                step(&mut acc, h, &p, &x, i + 8 * h, &load);
             }
-            i += 32;
+            i += 8 * A;
         }
         while i + 8 <= k {
-            acc[0] = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x.as_ptr().add(i)), acc[0]);
+            step(&mut acc, 0, &p, &x, i, &load);
             i += 8;
         }
+        for r in 0..R {
+            for c in 0..C {
+                let mut tail = 0.0;
+                for j in i..k {
+                    tail += value(p[r], j) * *x[c].add(j);
+                }
+                let mut sum = acc[r][c];
+                let mut n = A;
+                while n > 1 {
+                    n /= 2;
+                    for h in 0..n {
+                        sum[h] = _mm256_add_ps(sum[h], sum[h + n]);
+                    }
+                }
+                out[r][c] = hsum(sum[0]) + tail;
+            }
+        }
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    hsum(sum) + (i..k).map(|j| scalar(j) * x[j]).sum::<f32>()
 }
 
+/// `acc[r][c][h] += row_r[i..i + 8] · x_c[i..i + 8]` lane by lane.
+///
+/// # Safety
+/// As [`float_tile`], with `i + 8` at most k.
+#[inline(always)]
+unsafe fn step<const R: usize, const C: usize, const A: usize>(
+    acc: &mut [[[__m256; A]; C]; R],
+    h: usize,
+    p: &[*const u8; R],
+    x: &[*const f32; C],
+    i: usize,
+    load: &impl Fn(*const u8, usize) -> __m256,
+) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        let mut xv = [_mm256_setzero_ps(); C];
+        for c in 0..C {
+            xv[c] = _mm256_loadu_ps(x[c].add(i));
+        }
+        for r in 0..R {
+            let w = load(p[r], i);
+            for c in 0..C {
+                acc[r][c][h] = _mm256_fmadd_ps(w, xv[c], acc[r][c][h]);
+            }
+        }
+    }
+}
+
+/// [`float_tile`] for `rows.len()` rows and `xs.len()` columns.
+///
+/// # Safety
+/// As [`float_tile`], with 1 to [`TILE`] rows and columns.
+#[inline(always)]
+unsafe fn float_tiles(
+    rows: &[&[u8]],
+    xs: &[Column],
+    out: &mut TileSums,
+    load: impl Fn(*const u8, usize) -> __m256 + Copy,
+    value: impl Fn(*const u8, usize) -> f32 + Copy,
+) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match rows.len() {
+            1 => float_columns::<1>(rows, xs, out, load, value),
+            2 => float_columns::<2>(rows, xs, out, load, value),
+            3 => float_columns::<3>(rows, xs, out, load, value),
+            _ => float_columns::<4>(rows, xs, out, load, value),
+        }
+    }
+}
+
+/// [`float_tile`] for R rows and `xs.len()` columns.
+///
+/// # Safety
+/// As [`float_tile`].
+#[inline(always)]
+unsafe fn float_columns<const R: usize>(
+    rows: &[&[u8]],
+    xs: &[Column],
+    out: &mut TileSums,
+    load: impl Fn(*const u8, usize) -> __m256,
+    value: impl Fn(*const u8, usize) -> f32,
+) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match xs.len() {
+            1 if R == 1 => float_tile::<1, 1, 4>(rows, xs, out, load, value),
+            1 => float_tile::<R, 1, 1>(rows, xs, out, load, value),
+            2 => float_tile::<R, 2, 1>(rows, xs, out, load, value),
+            3 => float_tile::<R, 3, 1>(rows, xs, out, load, value),
+            _ => float_tile::<R, 4, 1>(rows, xs, out, load, value),
+        }
+    }
+}
+
+/// F32 rows against f32 columns.
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn dot_f32(row: &[u8], x: Column) -> f32 {
-    // SAFETY: an F32 column holds f32 values.
-    let x = unsafe { x.blocks::<f32>() };
-    let p = row.as_ptr().cast::<f32>();
-    // SAFETY: the row holds x.len() f32 values (checked by Kernel::dot).
-    dot_with(
-        x.len(),
-        x,
-        |i| unsafe { _mm256_loadu_ps(p.add(i)) },
-        |i| unsafe { p.add(i).read_unaligned() },
-    )
+fn tile_f32(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+    // SAFETY: each row holds the columns' k f32 values (checked by Kernel's callers).
+    unsafe {
+        float_tiles(
+            rows,
+            xs,
+            out,
+            |p, i| _mm256_loadu_ps(p.cast::<f32>().add(i)),
+            |p, i| p.cast::<f32>().add(i).read_unaligned(),
+        )
+    }
 }
 
+/// F16 rows against f32 columns (F16C).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_f16(row: &[u8], x: Column) -> f32 {
-    // SAFETY: an F32 column holds f32 values.
-    let x = unsafe { x.blocks::<f32>() };
-    let p = row.as_ptr();
-    // SAFETY: the row holds x.len() f16 values (checked by Kernel::dot).
-    dot_with(
-        x.len(),
-        x,
-        |i| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())) },
-        |i| half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32(),
-    )
+fn tile_f16(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+    // SAFETY: each row holds the columns' k f16 values (checked by Kernel's callers).
+    unsafe {
+        float_tiles(
+            rows,
+            xs,
+            out,
+            |p, i| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())),
+            |p, i| half::f16::from_bits(p.cast::<u16>().add(i).read_unaligned()).to_f32(),
+        )
+    }
 }
 
+/// BF16 rows against f32 columns (a bf16 is an f32's high half).
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn dot_bf16(row: &[u8], x: Column) -> f32 {
-    // SAFETY: an F32 column holds f32 values.
-    let x = unsafe { x.blocks::<f32>() };
-    let p = row.as_ptr();
-    // SAFETY: the row holds x.len() bf16 values (checked by Kernel::dot).
-    dot_with(
-        x.len(),
-        x,
-        |i| unsafe {
-            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i).cast()));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
-        },
-        |i| f32::from_bits((u16::from_le_bytes([row[2 * i], row[2 * i + 1]]) as u32) << 16),
-    )
+fn tile_bf16(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+    // SAFETY: each row holds the columns' k bf16 values (checked by Kernel's callers).
+    unsafe {
+        float_tiles(
+            rows,
+            xs,
+            out,
+            |p, i| {
+                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i).cast()));
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+            },
+            |p, i| f32::from_bits((p.cast::<u16>().add(i).read_unaligned() as u32) << 16),
+        )
+    }
 }
+
+/// A row kernel that is the one-row, one-column tile of `tile`.
+macro_rules! single {
+    ($name:ident, $tile:ident, $features:literal) => {
+        #[target_feature(enable = $features)]
+        pub(super) fn $name(row: &[u8], x: Column) -> f32 {
+            let mut out = [[0.0; TILE]; TILE];
+            $tile(&[row], &[x], &mut out);
+            out[0][0]
+        }
+    };
+}
+
+single!(dot_f32, tile_f32, "avx2,fma");
+single!(dot_f16, tile_f16, "avx2,fma,f16c");
+single!(dot_bf16, tile_bf16, "avx2,fma");

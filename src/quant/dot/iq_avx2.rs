@@ -16,7 +16,7 @@
 //! differ from ggml's results only in f32 rounding.
 
 use super::float_avx2::{f16_bits, hsum};
-use super::{BlockQ8K, Column, RowDot, RowDot4};
+use super::{BlockQ8K, Column, RowDot, TILE, TileSums, Tiled};
 use crate::quant::BlockType;
 use crate::quant::grids::{IQ1S_GRID, IQ2XXS_GRID, ksigns_iq2xs};
 use crate::quant::iq1::{BlockIq1M, BlockIq1S};
@@ -24,17 +24,22 @@ use crate::quant::iq2::BlockIq2Xxs;
 use crate::quant::ternary::{BlockTq1_0, BlockTq2_0};
 use std::arch::x86_64::*;
 
-/// The AVX2 kernel of `ty`, None for the formats of other files.
-/// The AVX2 four-column kernel of `ty`, None where it has none.
-pub(super) fn kernel4(ty: BlockType) -> Option<RowDot4> {
-    match ty {
-        BlockType::IQ2_XXS => Some(dot4_iq2_xxs),
-        BlockType::IQ1_S => Some(dot4_iq1_s),
-        BlockType::IQ1_M => Some(dot4_iq1_m),
-        _ => None,
-    }
+/// The AVX2 tile kernel of `ty`, None where it has none: one row against up to four
+/// columns, each block unpacked once for all of them.
+pub(super) fn tiled(ty: BlockType) -> Option<Tiled> {
+    let dot = match ty {
+        BlockType::IQ2_XXS => tile_iq2_xxs,
+        BlockType::IQ1_S => tile_iq1_s,
+        BlockType::IQ1_M => tile_iq1_m,
+        _ => return None,
+    };
+    Some(Tiled {
+        dot,
+        shape: |cols| (1, cols.clamp(1, TILE)),
+    })
 }
 
+/// The AVX2 kernel of `ty`, None for the formats of other files.
 pub(super) fn kernel(ty: BlockType) -> Option<RowDot> {
     Some(match ty {
         BlockType::IQ2_XXS => dot_iq2_xxs,
@@ -159,10 +164,10 @@ pub(super) fn dot_iq2_xxs(row: &[u8], x: Column) -> f32 {
     iq2_xxs_columns(row, [x])[0]
 }
 
-/// [`dot_iq2_xxs`] for four columns, each block's grid rows and signs looked up once.
+/// [`dot_iq2_xxs`] for a tile of up to four columns, each block's grid rows and signs looked up once.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot4_iq2_xxs(row: &[u8], xs: [Column; 4]) -> [f32; 4] {
-    iq2_xxs_columns(row, xs)
+fn tile_iq2_xxs(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+    column_tiles!(iq2_xxs_columns, rows, xs, out)
 }
 
 /// The IQ2_XXS row against N Q8_K columns.
@@ -219,10 +224,10 @@ pub(super) fn dot_iq1_s(row: &[u8], x: Column) -> f32 {
     iq1_s_columns(row, [x])[0]
 }
 
-/// [`dot_iq1_s`] for four columns, each block's indices, scales and shifts unpacked once.
+/// [`dot_iq1_s`] for a tile of up to four columns, each block's indices, scales and shifts unpacked once.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot4_iq1_s(row: &[u8], xs: [Column; 4]) -> [f32; 4] {
-    iq1_s_columns(row, xs)
+fn tile_iq1_s(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+    column_tiles!(iq1_s_columns, rows, xs, out)
 }
 
 /// The IQ1_S row against N Q8_K columns.
@@ -302,10 +307,10 @@ pub(super) fn dot_iq1_m(row: &[u8], x: Column) -> f32 {
     iq1_m_columns(row, [x])[0]
 }
 
-/// [`dot_iq1_m`] for four columns, each block's indices, scales and deltas unpacked once.
+/// [`dot_iq1_m`] for a tile of up to four columns, each block's indices, scales and deltas unpacked once.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot4_iq1_m(row: &[u8], xs: [Column; 4]) -> [f32; 4] {
-    iq1_m_columns(row, xs)
+fn tile_iq1_m(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+    column_tiles!(iq1_m_columns, rows, xs, out)
 }
 
 /// The IQ1_M row against N Q8_K columns.

@@ -15,6 +15,24 @@
 //! tested against. `Avx2` runs ggml's AVX2 kernels (`maddubs`/`madd` over bytes).
 //! `LOWBIT_SIMD=scalar|avx2` caps the level chosen at start-up.
 
+/// The body of a tile kernel whose work is shared between columns
+/// ([`Kernel::tile_unchecked`]): `out[i][..n] = $columns::<n>(rows[i], xs)` for
+/// `n = xs.len()` (1 to [`TILE`]), `$columns` being a const-generic row-against-N-columns
+/// body.
+#[cfg(target_arch = "x86_64")]
+macro_rules! column_tiles {
+    ($columns:ident, $rows:expr, $xs:expr, $out:expr) => {
+        for (row, out) in $rows.iter().zip($out.iter_mut()) {
+            match $xs.len() {
+                1 => out[..1].copy_from_slice(&$columns::<1>(row, [$xs[0]])),
+                2 => out[..2].copy_from_slice(&$columns::<2>(row, [$xs[0], $xs[1]])),
+                3 => out[..3].copy_from_slice(&$columns::<3>(row, [$xs[0], $xs[1], $xs[2]])),
+                _ => out.copy_from_slice(&$columns::<4>(row, [$xs[0], $xs[1], $xs[2], $xs[3]])),
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod float_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -299,9 +317,27 @@ impl<'a> Column<'a> {
 /// dot type (checked by [`Kernel::dot`]).
 type RowDot = unsafe fn(row: &[u8], x: Column) -> f32;
 
-/// A row kernel for four columns at once, where unpacking a block costs more than its
-/// products (a prefill's or an expert's tokens): the same sums as four [`RowDot`] calls.
-type RowDot4 = unsafe fn(row: &[u8], xs: [Column; 4]) -> [f32; 4];
+/// Most rows, and most columns, of one tile kernel call.
+pub const TILE: usize = 4;
+
+/// The sums of a tile: `[row][column]`.
+pub type TileSums = [[f32; TILE]; TILE];
+
+/// A tile kernel: `out[i][j] = rows[i] · xs[j]` for 1 to [`TILE`] rows and columns,
+/// the same sums as [`RowDot`] calls: bit for bit for the quantized formats (their
+/// integer sums are exact), and within f32 rounding for the float ones, whose tiles of
+/// several pairs keep fewer partial sums per pair. One call shares work between the
+/// pairs: a block unpacked once for several columns (a prefill's or an expert's tokens),
+/// a row's loads shared by several columns and a column's by several rows.
+type TileDot = unsafe fn(rows: &[&[u8]], xs: &[Column], out: &mut TileSums);
+
+/// A format's tile kernel and the tile it computes best for a number of columns:
+/// `shape(cols)` is (rows, columns), each 1 to [`TILE`].
+#[derive(Clone, Copy)]
+struct Tiled {
+    dot: TileDot,
+    shape: fn(cols: usize) -> (usize, usize),
+}
 
 /// The dot product of one weight format at one SIMD level.
 #[derive(Clone, Copy)]
@@ -309,7 +345,7 @@ pub struct Kernel {
     ty: BlockType,
     dot_type: DotType,
     simd: Option<RowDot>,
-    simd4: Option<RowDot4>,
+    tiled: Option<Tiled>,
 }
 
 thread_local! {
@@ -326,7 +362,7 @@ impl Kernel {
             ty,
             dot_type,
             simd: simd_kernel(ty, simd),
-            simd4: simd_kernel4(ty, simd),
+            tiled: simd_tiled(ty, simd),
         })
     }
 
@@ -366,17 +402,31 @@ impl Kernel {
         }
     }
 
-    /// [`Self::dot_unchecked`] of one row and four columns.
+    /// The tile this kernel computes best for `cols` columns: (rows, columns), each 1
+    /// to [`TILE`]; (1, 1) where the format has no tile kernel.
+    pub fn tile_shape(&self, cols: usize) -> (usize, usize) {
+        self.tiled.map_or((1, 1), |t| (t.shape)(cols))
+    }
+
+    /// `out[i][j] = rows[i] · xs[j]` ([`Self::dot_unchecked`] of each pair) for 1 to
+    /// [`TILE`] rows and columns.
     ///
     /// # Safety
-    /// As [`Self::dot_unchecked`], for every column.
+    /// As [`Self::dot_unchecked`], for every row and column.
     #[inline]
-    pub unsafe fn dot4_unchecked(&self, row: &[u8], xs: [Column; 4]) -> [f32; 4] {
-        match self.simd4 {
+    pub unsafe fn tile_unchecked(&self, rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+        debug_assert!((1..=TILE).contains(&rows.len()) && (1..=TILE).contains(&xs.len()));
+        match self.tiled {
             // SAFETY: as above.
-            Some(f) => unsafe { f(row, xs) },
-            // SAFETY: the caller's promise, per column.
-            None => xs.map(|x| unsafe { self.dot_unchecked(row, x) }),
+            Some(t) => unsafe { (t.dot)(rows, xs, out) },
+            None => {
+                for (row, out) in rows.iter().zip(out) {
+                    for (x, out) in xs.iter().zip(out) {
+                        // SAFETY: the caller's promise, per pair.
+                        *out = unsafe { self.dot_unchecked(row, *x) };
+                    }
+                }
+            }
         }
     }
 
@@ -416,12 +466,12 @@ fn simd_kernel(ty: BlockType, simd: Simd) -> Option<RowDot> {
     }
 }
 
-/// The four-column SIMD kernel of `ty` at `simd`, None where there is none.
-fn simd_kernel4(ty: BlockType, simd: Simd) -> Option<RowDot4> {
+/// The SIMD tile kernel of `ty` at `simd`, None where there is none.
+fn simd_tiled(ty: BlockType, simd: Simd) -> Option<Tiled> {
     match simd {
         Simd::Scalar => None,
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => iq_avx2::kernel4(ty),
+        Simd::Avx2 => float_avx2::tiled(ty).or_else(|| iq_avx2::tiled(ty)),
         #[cfg(not(target_arch = "x86_64"))]
         Simd::Avx2 => None,
     }

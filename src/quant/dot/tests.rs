@@ -82,26 +82,48 @@ fn every_level_matches_the_scalar_level() {
 }
 
 #[test]
-fn four_column_kernels_give_the_single_column_sums() {
-    let k = 512;
+fn tile_kernels_give_the_one_pair_sums_in_every_shape() {
+    let k = 523;
     for &ty in TYPES {
-        let w = quant::quantize(ty, &values(k, 1), k, None).unwrap();
-        let mut input = QuantizedInput::new(DotType::of(ty).unwrap(), k, 4).unwrap();
-        for c in 0..4 {
+        let k = if DotType::of(ty).unwrap().block_size() == 1 {
+            k
+        } else {
+            512
+        };
+        let ws: Vec<Vec<u8>> = (0..TILE as u64)
+            .map(|r| quant::quantize(ty, &values(k, 1 + r), k, None).unwrap())
+            .collect();
+        let mut input = QuantizedInput::new(DotType::of(ty).unwrap(), k, TILE).unwrap();
+        for c in 0..TILE {
             input.quantize_column(c, &values(k, 20 + c as u64));
         }
-        let cols = [0, 1, 2, 3].map(|c| input.column(c));
+        let cols: Vec<_> = (0..TILE).map(|c| input.column(c)).collect();
+        let rows: Vec<&[u8]> = ws.iter().map(|w| &w[..]).collect();
         for simd in Simd::available() {
             let kernel = Kernel::new(ty, simd).unwrap();
-            let singles = cols.map(|x| kernel.dot(&w, x));
-            // SAFETY: the shapes are those `dot` has just checked.
-            let four = unsafe { kernel.dot4_unchecked(&w, cols) };
-            assert_eq!(
-                four.map(f32::to_bits),
-                singles.map(f32::to_bits),
-                "{} at {simd:?}",
-                ty.name()
-            );
+            for nr in 1..=TILE {
+                for nc in 1..=TILE {
+                    let mut sums = [[f32::NAN; TILE]; TILE];
+                    // SAFETY: the shapes are those `dot` checks below.
+                    unsafe { kernel.tile_unchecked(&rows[..nr], &cols[..nc], &mut sums) };
+                    for r in 0..nr {
+                        for c in 0..nc {
+                            let (tile, single) = (sums[r][c], kernel.dot(rows[r], cols[c]));
+                            let what = format!("{} at {simd:?}, ({r}, {c}) of a {nr} x {nc} tile", ty.name());
+                            // The float tiles of several pairs sum in another order than the
+                            // one-pair kernel (fewer accumulators); the integer ones are exact.
+                            if DotType::of(ty).unwrap() == DotType::F32 && (nr, nc) != (1, 1) {
+                                assert!(
+                                    (tile - single).abs() <= 1e-5 * single.abs().max(1.0),
+                                    "{what}: {tile} {single}"
+                                );
+                            } else {
+                                assert_eq!(tile.to_bits(), single.to_bits(), "{what}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
