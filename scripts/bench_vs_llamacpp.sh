@@ -3,8 +3,10 @@
 # the same state: lowbit prefills a prompt of P tokens (about 64; P is printed) and then
 # decodes N (`lowbit generate -n N --ignore-eos`); llama-bench measures the prefill of P
 # tokens (-p P -n 0) and the decode of N after P tokens in the cache (-p 0 -n N -d P).
-# Each round
-# alternates the two programs on every file, because this VM's speed swings by 2x
+# Both run warm:
+# llama-bench makes a warm-up run before it times, and lowbit runs the prompt once
+# untimed (`--warmup`), so that neither times the first touch of the mapped weights.
+# Each round alternates the two programs on every file, because this VM's speed swings by 2x
 # between minutes; each program's number is the mean of 3 runs (llama-bench -r 3, three
 # lowbit runs), and the ratio is printed per round. Builds llama.cpp with
 # scripts/build_llamacpp.sh (cached in .llamacpp/) and lowbit in release mode.
@@ -48,7 +50,7 @@ for round in $(seq "$rounds"); do
         l_tg=$(llama_ts "$model" 0 "$n" "$np")
         l_pp=$(llama_ts "$model" "$np" 0 0)
         stats=$(for _ in 1 2 3; do
-            "$lowbit" generate -m "$model" -p "$prompt" -n "$n" --temp 0 --ignore-eos --stats --backend cpu -t "$threads" 2>&1 > /dev/null
+            "$lowbit" generate -m "$model" -p "$prompt" -n "$n" --temp 0 --ignore-eos --warmup --stats --backend cpu -t "$threads" 2>&1 > /dev/null
         done)
         mean() { sed -n "s/^$1: .*(\([0-9.]*\) tok\/s)/\1/p" <<< "$stats" | awk '{s += $1} END {printf "%.1f", s / NR}'; }
         b_tg=$(mean decode)

@@ -358,6 +358,17 @@ unsafe fn each_tile<'r, 'c>(
         return;
     }
     let (tile_rows, tile_cols) = kernel.tile_shape(js.len());
+    if (tile_rows, tile_cols) == (1, 1) {
+        // Decode: one kernel call per row, with no tile to gather.
+        for r in rs {
+            let row = row(r);
+            for j in js.clone() {
+                // SAFETY: the caller's promise.
+                store(r, j, unsafe { kernel.dot_unchecked(row, column(j)) });
+            }
+        }
+        return;
+    }
     let mut sums = [[0f32; TILE]; TILE];
     for r in rs.clone().step_by(tile_rows) {
         let nr = tile_rows.min(rs.end - r);

@@ -192,66 +192,53 @@ unsafe fn float_columns<const R: usize>(
     }
 }
 
-/// F32 rows against f32 columns.
-#[target_feature(enable = "avx2,fma")]
-fn tile_f32(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-    // SAFETY: each row holds the columns' k f32 values (checked by Kernel's callers).
-    unsafe {
-        float_tiles(
-            rows,
-            xs,
-            out,
-            |p, i| _mm256_loadu_ps(p.cast::<f32>().add(i)),
-            |p, i| p.cast::<f32>().add(i).read_unaligned(),
-        )
-    }
-}
-
-/// F16 rows against f32 columns (F16C).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_f16(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-    // SAFETY: each row holds the columns' k f16 values (checked by Kernel's callers).
-    unsafe {
-        float_tiles(
-            rows,
-            xs,
-            out,
-            |p, i| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())),
-            |p, i| half::f16::from_bits(p.cast::<u16>().add(i).read_unaligned()).to_f32(),
-        )
-    }
-}
-
-/// BF16 rows against f32 columns (a bf16 is an f32's high half).
-#[target_feature(enable = "avx2,fma")]
-fn tile_bf16(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-    // SAFETY: each row holds the columns' k bf16 values (checked by Kernel's callers).
-    unsafe {
-        float_tiles(
-            rows,
-            xs,
-            out,
-            |p, i| {
-                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i).cast()));
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
-            },
-            |p, i| f32::from_bits((p.cast::<u16>().add(i).read_unaligned() as u32) << 16),
-        )
-    }
-}
-
-/// A row kernel that is the one-row, one-column tile of `tile`.
-macro_rules! single {
-    ($name:ident, $tile:ident, $features:literal) => {
+/// A format's tile kernel `$tile` and its one-pair kernel `$dot` (the (1, 1) tile with
+/// four partial sums, called directly: decode's rows are too short for a dispatch), from
+/// `$load` and `$value` as [`float_tile`] takes them.
+macro_rules! float_kernels {
+    ($what:literal, $tile:ident, $dot:ident, $features:literal, $load:expr, $value:expr) => {
+        #[doc = concat!($what, " rows against f32 columns, a tile.")]
         #[target_feature(enable = $features)]
-        pub(super) fn $name(row: &[u8], x: Column) -> f32 {
+        fn $tile(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+            // SAFETY: each row holds the columns' k values (checked by Kernel's callers).
+            unsafe { float_tiles(rows, xs, out, $load, $value) }
+        }
+
+        #[doc = concat!($what, " row against an f32 column.")]
+        #[target_feature(enable = $features)]
+        pub(super) fn $dot(row: &[u8], x: Column) -> f32 {
             let mut out = [[0.0; TILE]; TILE];
-            $tile(&[row], &[x], &mut out);
+            // SAFETY: as above.
+            unsafe { float_tile::<1, 1, 4>(&[row], &[x], &mut out, $load, $value) };
             out[0][0]
         }
     };
 }
 
-single!(dot_f32, tile_f32, "avx2,fma");
-single!(dot_f16, tile_f16, "avx2,fma,f16c");
-single!(dot_bf16, tile_bf16, "avx2,fma");
+float_kernels!(
+    "F32",
+    tile_f32,
+    dot_f32,
+    "avx2,fma",
+    |p: *const u8, i| _mm256_loadu_ps(p.cast::<f32>().add(i)),
+    |p: *const u8, i| p.cast::<f32>().add(i).read_unaligned()
+);
+float_kernels!(
+    "F16",
+    tile_f16,
+    dot_f16,
+    "avx2,fma,f16c",
+    |p: *const u8, i| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())),
+    |p: *const u8, i| half::f16::from_bits(p.cast::<u16>().add(i).read_unaligned()).to_f32()
+);
+float_kernels!(
+    "BF16 (an f32's high half)",
+    tile_bf16,
+    dot_bf16,
+    "avx2,fma",
+    |p: *const u8, i| {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i).cast()));
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+    },
+    |p: *const u8, i| f32::from_bits((p.cast::<u16>().add(i).read_unaligned() as u32) << 16)
+);
