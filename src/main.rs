@@ -658,7 +658,7 @@ fn generate<B: Backend>(
     history.extend_from_slice(prompt_ids);
     let t1 = std::time::Instant::now();
     let mut out = Vec::new();
-    let mut printed = 0;
+    let mut text = TextStream::default();
     let mut stdout = std::io::stdout();
     for _ in 0..n {
         let next = sampler.sample(&logits, history);
@@ -667,13 +667,8 @@ fn generate<B: Backend>(
         }
         history.push(next);
         out.push(next);
-        let text = tokenizer.decode(&out)?;
-        // Print only whole characters: a token can end inside a UTF-8 sequence.
-        if !text.ends_with('\u{fffd}') {
-            let _ = write!(stdout, "{}", &text[printed..]);
-            let _ = stdout.flush();
-            printed = text.len();
-        }
+        let _ = write!(stdout, "{}", text.next(tokenizer, &out)?);
+        let _ = stdout.flush();
         // The first decode step compiles the one-token pipelines: profile the steps after.
         if profile && out.len() == 2 {
             backend.start_profile()?;
@@ -682,6 +677,37 @@ fn generate<B: Backend>(
     }
     let _ = writeln!(stdout);
     Ok((prefill, t1.elapsed().as_secs_f64(), out.len()))
+}
+
+/// The text of generated tokens as it comes, decoded from the last few tokens only (as
+/// Hugging Face's streamers do): decoding the whole output at every step costs time
+/// that grows with its length, inside the timed decode loop.
+#[derive(Default)]
+struct TextStream {
+    /// Tokens before `prefix` are printed and left behind.
+    prefix: usize,
+    /// Tokens before `read` are printed.
+    read: usize,
+}
+
+impl TextStream {
+    /// The text `out` adds to what is printed: whole characters only, since a token can
+    /// end inside a UTF-8 sequence. The tokens from `prefix` on are decoded with their
+    /// printed part and that part's length cut off, so that a decoder's handling of a
+    /// first token (a leading space stripped) does not change the text.
+    fn next(&mut self, tokenizer: &Tokenizer, out: &[u32]) -> Result<String> {
+        let printed = tokenizer.decode(&out[self.prefix..self.read])?;
+        let text = tokenizer.decode(&out[self.prefix..])?;
+        match text.get(printed.len()..) {
+            Some(new) if !new.is_empty() && !new.ends_with('\u{fffd}') => {
+                let new = new.to_string();
+                self.prefix = self.read;
+                self.read = out.len();
+                Ok(new)
+            }
+            _ => Ok(String::new()),
+        }
+    }
 }
 
 /// `lowbit imatrix`: run the text chunk by chunk (llama-imatrix's chunking: the first
