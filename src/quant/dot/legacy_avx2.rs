@@ -5,10 +5,28 @@
 //! the product of the two block scales.
 
 use super::float_avx2::{f16_bits, hsum};
-use super::{BlockQ8_0, BlockQ8_1, Column, RowDot};
+use super::{BlockQ8_0, BlockQ8_1, Column, RowDot, TILE, TileSums, Tiled};
 use crate::quant::BlockType;
 use crate::quant::legacy::KVALUES_IQ4NL;
 use std::arch::x86_64::*;
+
+/// The AVX2 tile kernel of `ty`, None for the formats of other files: one row against
+/// up to four columns, each block unpacked once for all of them.
+pub(super) fn tiled(ty: BlockType) -> Option<Tiled> {
+    let dot = match ty {
+        BlockType::Q4_0 => tile_q4_0,
+        BlockType::Q4_1 => tile_q4_1,
+        BlockType::Q5_0 => tile_q5_0,
+        BlockType::Q5_1 => tile_q5_1,
+        BlockType::Q8_0 => tile_q8_0,
+        BlockType::IQ4_NL => tile_iq4_nl,
+        _ => return None,
+    };
+    Some(Tiled {
+        dot,
+        shape: |cols| (1, cols.clamp(1, TILE)),
+    })
+}
 
 /// The AVX2 kernel of `ty`, None for the formats of other files.
 pub(super) fn kernel(ty: BlockType) -> Option<RowDot> {
@@ -74,102 +92,162 @@ fn u8_pairs(x: __m256i, y: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
 }
 
-/// Σ over blocks of `scale · Σ(products)` for Q8_0 columns: `block(p, y)` gives the
-/// weight block at p's scale, its 32 bytes and whether they are signed.
+/// Σ over blocks of `scale · Σ(products)` for N Q8_0 columns: `block(p)` gives the
+/// weight block at p's scale and its 32 signed bytes, unpacked once for all columns.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn over_q8_0(row: &[u8], x: Column, size: usize, block: impl Fn(*const u8) -> (f32, __m256i)) -> f32 {
-    // SAFETY: a Q8_0 column (checked by Kernel::dot).
-    let ys = unsafe { x.blocks::<BlockQ8_0>() };
-    let mut acc = _mm256_setzero_ps();
-    for (i, y) in ys.iter().enumerate() {
-        // SAFETY: the row holds ys.len() blocks of `size` bytes.
+fn over_q8_0<const N: usize>(
+    row: &[u8],
+    xs: [Column; N],
+    size: usize,
+    block: impl Fn(*const u8) -> (f32, __m256i),
+) -> [f32; N] {
+    // SAFETY: Q8_0 columns (checked by Kernel::dot).
+    let ys = xs.map(|x| unsafe { x.blocks::<BlockQ8_0>() });
+    let mut acc = [_mm256_setzero_ps(); N];
+    for i in 0..ys[0].len() {
+        // SAFETY: the row holds the columns' blocks of `size` bytes.
         let (d, qx) = block(unsafe { row.as_ptr().add(i * size) });
-        // SAFETY: y.qs is 32 bytes.
-        let qy = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), i8_pairs(qx, qy), acc);
+        for (acc, y) in acc.iter_mut().zip(&ys) {
+            let y = &y[i];
+            // SAFETY: y.qs is 32 bytes.
+            let qy = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), i8_pairs(qx, qy), *acc);
+        }
     }
-    hsum(acc)
+    acc.map(|a| hsum(a))
 }
 
-/// Σ over blocks of `d · Σ(products) + m · s` for Q8_1 columns: `block(p)` gives the
-/// weight block's scale d, min m and its 32 unsigned bytes.
+/// Σ over blocks of `d · Σ(products) + m · s` for N Q8_1 columns: `block(p)` gives the
+/// weight block's scale d, min m and its 32 unsigned bytes, unpacked once for all columns.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn over_q8_1(row: &[u8], x: Column, size: usize, block: impl Fn(*const u8) -> (f32, f32, __m256i)) -> f32 {
-    // SAFETY: a Q8_1 column (checked by Kernel::dot).
-    let ys = unsafe { x.blocks::<BlockQ8_1>() };
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0f32;
-    for (i, y) in ys.iter().enumerate() {
-        // SAFETY: the row holds ys.len() blocks of `size` bytes.
+fn over_q8_1<const N: usize>(
+    row: &[u8],
+    xs: [Column; N],
+    size: usize,
+    block: impl Fn(*const u8) -> (f32, f32, __m256i),
+) -> [f32; N] {
+    // SAFETY: Q8_1 columns (checked by Kernel::dot).
+    let ys = xs.map(|x| unsafe { x.blocks::<BlockQ8_1>() });
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut mins = [0f32; N];
+    for i in 0..ys[0].len() {
+        // SAFETY: the row holds the columns' blocks of `size` bytes.
         let (d, m, qx) = block(unsafe { row.as_ptr().add(i * size) });
-        mins += m * y.s;
-        // SAFETY: y.qs is 32 bytes.
-        let qy = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), u8_pairs(qx, qy), acc);
+        for ((acc, mins), y) in acc.iter_mut().zip(&mut mins).zip(&ys) {
+            let y = &y[i];
+            *mins += m * y.s;
+            // SAFETY: y.qs is 32 bytes.
+            let qy = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), u8_pairs(qx, qy), *acc);
+        }
     }
-    hsum(acc) + mins
+    let mut sums = [0f32; N];
+    for ((s, a), m) in sums.iter_mut().zip(acc).zip(mins) {
+        *s = hsum(a) + m;
+    }
+    sums
 }
 
-/// Q4_0 (`d: f16, qs: [u8; 16]`, values `q - 8`).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_0(row: &[u8], x: Column) -> f32 {
+/// A format's row-against-N-columns body `$columns` over `$over` with blocks of `$size`
+/// bytes unpacked by `$block`, its one-column kernel `$dot` and its tile kernel `$tile`.
+macro_rules! legacy_kernels {
+    ($doc:literal, $columns:ident, $dot:ident, $tile:ident, $over:ident, $size:literal, $block:expr) => {
+        #[doc = $doc]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
+            $over(row, xs, $size, $block)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $dot(row: &[u8], x: Column) -> f32 {
+            $columns(row, [x])[0]
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $tile(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+            column_tiles!($columns, rows, xs, out)
+        }
+    };
+}
+
+legacy_kernels!(
+    "Q4_0 (`d: f16, qs: [u8; 16]`, values `q - 8`).",
+    q4_0_columns,
+    dot_q4_0,
+    tile_q4_0,
+    over_q8_0,
+    18,
     // SAFETY (each block): 18 bytes at p.
-    over_q8_0(row, x, 18, |p| unsafe {
-        (f16_at(p), _mm256_sub_epi8(nibbles(p.add(2)), _mm256_set1_epi8(8)))
-    })
-}
+    |p| unsafe { (f16_at(p), _mm256_sub_epi8(nibbles(p.add(2)), _mm256_set1_epi8(8))) }
+);
 
-/// Q4_1 (`d: f16, m: f16, qs: [u8; 16]`, values `d·q + m`).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_1(row: &[u8], x: Column) -> f32 {
+legacy_kernels!(
+    "Q4_1 (`d: f16, m: f16, qs: [u8; 16]`, values `d·q + m`).",
+    q4_1_columns,
+    dot_q4_1,
+    tile_q4_1,
+    over_q8_1,
+    20,
     // SAFETY (each block): 20 bytes at p.
-    over_q8_1(row, x, 20, |p| unsafe {
-        (f16_at(p), f16_at(p.add(2)), nibbles(p.add(4)))
-    })
-}
+    |p| unsafe { (f16_at(p), f16_at(p.add(2)), nibbles(p.add(4))) }
+);
 
-/// Q5_0 (`d: f16, qh: [u8; 4], qs: [u8; 16]`, values `(q | h << 4) - 16`).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_0(row: &[u8], x: Column) -> f32 {
+legacy_kernels!(
+    "Q5_0 (`d: f16, qh: [u8; 4], qs: [u8; 16]`, values `(q | h << 4) - 16`).",
+    q5_0_columns,
+    dot_q5_0,
+    tile_q5_0,
+    over_q8_0,
+    22,
     // SAFETY (each block): 22 bytes at p.
-    over_q8_0(row, x, 22, |p| unsafe {
+    |p| unsafe {
         let hi = _mm256_andnot_si256(bits(p.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
         (f16_at(p), _mm256_or_si256(nibbles(p.add(6)), hi))
-    })
-}
+    }
+);
 
-/// Q5_1 (`d: f16, m: f16, qh: [u8; 4], qs: [u8; 16]`, values `d·(q | h << 4) + m`).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q5_1(row: &[u8], x: Column) -> f32 {
+legacy_kernels!(
+    "Q5_1 (`d: f16, m: f16, qh: [u8; 4], qs: [u8; 16]`, values `d·(q | h << 4) + m`).",
+    q5_1_columns,
+    dot_q5_1,
+    tile_q5_1,
+    over_q8_1,
+    24,
     // SAFETY (each block): 24 bytes at p.
-    over_q8_1(row, x, 24, |p| unsafe {
+    |p| unsafe {
         let hi = _mm256_and_si256(bits(p.add(4)), _mm256_set1_epi8(0x10));
         (f16_at(p), f16_at(p.add(2)), _mm256_or_si256(nibbles(p.add(8)), hi))
-    })
-}
+    }
+);
 
-/// Q8_0 (`d: f16, qs: [i8; 32]`).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0(row: &[u8], x: Column) -> f32 {
+legacy_kernels!(
+    "Q8_0 (`d: f16, qs: [i8; 32]`).",
+    q8_0_columns,
+    dot_q8_0,
+    tile_q8_0,
+    over_q8_0,
+    34,
     // SAFETY (each block): 34 bytes at p.
-    over_q8_0(row, x, 34, |p| unsafe {
-        (f16_at(p), _mm256_loadu_si256(p.add(2).cast()))
-    })
-}
+    |p| unsafe { (f16_at(p), _mm256_loadu_si256(p.add(2).cast())) }
+);
 
-/// IQ4_NL (`d: f16, qs: [u8; 16]`, values `KVALUES_IQ4NL[q]`, looked up with a shuffle).
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_iq4_nl(row: &[u8], x: Column) -> f32 {
-    // SAFETY: the table is 16 bytes.
-    let values = unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) };
-    let m4 = _mm_set1_epi8(0x0f);
-    // SAFETY (each block): 18 bytes at p.
-    over_q8_0(row, x, 18, |p| unsafe {
+legacy_kernels!(
+    "IQ4_NL (`d: f16, qs: [u8; 16]`, values `KVALUES_IQ4NL[q]`, looked up with a shuffle).",
+    iq4_nl_columns,
+    dot_iq4_nl,
+    tile_iq4_nl,
+    over_q8_0,
+    18,
+    // SAFETY (each block): 18 bytes at p; the table is 16 bytes.
+    |p| unsafe {
+        let values = _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast());
+        let m4 = _mm_set1_epi8(0x0f);
         let q = _mm_loadu_si128(p.add(2).cast());
         let lo = _mm_shuffle_epi8(values, _mm_and_si128(q, m4));
         let hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16::<4>(q), m4));
         (f16_at(p), _mm256_set_m128i(hi, lo))
-    })
-}
+    }
+);

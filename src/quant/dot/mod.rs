@@ -471,7 +471,9 @@ fn simd_tiled(ty: BlockType, simd: Simd) -> Option<Tiled> {
     match simd {
         Simd::Scalar => None,
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => float_avx2::tiled(ty).or_else(|| iq_avx2::tiled(ty)),
+        Simd::Avx2 => float_avx2::tiled(ty)
+            .or_else(|| legacy_avx2::tiled(ty))
+            .or_else(|| iq_avx2::tiled(ty)),
         #[cfg(not(target_arch = "x86_64"))]
         Simd::Avx2 => None,
     }
