@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod gguf;
 pub mod gpu;
 pub mod inspect;

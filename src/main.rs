@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lowbit::backend::Backend;
+use lowbit::generate::Generator;
 use lowbit::gguf::File;
 use lowbit::model::Model;
 use lowbit::tokenizer::Tokenizer;
@@ -616,15 +617,10 @@ struct DecodeOptions {
 
 /// Generate tokens after `prompt_ids` as `opts` says, printing text as it comes. Returns
 /// (prefill seconds, decode seconds, tokens generated).
-#[allow(clippy::too_many_arguments)]
 fn generate<B: Backend>(
-    model: &Model<B>,
+    g: &mut Generator<B>,
     backend: &mut B,
-    session: &mut lowbit::model::Session<B>,
-    tokenizer: &Tokenizer,
-    sampler: &mut lowbit::sample::Sampler,
     prompt_ids: &[u32],
-    history: &mut Vec<u32>,
     opts: &DecodeOptions,
 ) -> Result<(f64, f64, usize)> {
     let DecodeOptions {
@@ -633,11 +629,6 @@ fn generate<B: Backend>(
         ignore_eos,
         warmup,
     } = *opts;
-    if warmup {
-        let pos = session.pos;
-        model.forward(backend, session, prompt_ids, false)?;
-        session.pos = pos;
-    }
     if profile && n < 2 {
         return Err(Error::Unsupported(
             "--profile needs -n 2 or more (the first decode step is not timed)".into(),
@@ -649,65 +640,33 @@ fn generate<B: Backend>(
             backend.name()
         )));
     }
+    if warmup {
+        g.warm_up(backend, prompt_ids)?;
+    }
     let t0 = std::time::Instant::now();
-    let mut logits = model.forward(backend, session, prompt_ids, false)?;
+    g.prompt(backend, prompt_ids)?;
     let prefill = t0.elapsed().as_secs_f64();
     if let Some(table) = backend.profile_report(1).filter(|_| profile) {
         eprintln!("prefill profile, {} tokens in one pass:\n{table}", prompt_ids.len());
     }
-    history.extend_from_slice(prompt_ids);
+    g.ignore_eos = ignore_eos;
     let t1 = std::time::Instant::now();
-    let mut out = Vec::new();
-    let mut text = TextStream::default();
     let mut stdout = std::io::stdout();
-    for _ in 0..n {
-        let next = sampler.sample(&logits, history);
-        if (!ignore_eos && tokenizer.stop.contains(&next)) || session.pos >= session.n_ctx {
+    let mut generated = 0;
+    while generated < n {
+        let Some(token) = g.next_token(backend)? else {
             break;
-        }
-        history.push(next);
-        out.push(next);
-        let _ = write!(stdout, "{}", text.next(tokenizer, &out)?);
+        };
+        generated += 1;
+        let _ = write!(stdout, "{}", token.text);
         let _ = stdout.flush();
         // The first decode step compiles the one-token pipelines: profile the steps after.
-        if profile && out.len() == 2 {
+        if profile && generated == 1 {
             backend.start_profile()?;
         }
-        logits = model.forward(backend, session, &[next], false)?;
     }
     let _ = writeln!(stdout);
-    Ok((prefill, t1.elapsed().as_secs_f64(), out.len()))
-}
-
-/// The text of generated tokens as it comes, decoded from the last few tokens only (as
-/// Hugging Face's streamers do): decoding the whole output at every step costs time
-/// that grows with its length, inside the timed decode loop.
-#[derive(Default)]
-struct TextStream {
-    /// Tokens before `prefix` are printed and left behind.
-    prefix: usize,
-    /// Tokens before `read` are printed.
-    read: usize,
-}
-
-impl TextStream {
-    /// The text `out` adds to what is printed: whole characters only, since a token can
-    /// end inside a UTF-8 sequence. The tokens from `prefix` on are decoded with their
-    /// printed part and that part's length cut off, so that a decoder's handling of a
-    /// first token (a leading space stripped) does not change the text.
-    fn next(&mut self, tokenizer: &Tokenizer, out: &[u32]) -> Result<String> {
-        let printed = tokenizer.decode(&out[self.prefix..self.read])?;
-        let text = tokenizer.decode(&out[self.prefix..])?;
-        match text.get(printed.len()..) {
-            Some(new) if !new.is_empty() && !new.ends_with('\u{fffd}') => {
-                let new = new.to_string();
-                self.prefix = self.read;
-                self.read = out.len();
-                Ok(new)
-            }
-            _ => Ok(String::new()),
-        }
-    }
+    Ok((prefill, t1.elapsed().as_secs_f64(), generated))
 }
 
 /// `lowbit imatrix`: run the text chunk by chunk (llama-imatrix's chunking: the first
@@ -782,18 +741,13 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train()).max(ids.len() + 1);
-            let mut session = model.session(&mut backend, n_ctx)?;
-            run.start_trace(&mut session);
-            let mut sampler = lowbit::sample::Sampler::new(sampling.config());
+            let mut g = Generator::new(&model, &tokenizer, &mut backend, n_ctx, sampling.config())?;
+            run.start_trace(&mut g.session);
             print!("{prompt}");
             let (prefill, decode, n) = generate(
-                &model,
+                &mut g,
                 &mut backend,
-                &mut session,
-                &tokenizer,
-                &mut sampler,
                 &ids,
-                &mut Vec::new(),
                 &DecodeOptions {
                     n: n_predict,
                     profile,
@@ -801,7 +755,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                     warmup,
                 },
             )?;
-            run.finish_trace(&mut session)?;
+            run.finish_trace(&mut g.session)?;
             if run.stats {
                 eprintln!("backend: {}", backend.name());
                 eprintln!(
@@ -829,10 +783,8 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train());
-            let mut session = model.session(&mut backend, n_ctx)?;
-            let mut sampler = lowbit::sample::Sampler::new(sampling.config());
+            let mut g = Generator::new(&model, &tokenizer, &mut backend, n_ctx, sampling.config())?;
             let mut turns: Vec<(String, String)> = Vec::new();
-            let mut history = Vec::new();
             let stdin = std::io::stdin();
             loop {
                 eprint!("> ");
@@ -844,20 +796,15 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                 turns.push(("user".into(), line.trim_end().to_string()));
                 // Re-render the whole conversation and run only what the cache lacks.
                 let ids = tokenizer.encode(&tokenizer.chat_prompt(&turns)?, true, true)?;
-                let common = history.iter().zip(&ids).take_while(|(a, b)| a == b).count();
-                if common < history.len() || ids.len() >= n_ctx {
-                    session.reset();
-                    history.clear();
+                let common = g.history().iter().zip(&ids).take_while(|(a, b)| a == b).count();
+                if common < g.history().len() || ids.len() >= n_ctx {
+                    g.reset();
                 }
-                let fresh = ids[history.len()..].to_vec();
+                let fresh = ids[g.history().len()..].to_vec();
                 generate(
-                    &model,
+                    &mut g,
                     &mut backend,
-                    &mut session,
-                    &tokenizer,
-                    &mut sampler,
                     &fresh,
-                    &mut history,
                     &DecodeOptions {
                         n: n_predict,
                         profile: false,
@@ -865,7 +812,7 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
                         warmup: false,
                     },
                 )?;
-                let reply = tokenizer.decode(&history[ids.len()..])?;
+                let reply = tokenizer.decode(&g.history()[ids.len()..])?;
                 turns.push(("assistant".into(), reply));
             }
         }
