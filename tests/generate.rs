@@ -12,6 +12,14 @@ use lowbit::model::Model;
 use lowbit::sample::{SamplerConfig, argmax};
 use lowbit::tokenizer::Tokenizer;
 
+/// The IQ1_S fixture on the fast CPU backend with `threads` threads, and its tokenizer.
+fn load(threads: usize) -> (CpuBackend, Model<CpuBackend>, Tokenizer) {
+    let file = File::open(fixture_path("tiny-moe-IQ1_S.gguf")).unwrap();
+    let mut backend = CpuBackend::fast(threads).unwrap();
+    let model = Model::load(&file, &mut backend, |_, _| {}).unwrap();
+    (backend, model, Tokenizer::from_gguf(&file).unwrap())
+}
+
 fn greedy() -> SamplerConfig {
     SamplerConfig {
         temp: 0.0,
@@ -22,10 +30,7 @@ fn greedy() -> SamplerConfig {
 
 #[test]
 fn greedy_tokens_are_the_argmax_of_a_fresh_pass_over_the_history() {
-    let file = File::open(fixture_path("tiny-moe-IQ1_S.gguf")).unwrap();
-    let mut backend = CpuBackend::fast(2).unwrap();
-    let model = Model::load(&file, &mut backend, |_, _| {}).unwrap();
-    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let (mut backend, model, tokenizer) = load(2);
     let prompt = tokenizer
         .encode("It was a truth universally acknowledged", true, true)
         .unwrap();
@@ -52,10 +57,7 @@ fn greedy_tokens_are_the_argmax_of_a_fresh_pass_over_the_history() {
 
 #[test]
 fn a_full_context_stops_and_misuse_is_an_error() {
-    let file = File::open(fixture_path("tiny-moe-IQ1_S.gguf")).unwrap();
-    let mut backend = CpuBackend::fast(1).unwrap();
-    let model = Model::load(&file, &mut backend, |_, _| {}).unwrap();
-    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    let (mut backend, model, tokenizer) = load(1);
     let mut g = Generator::new(&model, &tokenizer, &mut backend, 8, greedy()).unwrap();
     assert!(g.next_token(&mut backend).is_err(), "a token before any prompt");
     g.ignore_eos = true;

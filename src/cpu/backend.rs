@@ -51,6 +51,13 @@ impl CpuMatrix {
     }
 }
 
+/// `silu(g) · u`, SwiGLU of one gate and up value (`ggml_vec_swiglu_f32`), in the same
+/// f32 arithmetic on every CPU path.
+#[inline]
+pub(super) fn swiglu(g: f32, u: f32) -> f32 {
+    g / (1.0 + (-g).exp()) * u
+}
+
 /// `count` packed matrices `[rows][k]`, one after another.
 pub struct CpuExperts {
     pub(super) m: CpuMatrix,
@@ -168,7 +175,7 @@ pub(super) fn swiglu_values(fast: Option<&Fast>, gate: &CpuTensor, up: &CpuTenso
         .data
         .par_iter()
         .zip(&up.data)
-        .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+        .map(|(&g, &u)| swiglu(g, u))
         .collect();
     CpuTensor {
         data,
@@ -740,7 +747,7 @@ impl Backend for CpuBackend {
             .for_each(|(out, row)| {
                 let (gate, up) = row.split_at(f);
                 for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
-                    *o = g / (1.0 + (-g).exp()) * u;
+                    *o = swiglu(*g, *u);
                 }
             });
         Ok(CpuTensor {

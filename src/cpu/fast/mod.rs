@@ -14,6 +14,7 @@ mod products;
 pub use pool::{Pool, physical_cores};
 pub(super) use products::{fast_pair_products, fast_product, fast_routed_ffn, fast_swiglu_product};
 
+use crate::cpu::backend::swiglu;
 use crate::error::{Error, Result};
 use crate::profile::OpProfile;
 use crate::quant::BlockType;
@@ -254,10 +255,7 @@ impl Fast {
                                     |r| &up[r * rb..][..rb],
                                     tile.clone(),
                                     |c| columns[c],
-                                    |r, c, u| {
-                                        let g = g[r - r0][c - t0];
-                                        out.store(c * ff + r, g / (1.0 + (-g).exp()) * u, false)
-                                    },
+                                    |r, c, u| out.store(c * ff + r, swiglu(g[r - r0][c - t0], u), false),
                                 );
                             }
                         }
@@ -388,6 +386,6 @@ unsafe fn each_tile<'r, 'c>(
 }
 
 /// `0..n` in ranges of [`COLUMN_TILE`] columns.
-fn tiles(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+fn tiles(n: usize) -> impl Iterator<Item = Range<usize>> {
     (0..n).step_by(COLUMN_TILE).map(move |t| t..(t + COLUMN_TILE).min(n))
 }

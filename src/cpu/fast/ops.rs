@@ -6,6 +6,7 @@
 
 use super::{Fast, Out};
 use crate::backend::{Heads, Rope};
+use crate::cpu::backend::swiglu;
 use crate::quant::dot::{Simd, dot_f32};
 
 /// Elements below which an operation runs on the caller alone (waking the workers costs
@@ -77,7 +78,7 @@ impl Fast {
         self.rows_mut("swiglu", out, width, |i, o| {
             let (gate, up) = split(i);
             for ((o, g), u) in o.iter_mut().zip(gate).zip(up) {
-                *o = g / (1.0 + (-g).exp()) * u;
+                *o = swiglu(*g, *u);
             }
         });
     }

@@ -16,7 +16,7 @@
 //! differ from ggml's results only in f32 rounding.
 
 use super::float_avx2::{f16_bits, hsum};
-use super::{BlockQ8K, Column, RowDot, TILE, TileSums, Tiled};
+use super::{BlockQ8K, Column, RowDot, TileSums, Tiled};
 use crate::quant::BlockType;
 use crate::quant::grids::{IQ1S_GRID, IQ2XXS_GRID, ksigns_iq2xs};
 use crate::quant::iq1::{BlockIq1M, BlockIq1S};
@@ -33,10 +33,7 @@ pub(super) fn tiled(ty: BlockType) -> Option<Tiled> {
         BlockType::IQ1_M => tile_iq1_m,
         _ => return None,
     };
-    Some(Tiled {
-        dot,
-        shape: |cols| (1, cols.clamp(1, TILE)),
-    })
+    Some(Tiled::one_row(dot))
 }
 
 /// The AVX2 kernel of `ty`, None for the formats of other files.
@@ -157,20 +154,12 @@ unsafe fn store32<T>(p: *mut T, v: __m256i) {
     unsafe { _mm256_storeu_si256(p.cast(), v) }
 }
 
+column_kernels!(iq2_xxs_columns, dot_iq2_xxs, tile_iq2_xxs);
+
 /// Mirrors `ggml_vec_dot_iq2_xxs_q8_K`.
 /// Block: `d` f16, then per 32 values 4 grid index bytes and a u32 of 4 × 7 sign bits and a 4-bit scale.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_iq2_xxs(row: &[u8], x: Column) -> f32 {
-    iq2_xxs_columns(row, [x])[0]
-}
-
-/// [`dot_iq2_xxs`] for a tile of up to four columns, each block's grid rows and signs looked up once.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_iq2_xxs(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-    column_tiles!(iq2_xxs_columns, rows, xs, out)
-}
-
-/// The IQ2_XXS row against N Q8_K columns.
+///
+/// One row against N Q8_K columns.
 #[inline(always)]
 fn iq2_xxs_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     // SAFETY: IQ2_XXS rows are multiplied with Q8_K columns.
@@ -214,23 +203,15 @@ fn iq1s_rows(idx: &[u16]) -> __m256i {
     _mm256_set_epi64x(row(3), row(2), row(1), row(0))
 }
 
+column_kernels!(iq1_s_columns, dot_iq1_s, tile_iq1_s);
+
 /// Mirrors `ggml_vec_dot_iq1_s_q8_K`.
 /// Block: `d` f16, `qs[32]` low grid index bytes, `qh[8]` (per 32 values 4 × 3 index bits, scale, delta sign).
 ///
 /// The sum of 32 values with scale `2s + 1` is taken as `(2s + 1)·(8·Σ (grid + 1)·q + (±1 - 8)·Σ q)`,
 /// the second sum from `bsums`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_iq1_s(row: &[u8], x: Column) -> f32 {
-    iq1_s_columns(row, [x])[0]
-}
-
-/// [`dot_iq1_s`] for a tile of up to four columns, each block's indices, scales and shifts unpacked once.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_iq1_s(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-    column_tiles!(iq1_s_columns, rows, xs, out)
-}
-
-/// The IQ1_S row against N Q8_K columns.
+///
+/// One row against N Q8_K columns.
 #[inline(always)]
 fn iq1_s_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     // SAFETY: IQ1_S rows are multiplied with Q8_K columns.
@@ -297,23 +278,15 @@ fn iq1_s_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     }
 }
 
+column_kernels!(iq1_m_columns, dot_iq1_m, tile_iq1_m);
+
 /// Mirrors `ggml_vec_dot_iq1_m_q8_K`.
 /// Block: `qs[32]` low grid index bytes, `qh[16]` (high index bits, delta signs), `scales[8]` (16 × 3 bits, f16 `d`).
 ///
 /// Each weight's `8·(grid ± 1/8) + 9`, in `0..=18`, goes to `maddubs`, and the 9 times
 /// `(2s + 1)·Σ q` per 16 values is taken back from `bsums`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_iq1_m(row: &[u8], x: Column) -> f32 {
-    iq1_m_columns(row, [x])[0]
-}
-
-/// [`dot_iq1_m`] for a tile of up to four columns, each block's indices, scales and deltas unpacked once.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn tile_iq1_m(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-    column_tiles!(iq1_m_columns, rows, xs, out)
-}
-
-/// The IQ1_M row against N Q8_K columns.
+///
+/// One row against N Q8_K columns.
 #[inline(always)]
 fn iq1_m_columns<const N: usize>(row: &[u8], xs: [Column; N]) -> [f32; N] {
     // SAFETY: IQ1_M rows are multiplied with Q8_K columns.

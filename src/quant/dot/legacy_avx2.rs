@@ -5,7 +5,7 @@
 //! the product of the two block scales.
 
 use super::float_avx2::{f16_bits, hsum};
-use super::{BlockQ8_0, BlockQ8_1, Column, RowDot, TILE, TileSums, Tiled};
+use super::{BlockQ8_0, BlockQ8_1, Column, RowDot, TileSums, Tiled};
 use crate::quant::BlockType;
 use crate::quant::legacy::KVALUES_IQ4NL;
 use std::arch::x86_64::*;
@@ -22,10 +22,7 @@ pub(super) fn tiled(ty: BlockType) -> Option<Tiled> {
         BlockType::IQ4_NL => tile_iq4_nl,
         _ => return None,
     };
-    Some(Tiled {
-        dot,
-        shape: |cols| (1, cols.clamp(1, TILE)),
-    })
+    Some(Tiled::one_row(dot))
 }
 
 /// The AVX2 kernel of `ty`, None for the formats of other files.
@@ -151,7 +148,7 @@ fn over_q8_1<const N: usize>(
 }
 
 /// A format's row-against-N-columns body `$columns` over `$over` with blocks of `$size`
-/// bytes unpacked by `$block`, its one-column kernel `$dot` and its tile kernel `$tile`.
+/// bytes unpacked by `$block`, and its one-column kernel `$dot` and tile kernel `$tile`.
 macro_rules! legacy_kernels {
     ($doc:literal, $columns:ident, $dot:ident, $tile:ident, $over:ident, $size:literal, $block:expr) => {
         #[doc = $doc]
@@ -161,15 +158,7 @@ macro_rules! legacy_kernels {
             $over(row, xs, $size, $block)
         }
 
-        #[target_feature(enable = "avx2,fma,f16c")]
-        fn $dot(row: &[u8], x: Column) -> f32 {
-            $columns(row, [x])[0]
-        }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        fn $tile(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
-            column_tiles!($columns, rows, xs, out)
-        }
+        column_kernels!($columns, $dot, $tile);
     };
 }
 

@@ -33,6 +33,26 @@ macro_rules! column_tiles {
     };
 }
 
+/// A format's one-column kernel `$dot` and tile kernel `$tile` (one row, up to
+/// [`TILE`] columns), both from its const-generic row-against-N-columns body `$columns`,
+/// so that a tile's sums are the one-column kernel's, bit for bit.
+#[cfg(target_arch = "x86_64")]
+macro_rules! column_kernels {
+    ($columns:ident, $dot:ident, $tile:ident) => {
+        #[doc = concat!("[`", stringify!($columns), "`] of one column.")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) fn $dot(row: &[u8], x: Column) -> f32 {
+            $columns(row, [x])[0]
+        }
+
+        #[doc = concat!("[`", stringify!($columns), "`] of a tile: one row, up to four columns.")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn $tile(rows: &[&[u8]], xs: &[Column], out: &mut TileSums) {
+            column_tiles!($columns, rows, xs, out)
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod float_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -337,6 +357,18 @@ type TileDot = unsafe fn(rows: &[&[u8]], xs: &[Column], out: &mut TileSums);
 struct Tiled {
     dot: TileDot,
     shape: fn(cols: usize) -> (usize, usize),
+}
+
+impl Tiled {
+    /// A tile kernel of one row and up to [`TILE`] columns (blocks unpacked once for
+    /// all the columns).
+    #[cfg(target_arch = "x86_64")]
+    fn one_row(dot: TileDot) -> Tiled {
+        Tiled {
+            dot,
+            shape: |cols| (1, cols.clamp(1, TILE)),
+        }
+    }
 }
 
 /// The dot product of one weight format at one SIMD level.
