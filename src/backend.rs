@@ -141,6 +141,8 @@ pub trait Backend {
     type Cache;
     /// A MoE layer's routed experts (gate, up and down stacks), resident or streamed.
     type Routed;
+    /// A read of a tensor to the host that does not block (see [`Self::read_start`]).
+    type Read: Send;
 
     /// A short description of the device.
     fn name(&self) -> String;
@@ -324,6 +326,36 @@ pub trait Backend {
     fn last_row(&mut self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// Copy to the host (waits for the device).
     fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>>;
+
+    /// Start reading `x` to the host and hand the recorded work to the device; returns
+    /// at once. [`Self::read_poll`] gives the values when they arrive.
+    fn read_start(&mut self, x: &Self::Tensor) -> Result<Self::Read>;
+
+    /// The values of a started read once they have arrived, None while in flight. Never
+    /// blocks; an error when the read already returned its values.
+    fn read_poll(&mut self, read: &mut Self::Read) -> Result<Option<Vec<f32>>>;
+
+    /// Wait for a started read's values (only for its own work, not later submissions).
+    fn read_wait(&mut self, read: &mut Self::Read) -> Result<Vec<f32>>;
+
+    /// Hand the work recorded so far to the device without waiting for it (a GPU
+    /// submission; nothing on the CPU, which computes as it goes).
+    fn submit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// `[n][1]`: the index of each row's largest value as [`crate::sample::argmax`] picks
+    /// it (as an f32, exact below 2^24): greedy sampling where the logits are.
+    fn argmax(&mut self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        let n = self.rows(x);
+        let values = self.to_host(x)?;
+        let width = values.len() / n.max(1);
+        let ids: Vec<f32> = values
+            .chunks(width.max(1))
+            .map(|row| crate::sample::argmax(row) as f32)
+            .collect();
+        self.upload(&ids, n, 1)
+    }
 }
 
 /// A MoE layer's routed experts as three resident stacks (gate, up, down).

@@ -238,6 +238,7 @@ impl Backend for CpuBackend {
     type Routes = CpuRoutes;
     type Cache = CpuCache;
     type Routed = CpuRouted;
+    type Read = Option<Vec<f32>>;
 
     /// A VRAM budget is refused; under a RAM budget, weights are read into owned memory
     /// and the routed experts stream through a host cache in what it leaves
@@ -785,5 +786,21 @@ impl Backend for CpuBackend {
 
     fn to_host(&mut self, x: &CpuTensor) -> Result<Vec<f32>> {
         Ok(x.data.clone())
+    }
+
+    /// The values at once: the CPU computed them as the operations were called.
+    fn read_start(&mut self, x: &CpuTensor) -> Result<Option<Vec<f32>>> {
+        Ok(Some(x.data.clone()))
+    }
+
+    fn read_poll(&mut self, read: &mut Option<Vec<f32>>) -> Result<Option<Vec<f32>>> {
+        read.take()
+            .map(Some)
+            .ok_or_else(|| Error::Unsupported("polling a read that already returned its values".into()))
+    }
+
+    fn read_wait(&mut self, read: &mut Option<Vec<f32>>) -> Result<Vec<f32>> {
+        read.take()
+            .ok_or_else(|| Error::Unsupported("waiting for a read that already returned its values".into()))
     }
 }

@@ -98,6 +98,13 @@ pub struct GpuBackend {
     /// Under a RAM budget: weights are read with explicit reads for upload (the file's
     /// map is never touched, so its pages never count in this process).
     owned_reads: bool,
+    /// Staging buffers of finished reads, for the next ones ([`super::readback`]).
+    pub(crate) staging: Vec<Tracked>,
+    /// The last submission of lowbit's own, which a blocking read waits for.
+    pub(crate) last_submission: Option<wgpu::SubmissionIndex>,
+    /// Recording into the host's encoder ([`Self::record_into`]): nothing is submitted,
+    /// and operations that must wait for the device are refused.
+    host_encoder: bool,
 }
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -248,6 +255,9 @@ impl GpuBackend {
             profile: None,
             stream: None,
             owned_reads: false,
+            staging: Vec::new(),
+            last_submission: None,
+            host_encoder: false,
         }
     }
 
@@ -298,7 +308,7 @@ impl GpuBackend {
         })
     }
 
-    fn simple(
+    pub(crate) fn simple(
         &mut self,
         name: &'static str,
         source: &'static str,
@@ -392,11 +402,43 @@ impl GpuBackend {
         Ok(out)
     }
 
-    /// Submit the recorded step.
+    /// Submit the recorded step (nothing while recording into the host's encoder).
     pub(crate) fn flush(&mut self) {
-        if let Some(rec) = self.recorder.take() {
-            self.ctx.queue.submit([rec.finish()]);
+        if self.host_encoder {
+            return;
         }
+        if let Some(rec) = self.recorder.take() {
+            self.last_submission = Some(self.ctx.queue.submit([rec.finish()]));
+        }
+    }
+
+    /// Submit the recorded step before a blocking read of `what`; an error while
+    /// recording into the host's encoder, whose work only the host submits.
+    pub(crate) fn sync_for(&mut self, what: &str) -> Result<()> {
+        if self.host_encoder {
+            return Err(Error::Unsupported(format!(
+                "{what} waits for the device, which a step recorded into the host's encoder cannot do (step with lowbit's own submissions instead)"
+            )));
+        }
+        self.flush();
+        Ok(())
+    }
+
+    /// Record into `encoder` (the host's, after what it holds) until
+    /// [`Self::take_encoder`]: nothing is submitted meanwhile.
+    pub fn record_into(&mut self, encoder: wgpu::CommandEncoder) {
+        self.flush();
+        self.recorder = Some(Recorder::new(encoder));
+        self.host_encoder = true;
+    }
+
+    /// The host's encoder back, with the work recorded into it since [`Self::record_into`].
+    pub fn take_encoder(&mut self) -> Option<wgpu::CommandEncoder> {
+        if !self.host_encoder {
+            return None;
+        }
+        self.host_encoder = false;
+        self.recorder.take().map(Recorder::into_encoder)
     }
 }
 
@@ -471,6 +513,7 @@ impl Backend for GpuBackend {
     type Routes = GpuRoutes;
     type Cache = GpuCache;
     type Routed = GpuRouted;
+    type Read = super::readback::GpuRead;
 
     /// With a budget: refuse it now when the resident part cannot fit, then hold every
     /// allocation to it and stream the routed experts.
@@ -872,7 +915,7 @@ impl Backend for GpuBackend {
     }
 
     fn routes_to_host(&mut self, routes: &GpuRoutes) -> Result<(Vec<u32>, Vec<f32>)> {
-        self.flush();
+        self.sync_for("reading routes")?;
         let bytes = (routes.n_tokens * routes.n_used * 4) as u64;
         let ids = self.ctx.read_back(&routes.ids.buffer, bytes)?;
         let weights = self.ctx.read_back(&routes.weights.buffer, bytes)?;
@@ -1113,7 +1156,7 @@ impl Backend for GpuBackend {
     /// Reads the expert fault word with the data (once an expert kernel has run): a
     /// routed pair that met a non-resident expert fails the step here.
     fn to_host(&mut self, x: &GpuTensor) -> Result<Vec<f32>> {
-        self.flush();
+        self.sync_for("reading a tensor")?;
         let bytes = (x.n * x.width * 4) as u64;
         let mut parts = vec![(&x.buffer.buffer, bytes)];
         if let Some(f) = self.ctx.fault.get() {
@@ -1124,5 +1167,27 @@ impl Backend for GpuBackend {
             self.ctx.check_fault(words)?;
         }
         Ok(bytemuck::pod_collect_to_vec(&back[0]))
+    }
+
+    fn read_start(&mut self, x: &GpuTensor) -> Result<super::readback::GpuRead> {
+        self.start_read(x)
+    }
+
+    fn read_poll(&mut self, read: &mut super::readback::GpuRead) -> Result<Option<Vec<f32>>> {
+        self.poll_read(read)
+    }
+
+    fn read_wait(&mut self, read: &mut super::readback::GpuRead) -> Result<Vec<f32>> {
+        self.sync_for("waiting for a read")?;
+        self.wait_read(read)
+    }
+
+    fn submit(&mut self) -> Result<()> {
+        self.flush();
+        self.ctx.check_lost()
+    }
+
+    fn argmax(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
+        self.argmax_rows(x)
     }
 }

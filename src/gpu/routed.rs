@@ -15,7 +15,7 @@ impl GpuBackend {
     /// the device; reads the ids back when only the device has them.
     fn group(&mut self, routes: &GpuRoutes, slots: &[u32]) -> Result<GroupedBuffers> {
         if routes.host_ids.get().is_none() {
-            self.flush();
+            self.sync_for("grouping routed pairs by expert")?;
             let bytes = self.ctx.read_back(&routes.ids.buffer, routes.ids.buffer.size())?;
             let _ = routes.host_ids.set(bytemuck::pod_collect_to_vec(&bytes));
         }
@@ -179,7 +179,7 @@ impl GpuBackend {
             return self.add_pair_sums(&d, n_used, acc);
         }
         let start = Instant::now();
-        self.flush();
+        self.sync_for("streaming experts")?;
         let mut parts = vec![(&routes.ids.buffer, (pairs * 4) as u64)];
         if let Some((_, p)) = next {
             parts.push((&p.ids.buffer, (p.n_tokens * p.n_used * 4) as u64));

@@ -470,38 +470,49 @@ impl<B: Backend> Deepseek2<B> {
         Ok(())
     }
 
-    /// Run `tokens` at the session's next positions (one batched pass) and return logits:
-    /// `[tokens.len()][n_vocab]` when `all_logits`, else the last position's `[n_vocab]`.
-    pub fn forward(&self, b: &mut B, session: &mut Session<B>, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+    /// The embedded rows of `tokens` and the routes that pair each (token, head) with
+    /// the head's matrices of `attn_k_b`/`attn_v_b` (for [`Self::layer`]).
+    pub(crate) fn embed(&self, b: &mut B, tokens: &[u32]) -> Result<(B::Tensor, B::Routes)> {
+        let heads: Vec<u32> = (0..self.config.n_head as u32).collect();
+        Ok((b.embed(&self.embed, tokens)?, b.fixed_routes(tokens.len(), &heads)?))
+    }
+
+    /// Layer `l` over the residual stream `x` of tokens at `pos0..`, with its cache;
+    /// routes go to `trace` when tracing.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn layer(
+        &self,
+        b: &mut B,
+        l: usize,
+        cache: &mut B::Cache,
+        x: &mut B::Tensor,
+        pos0: usize,
+        per_head: &B::Routes,
+        trace: Option<&mut Vec<RouteRecord>>,
+    ) -> Result<()> {
         let c = &self.config;
-        session.check(tokens)?;
-        let pos0 = session.pos;
-        let mut x = b.embed(&self.embed, tokens)?;
-        let heads: Vec<u32> = (0..c.n_head as u32).collect();
-        let per_head = b.fixed_routes(tokens.len(), &heads)?;
-        for (l, (layer, cache)) in self.layers.iter().zip(session.caches.iter_mut()).enumerate() {
-            let h = b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            self.attention(b, &layer.attn, &h, &per_head, cache, pos0, &mut x)?;
-            match &layer.ffn {
-                Ffn::Dense(m) => {
-                    let s = m.gate_up.swiglu(b, &x, Some((&layer.ffn_norm, c.rms_eps)))?;
-                    b.matmul_add(&m.down, &s, &mut x)?;
-                }
-                Ffn::Moe(m) => {
-                    let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
-                    let trace = session.trace.as_mut().map(|r| (r, pos0, l));
-                    let next = self.layers.get(l + 1).and_then(|n| match &n.ffn {
-                        Ffn::Moe(next) => Some((&n.ffn_norm, next)),
-                        Ffn::Dense(_) => None,
-                    });
-                    self.moe(b, m, &h, &mut x, next, trace)?
-                }
+        let layer = &self.layers[l];
+        let h = b.rms_norm(x, &layer.attn_norm, c.rms_eps)?;
+        self.attention(b, &layer.attn, &h, per_head, cache, pos0, x)?;
+        match &layer.ffn {
+            Ffn::Dense(m) => {
+                let s = m.gate_up.swiglu(b, x, Some((&layer.ffn_norm, c.rms_eps)))?;
+                b.matmul_add(&m.down, &s, x)
+            }
+            Ffn::Moe(m) => {
+                let h = b.rms_norm(x, &layer.ffn_norm, c.rms_eps)?;
+                let next = self.layers.get(l + 1).and_then(|n| match &n.ffn {
+                    Ffn::Moe(next) => Some((&n.ffn_norm, next)),
+                    Ffn::Dense(_) => None,
+                });
+                self.moe(b, m, &h, x, next, trace.map(|r| (r, pos0, l)))
             }
         }
-        session.pos += tokens.len();
-        let x = if all_logits { x } else { b.last_row(&x)? };
-        let logits = b.norm_matmul(&self.output, &x, &self.output_norm, c.rms_eps)?;
-        b.to_host(&logits)
+    }
+
+    /// The output norm and head over rows `x` (after the last layer): logits `[rows][n_vocab]`.
+    pub(crate) fn head(&self, b: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
+        b.norm_matmul(&self.output, x, &self.output_norm, self.config.rms_eps)
     }
 }
 

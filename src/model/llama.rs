@@ -105,18 +105,15 @@ impl<B: Backend> Llama<B> {
         Ok(Session::new(caches, n_ctx))
     }
 
-    /// Run `tokens` at the session's next positions (one batched pass) and return logits:
-    /// `[tokens.len()][n_vocab]` when `all_logits`, else the last position's `[n_vocab]`.
-    pub fn forward(
-        &self,
-        backend: &mut B,
-        session: &mut Session<B>,
-        tokens: &[u32],
-        all_logits: bool,
-    ) -> Result<Vec<f32>> {
+    /// The embedded rows of `tokens`: the residual stream before the first layer.
+    pub(crate) fn embed(&self, backend: &mut B, tokens: &[u32]) -> Result<B::Tensor> {
+        backend.embed(&self.embed, tokens)
+    }
+
+    /// Layer `l` over the residual stream `x` of tokens at `pos0..`, with its cache.
+    pub(crate) fn layer(&self, backend: &mut B, l: usize, cache: &mut B::Cache, x: &mut B::Tensor, pos0: usize) -> Result<()> {
         let c = &self.config;
-        session.check(tokens)?;
-        let pos0 = session.pos;
+        let layer = &self.layers[l];
         let heads = Heads {
             heads: c.n_head,
             kv_heads: c.n_head_kv,
@@ -124,32 +121,30 @@ impl<B: Backend> Llama<B> {
             v_dim: c.head_dim,
             scale: 1.0 / (c.head_dim as f32).sqrt(),
         };
-        let mut x = backend.embed(&self.embed, tokens)?;
-        for (layer, cache) in self.layers.iter().zip(session.caches.iter_mut()) {
-            let a = match layer.qkv.product(backend, &x, Some((&layer.attn_norm, c.rms_eps)))? {
-                Product::Stacked(mut qkv, widths) => {
-                    // The query heads, then the key heads: one rotation for both.
-                    backend.rope(&mut qkv, &self.rope_qk, pos0)?;
-                    let widths = widths
-                        .try_into()
-                        .map_err(|_| Error::Shape(format!("{} stacked attention projections", widths.len())))?;
-                    backend.attention_stacked(&qkv, widths, cache, &heads, pos0)?
-                }
-                separate => {
-                    let [mut q, mut k, v] = separate.separate()?;
-                    backend.rope(&mut q, &self.rope_q, pos0)?;
-                    backend.rope(&mut k, &self.rope_k, pos0)?;
-                    backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?
-                }
-            };
-            backend.matmul_add(&layer.wo, &a, &mut x)?;
-            let s = layer.gate_up.swiglu(backend, &x, Some((&layer.ffn_norm, c.rms_eps)))?;
-            backend.matmul_add(&layer.down, &s, &mut x)?;
-        }
-        session.pos += tokens.len();
-        let x = if all_logits { x } else { backend.last_row(&x)? };
+        let a = match layer.qkv.product(backend, x, Some((&layer.attn_norm, c.rms_eps)))? {
+            Product::Stacked(mut qkv, widths) => {
+                // The query heads, then the key heads: one rotation for both.
+                backend.rope(&mut qkv, &self.rope_qk, pos0)?;
+                let widths = widths
+                    .try_into()
+                    .map_err(|_| Error::Shape(format!("{} stacked attention projections", widths.len())))?;
+                backend.attention_stacked(&qkv, widths, cache, &heads, pos0)?
+            }
+            separate => {
+                let [mut q, mut k, v] = separate.separate()?;
+                backend.rope(&mut q, &self.rope_q, pos0)?;
+                backend.rope(&mut k, &self.rope_k, pos0)?;
+                backend.attention(&q, &k, Values::Own(&v), cache, &heads, pos0)?
+            }
+        };
+        backend.matmul_add(&layer.wo, &a, x)?;
+        let s = layer.gate_up.swiglu(backend, x, Some((&layer.ffn_norm, c.rms_eps)))?;
+        backend.matmul_add(&layer.down, &s, x)
+    }
+
+    /// The output norm and head over rows `x` (after the last layer): logits `[rows][n_vocab]`.
+    pub(crate) fn head(&self, backend: &mut B, x: &B::Tensor) -> Result<B::Tensor> {
         let output = self.output.as_ref().unwrap_or(&self.embed);
-        let logits = backend.norm_matmul(output, &x, &self.output_norm, c.rms_eps)?;
-        backend.to_host(&logits)
+        backend.norm_matmul(output, x, &self.output_norm, self.config.rms_eps)
     }
 }

@@ -167,6 +167,14 @@ impl<B: Backend> Model<B> {
         }
     }
 
+    /// Transformer blocks, the units of [`Self::advance`].
+    pub fn n_layer(&self) -> usize {
+        match self {
+            Model::Llama(m) => m.config.n_layer,
+            Model::Deepseek2(m) => m.config.n_layer,
+        }
+    }
+
     /// Run `tokens` at the session's next positions (one batched pass) and return logits:
     /// `[tokens.len()][n_vocab]` when `all_logits`, else the last position's `[n_vocab]`.
     pub fn forward(
@@ -176,9 +184,101 @@ impl<B: Backend> Model<B> {
         tokens: &[u32],
         all_logits: bool,
     ) -> Result<Vec<f32>> {
-        match self {
-            Model::Llama(m) => m.forward(backend, session, tokens, all_logits),
-            Model::Deepseek2(m) => m.forward(backend, session, tokens, all_logits),
+        let mut pass = self.begin(backend, session, tokens, all_logits)?;
+        self.advance(backend, session, &mut pass, usize::MAX)?;
+        let logits = self.finish(backend, session, pass)?;
+        backend.to_host(&logits)
+    }
+
+    /// Start a forward pass of `tokens` at the session's next positions: the embedding
+    /// only. [`Self::advance`] runs its layers, [`Self::finish`] its head. A pass that is
+    /// dropped before it finishes leaves the session's position where it was.
+    pub fn begin(&self, backend: &mut B, session: &Session<B>, tokens: &[u32], all_logits: bool) -> Result<Pass<B>> {
+        session.check(tokens)?;
+        let (x, per_head) = match self {
+            Model::Llama(m) => (m.embed(backend, tokens)?, None),
+            Model::Deepseek2(m) => {
+                let (x, routes) = m.embed(backend, tokens)?;
+                (x, Some(routes))
+            }
+        };
+        Ok(Pass {
+            x,
+            per_head,
+            layer: 0,
+            pos0: session.pos,
+            n_tokens: tokens.len(),
+            all_logits,
+        })
+    }
+
+    /// Run up to `layers` more layers of `pass`; the number run (0 once all have run).
+    pub fn advance(&self, backend: &mut B, session: &mut Session<B>, pass: &mut Pass<B>, layers: usize) -> Result<usize> {
+        if pass.pos0 != session.pos {
+            return Err(Error::Unsupported(format!(
+                "a pass begun at position {} advanced at position {}",
+                pass.pos0, session.pos
+            )));
         }
+        let end = self.n_layer().min(pass.layer.saturating_add(layers));
+        let start = pass.layer;
+        for l in start..end {
+            let cache = &mut session.caches[l];
+            match self {
+                Model::Llama(m) => m.layer(backend, l, cache, &mut pass.x, pass.pos0)?,
+                Model::Deepseek2(m) => {
+                    let per_head = pass
+                        .per_head
+                        .as_ref()
+                        .ok_or_else(|| Error::Unsupported("a DeepSeek pass without head routes".into()))?;
+                    m.layer(backend, l, cache, &mut pass.x, pass.pos0, per_head, session.trace.as_mut())?
+                }
+            }
+            pass.layer = l + 1;
+        }
+        Ok(end - start)
+    }
+
+    /// The head of a pass whose layers have all run: logits on the backend, `[n][n_vocab]`
+    /// (every token's when the pass was begun with `all_logits`, else the last one's).
+    /// The session's position moves past the pass's tokens.
+    pub fn finish(&self, backend: &mut B, session: &mut Session<B>, pass: Pass<B>) -> Result<B::Tensor> {
+        if !pass.finished(self) || pass.pos0 != session.pos {
+            return Err(Error::Unsupported(format!(
+                "finishing a pass after {} of {} layers",
+                pass.layer,
+                self.n_layer()
+            )));
+        }
+        session.pos += pass.n_tokens;
+        let x = if pass.all_logits { pass.x } else { backend.last_row(&pass.x)? };
+        match self {
+            Model::Llama(m) => m.head(backend, &x),
+            Model::Deepseek2(m) => m.head(backend, &x),
+        }
+    }
+}
+
+/// A forward pass in progress (see [`Model::begin`]): the residual stream
+/// `[n_tokens][n_embd]` after `layer` layers.
+pub struct Pass<B: Backend> {
+    x: B::Tensor,
+    /// DeepSeek's (token, head) routes of its per-head attention matrices.
+    per_head: Option<B::Routes>,
+    layer: usize,
+    pos0: usize,
+    n_tokens: usize,
+    all_logits: bool,
+}
+
+impl<B: Backend> Pass<B> {
+    /// Whether every layer has run (the head is next).
+    pub fn finished(&self, model: &Model<B>) -> bool {
+        self.layer >= model.n_layer()
+    }
+
+    /// Layers run so far.
+    pub fn layers_done(&self) -> usize {
+        self.layer
     }
 }

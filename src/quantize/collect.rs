@@ -97,6 +97,7 @@ impl<B: Backend> Backend for Collect<B> {
     type Routes = CollectRoutes<B::Routes>;
     type Cache = B::Cache;
     type Routed = ResidentExperts<Named<B::Experts>>;
+    type Read = B::Read;
 
     fn routed(&mut self, shape: &ExpertLayer, tensors: &[TensorRef; 3]) -> Result<Self::Routed> {
         resident_routed(self, shape, tensors)
@@ -252,5 +253,20 @@ impl<B: Backend> Backend for Collect<B> {
     }
     fn to_host(&mut self, x: &Self::Tensor) -> Result<Vec<f32>> {
         self.inner.to_host(x)
+    }
+    fn read_start(&mut self, x: &Self::Tensor) -> Result<B::Read> {
+        self.inner.read_start(x)
+    }
+    fn read_poll(&mut self, read: &mut B::Read) -> Result<Option<Vec<f32>>> {
+        self.inner.read_poll(read)
+    }
+    fn read_wait(&mut self, read: &mut B::Read) -> Result<Vec<f32>> {
+        self.inner.read_wait(read)
+    }
+    fn submit(&mut self) -> Result<()> {
+        self.inner.submit()
+    }
+    fn argmax(&mut self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.inner.argmax(x)
     }
 }
