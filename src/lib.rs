@@ -1,5 +1,6 @@
 //! lowbit: dynamic low-bit quantization of GGUF models and GPU inference through wgpu.
 //!
+//! * [`engine`]: the library API: [`Engine`], [`Model`], [`Session`], steps that fit a frame.
 //! * [`gguf`]: read (memory-mapped, split-aware, validated) and write (atomic) GGUF v3 files.
 //! * [`quant`]: every ggml block format lowbit stores, bit-exact with ggml.
 //! * [`gpu`]: wgpu context and fused kernels that decode packed blocks in registers.
@@ -9,6 +10,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod generate;
@@ -24,5 +26,8 @@ pub mod stream;
 pub mod synth;
 pub mod tokenizer;
 
+pub use engine::{Budget, Engine, LoadOptions, Model, Session, Step, Token};
 pub use error::{Error, Result};
 pub use quant::BlockType;
+/// The wgpu lowbit is built on: hosts that share their device use this one.
+pub use wgpu;

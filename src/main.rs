@@ -741,7 +741,8 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
             let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let ids = tokenizer.encode(&prompt, true, true)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train()).max(ids.len() + 1);
-            let mut g = Generator::new(&model, &tokenizer, &mut backend, n_ctx, sampling.config())?;
+            let tokenizer = std::sync::Arc::new(tokenizer);
+            let mut g = Generator::new(model.into(), tokenizer.clone(), &mut backend, n_ctx, sampling.config())?;
             run.start_trace(&mut g.session);
             print!("{prompt}");
             let (prefill, decode, n) = generate(
@@ -783,7 +784,8 @@ fn run_model<B: Backend>(mut backend: B, command: Command) -> Result<()> {
         } => {
             let (_, model, tokenizer) = load(&mut backend, &run, run.ctx_size)?;
             let n_ctx = run.ctx_size.min(model.n_ctx_train());
-            let mut g = Generator::new(&model, &tokenizer, &mut backend, n_ctx, sampling.config())?;
+            let tokenizer = std::sync::Arc::new(tokenizer);
+            let mut g = Generator::new(model.into(), tokenizer.clone(), &mut backend, n_ctx, sampling.config())?;
             let mut turns: Vec<(String, String)> = Vec::new();
             let stdin = std::io::stdin();
             loop {

@@ -11,13 +11,14 @@ use lowbit::gguf::File;
 use lowbit::model::Model;
 use lowbit::sample::{SamplerConfig, argmax};
 use lowbit::tokenizer::Tokenizer;
+use std::sync::Arc;
 
 /// The IQ1_S fixture on the fast CPU backend with `threads` threads, and its tokenizer.
-fn load(threads: usize) -> (CpuBackend, Model<CpuBackend>, Tokenizer) {
+fn load(threads: usize) -> (CpuBackend, Arc<Model<CpuBackend>>, Arc<Tokenizer>) {
     let file = File::open(fixture_path("tiny-moe-IQ1_S.gguf")).unwrap();
     let mut backend = CpuBackend::fast(threads).unwrap();
     let model = Model::load(&file, &mut backend, |_, _| {}).unwrap();
-    (backend, model, Tokenizer::from_gguf(&file).unwrap())
+    (backend, Arc::new(model), Arc::new(Tokenizer::from_gguf(&file).unwrap()))
 }
 
 fn greedy() -> SamplerConfig {
@@ -34,7 +35,7 @@ fn greedy_tokens_are_the_argmax_of_a_fresh_pass_over_the_history() {
     let prompt = tokenizer
         .encode("It was a truth universally acknowledged", true, true)
         .unwrap();
-    let mut g = Generator::new(&model, &tokenizer, &mut backend, 64, greedy()).unwrap();
+    let mut g = Generator::new(model.clone(), tokenizer.clone(), &mut backend, 64, greedy()).unwrap();
     g.ignore_eos = true;
     g.prompt(&mut backend, &prompt).unwrap();
     let mut text = String::new();
@@ -58,7 +59,7 @@ fn greedy_tokens_are_the_argmax_of_a_fresh_pass_over_the_history() {
 #[test]
 fn a_full_context_stops_and_misuse_is_an_error() {
     let (mut backend, model, tokenizer) = load(1);
-    let mut g = Generator::new(&model, &tokenizer, &mut backend, 8, greedy()).unwrap();
+    let mut g = Generator::new(model.clone(), tokenizer.clone(), &mut backend, 8, greedy()).unwrap();
     assert!(g.next_token(&mut backend).is_err(), "a token before any prompt");
     g.ignore_eos = true;
     g.prompt(&mut backend, &tokenizer.encode("It was", true, true).unwrap())

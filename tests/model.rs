@@ -12,7 +12,7 @@ use common::{mixed_steps, stepped_logits};
 use lowbit::backend::Backend;
 use lowbit::cpu::CpuBackend;
 use lowbit::gguf::File;
-use lowbit::model::Llama;
+use lowbit::model::{Llama, Model};
 use lowbit::tokenizer::Tokenizer;
 use std::path::PathBuf;
 
@@ -111,7 +111,7 @@ fn gpu_logits_match_the_float64_reference_in_every_setting() {
 }
 
 fn greedy<B: Backend>(mut backend: B, file: &File, tok: &Tokenizer, prompt: &str, n: usize) -> String {
-    let model = Llama::load(file, &mut backend, |_, _| {}).unwrap();
+    let model = Model::Llama(Box::new(Llama::load(file, &mut backend, |_, _| {}).unwrap()));
     let ids = tok.encode(prompt, true, true).unwrap();
     let mut session = model.session(&mut backend, ids.len() + n).unwrap();
     let mut logits = model.forward(&mut backend, &mut session, &ids, false).unwrap();
@@ -151,7 +151,9 @@ fn bad_models_are_errors() {
         .to_string();
     assert!(err.contains("deepseek2"), "{err}");
     let file = smollm2();
-    let model = Llama::load(&file, &mut CpuBackend::default(), |_, _| {}).unwrap();
+    let model = Model::Llama(Box::new(
+        Llama::load(&file, &mut CpuBackend::default(), |_, _| {}).unwrap(),
+    ));
     let mut session = model.session(&mut CpuBackend::default(), 4).unwrap();
     assert!(
         model

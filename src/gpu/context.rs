@@ -131,11 +131,21 @@ pub fn real_gpu_present() -> bool {
     .is_ok_and(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 
-impl GpuContext {
-    /// Create an adapter and device of lowbit's own (Vulkan, Metal or DX12), asking for
-    /// `subgroups` and `shader-f16` where the adapter offers them, and the adapter's
-    /// storage and buffer size limits.
-    pub fn new(options: GpuOptions) -> Result<Self> {
+/// A device lowbit created, its queue, the adapter's name, and what its device-lost
+/// callback reported.
+#[derive(Clone)]
+pub(crate) struct OwnDevice {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_name: String,
+    pub lost: Arc<Mutex<Option<String>>>,
+}
+
+impl OwnDevice {
+    /// An adapter and device (Vulkan, Metal or DX12), asking for `subgroups` and
+    /// `shader-f16` where the adapter offers them, and the adapter's storage and buffer
+    /// size limits.
+    pub(crate) fn create(options: &GpuOptions) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends: wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
             ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
@@ -181,10 +191,60 @@ impl GpuContext {
                 *l = Some(format!("{reason:?}: {message}"));
             }
         });
-        let mut ctx = Self::build(device, queue, &options);
-        ctx.adapter_name = format!("{} ({:?}, {})", info.name, info.backend, info.driver);
-        ctx.lost = lost;
+        Ok(OwnDevice {
+            device,
+            queue,
+            adapter_name: format!("{} ({:?}, {})", info.name, info.backend, info.driver),
+            lost,
+        })
+    }
+}
+
+/// The out-of-memory, validation and internal error scopes of one lowbit call, pushed
+/// on the calling thread and popped before the call returns (never held across a return
+/// to the host, so that the host's own errors never land in them).
+pub(crate) struct ErrorScopes([wgpu::ErrorScopeGuard; 3]);
+
+impl ErrorScopes {
+    pub(crate) fn push(device: &wgpu::Device) -> Self {
+        ErrorScopes([
+            device.push_error_scope(wgpu::ErrorFilter::OutOfMemory),
+            device.push_error_scope(wgpu::ErrorFilter::Validation),
+            device.push_error_scope(wgpu::ErrorFilter::Internal),
+        ])
+    }
+
+    /// Pop the scopes (innermost first): the first error they caught, naming `what`.
+    pub(crate) fn pop(self, what: &str) -> Result<()> {
+        let [oom, validation, internal] = self.0;
+        let errors = [internal.pop(), validation.pop(), oom.pop()];
+        for e in errors {
+            if let Some(e) = pollster::block_on(e) {
+                return Err(Error::Gpu(format!("{what}: {e}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GpuContext {
+    /// Create an adapter and device of lowbit's own (Vulkan, Metal or DX12), asking for
+    /// `subgroups` and `shader-f16` where the adapter offers them, and the adapter's
+    /// storage and buffer size limits.
+    pub fn new(options: GpuOptions) -> Result<Self> {
+        let own = OwnDevice::create(&options)?;
+        let mut ctx = Self::build(own.device, own.queue, &options);
+        ctx.adapter_name = own.adapter_name;
+        ctx.lost = own.lost;
         Ok(ctx)
+    }
+
+    /// A context on the device of `own` (lowbit's), sharing its lost flag.
+    pub(crate) fn on_own(own: &OwnDevice, options: &GpuOptions) -> Self {
+        let mut ctx = Self::build(own.device.clone(), own.queue.clone(), options);
+        ctx.adapter_name = own.adapter_name.clone();
+        ctx.lost = own.lost.clone();
+        ctx
     }
 
     /// Use a device the host application owns. Its features and limits are read, never
@@ -279,16 +339,9 @@ impl GpuContext {
     /// errors it causes into an [`Error::Gpu`] that names `what`.
     pub fn scoped<T>(&self, what: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.check_lost()?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let scopes = ErrorScopes::push(&self.device);
         let out = f();
-        let errors = [internal.pop(), validation.pop(), oom.pop()];
-        for e in errors {
-            if let Some(e) = pollster::block_on(e) {
-                return Err(Error::Gpu(format!("{what}: {e}")));
-            }
-        }
+        scopes.pop(what)?;
         self.check_lost()?;
         Ok(out)
     }

@@ -22,7 +22,7 @@ pub use buffers::{GpuWeights, Tracked};
 pub use context::{GpuContext, GpuOptions, ShaderFeatures};
 pub use matvec::{Activations, Norm, Output};
 pub use moe::{GpuExperts, Grouped, NOT_RESIDENT, OTHER_WAVE, Routing, group_by_expert};
-pub use readback::GpuRead;
 pub use pipelines::{GPU_FORMATS, Kernel, PipelineKey, lattice_words, shader_source};
+pub use readback::GpuRead;
 pub use recorder::Recorder;
 pub use tuning::{MatmulTiles, RowLayout, Tuning};

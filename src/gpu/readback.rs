@@ -49,7 +49,7 @@ impl GpuBackend {
             if let Some(f) = &fault {
                 encoder.copy_buffer_to_buffer(f, 0, &staging.buffer, data_bytes, 8);
             }
-            encoder.map_buffer_on_submit(&staging.buffer, wgpu::MapMode::Read, 0..total, move |r| {
+            encoder.map_buffer_on_submit(&staging.buffer, wgpu::MapMode::Read, .., move |r| {
                 if let Ok(mut s) = done.lock() {
                     *s = Some(r);
                 }
@@ -69,7 +69,9 @@ impl GpuBackend {
     /// (`PollType::Poll`), never waits. The staging buffer returns to the pool.
     pub(crate) fn poll_read(&mut self, read: &mut GpuRead) -> Result<Option<Vec<f32>>> {
         if read.staging.is_none() {
-            return Err(Error::Unsupported("polling a read that already returned its data".into()));
+            return Err(Error::Unsupported(
+                "polling a read that already returned its data".into(),
+            ));
         }
         let arrived = |r: &GpuRead| r.state.lock().map(|s| s.is_some()).unwrap_or(true);
         if !arrived(read) {

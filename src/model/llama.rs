@@ -111,7 +111,14 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Layer `l` over the residual stream `x` of tokens at `pos0..`, with its cache.
-    pub(crate) fn layer(&self, backend: &mut B, l: usize, cache: &mut B::Cache, x: &mut B::Tensor, pos0: usize) -> Result<()> {
+    pub(crate) fn layer(
+        &self,
+        backend: &mut B,
+        l: usize,
+        cache: &mut B::Cache,
+        x: &mut B::Tensor,
+        pos0: usize,
+    ) -> Result<()> {
         let c = &self.config;
         let layer = &self.layers[l];
         let heads = Heads {

@@ -106,6 +106,23 @@ fn llama_memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
     Ok(MemoryPlan::of(file, 0, kv, scratch, Vec::new()))
 }
 
+/// Bytes of the largest buffer a model binds whole for `n_ctx` positions: one layer's
+/// key (or latent) cache, or the widest activations of a pass of `n_ctx` tokens (the
+/// stacked gate and up products). Weights are split into bindings, so they never are.
+pub fn largest_buffer(file: &File, n_ctx: usize) -> Result<u64> {
+    let (cache, widest) = match architecture(file) {
+        "deepseek2" => {
+            let c = Deepseek2Config::from_gguf(file)?;
+            (c.cache_width(), 2 * c.n_ff.max(c.n_embd))
+        }
+        _ => {
+            let c = LlamaConfig::from_gguf(file)?;
+            (c.kv_dim(), 2 * c.n_ff.max(c.n_embd))
+        }
+    };
+    Ok(4 * n_ctx as u64 * cache.max(widest) as u64)
+}
+
 /// Any supported architecture, chosen by `general.architecture`.
 pub enum Model<B: Backend> {
     Llama(Box<Llama<B>>),
@@ -213,7 +230,13 @@ impl<B: Backend> Model<B> {
     }
 
     /// Run up to `layers` more layers of `pass`; the number run (0 once all have run).
-    pub fn advance(&self, backend: &mut B, session: &mut Session<B>, pass: &mut Pass<B>, layers: usize) -> Result<usize> {
+    pub fn advance(
+        &self,
+        backend: &mut B,
+        session: &mut Session<B>,
+        pass: &mut Pass<B>,
+        layers: usize,
+    ) -> Result<usize> {
         if pass.pos0 != session.pos {
             return Err(Error::Unsupported(format!(
                 "a pass begun at position {} advanced at position {}",
@@ -231,7 +254,15 @@ impl<B: Backend> Model<B> {
                         .per_head
                         .as_ref()
                         .ok_or_else(|| Error::Unsupported("a DeepSeek pass without head routes".into()))?;
-                    m.layer(backend, l, cache, &mut pass.x, pass.pos0, per_head, session.trace.as_mut())?
+                    m.layer(
+                        backend,
+                        l,
+                        cache,
+                        &mut pass.x,
+                        pass.pos0,
+                        per_head,
+                        session.trace.as_mut(),
+                    )?
                 }
             }
             pass.layer = l + 1;
@@ -251,7 +282,11 @@ impl<B: Backend> Model<B> {
             )));
         }
         session.pos += pass.n_tokens;
-        let x = if pass.all_logits { pass.x } else { backend.last_row(&pass.x)? };
+        let x = if pass.all_logits {
+            pass.x
+        } else {
+            backend.last_row(&pass.x)?
+        };
         match self {
             Model::Llama(m) => m.head(backend, &x),
             Model::Deepseek2(m) => m.head(backend, &x),
