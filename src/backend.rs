@@ -249,8 +249,8 @@ pub trait Backend {
     }
     /// `acc += x · Wᵀ` (a product and a residual add in one step).
     fn matmul_add(&mut self, w: &Self::Matrix, x: &Self::Tensor, acc: &mut Self::Tensor) -> Result<()>;
-    /// Routes that send every token to the matrices `ids` in order (pair `t * ids.len()
-    /// + j` uses matrix `ids[j]`, weight 1): per-head projections.
+    /// Routes that send every token to the matrices `ids` in order (pair
+    /// `t * ids.len() + j` uses matrix `ids[j]`, weight 1): per-head projections.
     fn fixed_routes(&mut self, n_tokens: usize, ids: &[u32]) -> Result<Self::Routes>;
     /// Choose experts from router logits `[n][n_expert]` (see [`Router`]).
     fn route(&mut self, logits: &Self::Tensor, bias: Option<&Self::Matrix>, router: &Router) -> Result<Self::Routes>;

@@ -164,8 +164,7 @@ fn pixels(device: &wgpu::Device, queue: &wgpu::Queue, target: &wgpu::Texture) ->
     queue.submit([encoder.finish()]);
     buffer.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
     device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let data = buffer.slice(..).get_mapped_range().unwrap().to_vec();
-    data
+    buffer.slice(..).get_mapped_range().unwrap().to_vec()
 }
 
 fn offscreen(device: &wgpu::Device) -> wgpu::Texture {

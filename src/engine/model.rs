@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// How [`Model::load`] loads.
+#[derive(Default)]
 pub struct LoadOptions {
     /// Positions each session's cache holds; 0 for the model's training context, at
     /// most 4096.
@@ -30,17 +31,6 @@ pub struct LoadOptions {
     pub progress: Option<Box<dyn FnMut(usize, usize) + Send>>,
 }
 
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            n_ctx: 0,
-            vram_budget: None,
-            ram_budget: None,
-            progress: None,
-        }
-    }
-}
-
 /// A model's weights on one backend, and that backend, which sessions take turns on.
 pub(crate) struct Loaded<B: Backend> {
     pub(crate) model: Arc<model::Model<B>>,
@@ -49,8 +39,8 @@ pub(crate) struct Loaded<B: Backend> {
 
 /// The weights on the GPU or the CPU.
 pub(crate) enum Net {
-    Gpu(Loaded<GpuBackend>),
-    Cpu(Loaded<CpuBackend>),
+    Gpu(Box<Loaded<GpuBackend>>),
+    Cpu(Box<Loaded<CpuBackend>>),
 }
 
 pub(crate) struct Shared {
@@ -104,10 +94,10 @@ impl Model {
             )?;
             let mut backend = GpuBackend::with_context(ctx);
             let model = model::Model::load_with(&file, &mut backend, &stream, tick)?;
-            Ok(Net::Gpu(Loaded {
+            Ok(Net::Gpu(Box::new(Loaded {
                 model: Arc::new(model),
                 backend: Mutex::new(backend),
-            }))
+            })))
         };
         let net = match &engine.kind {
             EngineKind::Own(own, options) => gpu(GpuContext::on_own(own, options), &mut tick)?,
@@ -160,10 +150,10 @@ fn cpu(
     tick: &mut dyn FnMut(usize, usize),
 ) -> Result<Net> {
     let model = model::Model::load_with(file, &mut backend, stream, tick)?;
-    Ok(Net::Cpu(Loaded {
+    Ok(Net::Cpu(Box::new(Loaded {
         model: Arc::new(model),
         backend: Mutex::new(backend),
-    }))
+    })))
 }
 
 /// The backend, for one call.

@@ -70,7 +70,7 @@ pub(crate) fn check_model(have: &wgpu::Limits, largest_buffer: u64, what: &str) 
         ("max_buffer_size", have.max_buffer_size, largest_buffer),
         (
             "max_storage_buffer_binding_size",
-            have.max_storage_buffer_binding_size as u64,
+            have.max_storage_buffer_binding_size,
             largest_buffer,
         ),
     ];

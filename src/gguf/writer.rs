@@ -194,7 +194,7 @@ fn plan_shards(sizes: &[u64], policy: SplitPolicy) -> Vec<std::ops::Range<usize>
 /// per tensor, in order, so tensors can be produced (quantized) one at a time.
 /// Returns the paths written. With a split policy that yields several shards,
 /// `path = DIR/NAME.gguf` becomes `DIR/NAME-00001-of-0000N.gguf`, ….
-/// The bytes [`write`] puts before the tensor data of a single file (header and
+/// The bytes [`write()`] puts before the tensor data of a single file (header and
 /// tensor infos, padded to the alignment), and the alignment of each tensor's data.
 pub fn header_size(metadata: &[(String, Value)], tensors: &[TensorSpec]) -> Result<(u64, u64)> {
     let alignment = alignment_of(metadata)?;

@@ -188,7 +188,7 @@ fn activations(ctx: &GpuContext, n: usize) -> Result<Tracked> {
 }
 
 /// `kernel` (`matvec`, 1..=8 columns; `matmul`, any number; `matvec_id`, routed
-/// experts, see [`bench_routed`]) over one `rows` x `k` matrix of `ty` for `cols`
+/// experts, see `bench_routed`) over one `rows` x `k` matrix of `ty` for `cols`
 /// columns. matvec rotates over weight copies that pass
 /// [`ROTATE_BYTES`] together (at most 512 copies); matmul reuses one matrix, since it
 /// reads its weights once per column tile.

@@ -25,7 +25,7 @@ impl Drop for Tracked {
 
 impl GpuContext {
     /// A buffer holding `bytes`, zero-padded to a multiple of 16 (weights are bound as
-    /// vec4<u32>, `shaders/weights.wgsl`).
+    /// `vec4<u32>`, `shaders/weights.wgsl`).
     pub fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> Result<Tracked> {
         let size = (bytes.len().max(16) as u64).div_ceil(16) * 16;
         let buffer = self.create(label, size, usage, true)?;
@@ -41,7 +41,7 @@ impl GpuContext {
     }
 
     /// An uninitialized buffer of `size` bytes, rounded up to a multiple of 16 (kernels
-    /// bind activations as vec4<f32>, `shaders/activations_storage.wgsl`).
+    /// bind activations as `vec4<f32>`, `shaders/activations_storage.wgsl`).
     pub fn alloc(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> Result<Tracked> {
         self.create(label, size.max(16).div_ceil(16) * 16, usage, false)
     }

@@ -17,7 +17,7 @@ pub const STAGING_KEPT: usize = 2;
 /// What the map callback reports: None until it has run.
 type MapState = Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>>;
 
-/// A read of a tensor in flight (see [`GpuBackend::read_start`]).
+/// A read of a tensor in flight (see [`crate::backend::Backend::read_start`]).
 pub struct GpuRead {
     staging: Option<Tracked>,
     /// Bytes of data, then (when `fault`) 8 bytes of the fault word at `data_bytes`.

@@ -33,8 +33,8 @@ impl DiskRate {
     }
 }
 
-/// Read up to `limit` bytes of the file's largest shard, in [`RUNS`] sequential runs of
-/// [`PIECE`]-byte reads spread evenly over its tensor data (mostly expert bytes in a
+/// Read up to `limit` bytes of the file's largest shard, in `RUNS` sequential runs of
+/// `PIECE`-byte reads spread evenly over its tensor data (mostly expert bytes in a
 /// MoE file, not only the resident weights at its start that every load reads), once
 /// through a dropped page cache and once direct.
 pub fn measure(file: &File, limit: u64) -> Result<DiskRate> {
