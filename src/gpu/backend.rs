@@ -18,10 +18,7 @@ use super::moe::GpuExperts;
 use super::pipelines::{Kernel, PipelineKey, whole_pages};
 use super::recorder::Recorder;
 use super::stream::Streamer;
-use crate::backend::{
-    Backend, Gating, Heads, MAX_ROPE_DIMS, Rope, Router, Values, attention_of_parts, check_attention,
-    check_copy_columns, check_pair_sums, check_split, check_swiglu_stacked, swiglu_product_unfused,
-};
+use crate::backend::{Backend, Heads, Rope, Router, Values, check_split, swiglu_product_unfused};
 use crate::backend::{ResidentExperts, resident_routed};
 use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
@@ -34,7 +31,7 @@ use std::time::Instant;
 
 /// Activations `[n][width]` in a device buffer (f32).
 pub struct GpuTensor {
-    buffer: Tracked,
+    pub(crate) buffer: Tracked,
     pub n: usize,
     pub width: usize,
 }
@@ -48,11 +45,11 @@ impl GpuTensor {
 /// Keys `[pos][k_width]` and values `[pos][v_width]` for `n_ctx` positions, f32 (no
 /// value buffer when values are a prefix of the keys).
 pub struct GpuCache {
-    k: Tracked,
-    v: Option<Tracked>,
-    k_width: usize,
-    v_width: usize,
-    n_ctx: usize,
+    pub(crate) k: Tracked,
+    pub(crate) v: Option<Tracked>,
+    pub(crate) k_width: usize,
+    pub(crate) v_width: usize,
+    pub(crate) n_ctx: usize,
 }
 
 /// A stack of matrices with its expert→slot table (the identity: every matrix resident).
@@ -107,7 +104,7 @@ pub struct GpuBackend {
     host_encoder: bool,
 }
 
-const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+pub(crate) const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
@@ -119,12 +116,12 @@ fn activation_bytes(values: usize) -> u64 {
     whole_pages(values as u64 * 4)
 }
 
-fn shape_err(op: &str, detail: String) -> Error {
+pub(crate) fn shape_err(op: &str, detail: String) -> Error {
     Error::Shape(format!("{op}: {detail}"))
 }
 
 /// Workgroup grid for `n` invocations of `per_group` each.
-fn groups(ctx: &GpuContext, n: usize, per_group: usize) -> (u32, u32, u32) {
+pub(crate) fn groups(ctx: &GpuContext, n: usize, per_group: usize) -> (u32, u32, u32) {
     let (x, y) = ctx.workgroups_2d(n.div_ceil(per_group) as u32);
     (x, y, 1)
 }
@@ -139,87 +136,6 @@ struct RowsParams {
     interleave: u32,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct NormParams {
-    width: u32,
-    n: u32,
-    eps: f32,
-    x_stride: u32,
-}
-
-/// elementwise.wgsl's parameters.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct EwParams {
-    width: u32,
-    n: u32,
-    a_stride: u32,
-    b_stride: u32,
-    b_offset: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RopeParams {
-    n: u32,
-    heads: u32,
-    head_dim: u32,
-    offset: u32,
-    pairs: u32,
-    pos0: u32,
-    mscale: f32,
-    stride: u32,
-    freqs: [f32; MAX_ROPE_DIMS / 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct AttnParams {
-    n: u32,
-    heads: u32,
-    kv_heads: u32,
-    k_dim: u32,
-    v_dim: u32,
-    pos0: u32,
-    scale: f32,
-    v_row: u32,
-    v_head: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct CopyParams {
-    n: u32,
-    width: u32,
-    src_stride: u32,
-    src_offset: u32,
-    dst_stride: u32,
-    dst_offset: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SumParams {
-    n: u32,
-    width: u32,
-    n_used: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RouteParams {
-    n: u32,
-    n_expert: u32,
-    n_used: u32,
-    sigmoid: u32,
-    groups: u32,
-    groups_used: u32,
-    normalize: u32,
-    has_bias: u32,
-    scale: f32,
-}
-
 /// A tensor's rows as the f32 activation columns of a product.
 fn plain_activations(x: &GpuTensor) -> Activations<'_> {
     Activations {
@@ -229,17 +145,6 @@ fn plain_activations(x: &GpuTensor) -> Activations<'_> {
         norm: None,
     }
 }
-
-/// `n` contiguous rows of a cache's width, at byte `offset` of `buffer`: keys or values
-/// to append to a cache.
-#[derive(Clone, Copy)]
-struct CacheRows<'a> {
-    buffer: &'a wgpu::Buffer,
-    offset: u64,
-}
-
-/// `MAX_HEAD_DIM` in attention.wgsl: value dimensions per workgroup.
-const MAX_HEAD_DIM: usize = 128;
 
 impl GpuBackend {
     /// A backend on a device of lowbit's own.
@@ -322,84 +227,6 @@ impl GpuBackend {
         self.record(op, |ctx, rec| {
             ctx.dispatch_simple(rec, &pipeline, params, buffers, grid)
         })
-    }
-
-    /// `out = silu(a) * b` over `params`' rows (elementwise.wgsl).
-    fn swiglu_kernel(&mut self, params: EwParams, a: &wgpu::Buffer, b: &wgpu::Buffer, out: &GpuTensor) -> Result<()> {
-        let grid = groups(&self.ctx, (params.n * params.width) as usize, 256);
-        self.simple(
-            "elementwise",
-            include_str!("../../shaders/elementwise.wgsl"),
-            "swiglu",
-            bytemuck::bytes_of(&params),
-            &[a, b, &out.buffer.buffer],
-            grid,
-        )
-    }
-
-    /// Append `n` tokens' keys (and values, when the cache has its own) to `cache` at
-    /// `pos0`, then run attention.wgsl for queries `[n][heads * k_dim]` at the start of
-    /// `q` (shapes checked by the caller).
-    #[allow(clippy::too_many_arguments)]
-    fn attend(
-        &mut self,
-        q: &wgpu::Buffer,
-        n: usize,
-        k: CacheRows,
-        v: Option<CacheRows>,
-        cache: &mut GpuCache,
-        h: &Heads,
-        pos0: usize,
-    ) -> Result<GpuTensor> {
-        let (kw, vw) = (cache.k_width, cache.v_width);
-        if v.is_some() != cache.v.is_some() {
-            return Err(shape_err("attention", "values unlike the cache's".into()));
-        }
-        self.record("cache copy", |_, rec| {
-            rec.encoder().copy_buffer_to_buffer(
-                k.buffer,
-                k.offset,
-                &cache.k.buffer,
-                (pos0 * kw * 4) as u64,
-                (n * kw * 4) as u64,
-            );
-            if let (Some(v), Some(vc)) = (v, &cache.v) {
-                rec.encoder().copy_buffer_to_buffer(
-                    v.buffer,
-                    v.offset,
-                    &vc.buffer,
-                    (pos0 * vw * 4) as u64,
-                    (n * vw * 4) as u64,
-                );
-            }
-            Ok(())
-        })?;
-        let out = self.tensor(n, h.heads * h.v_dim)?;
-        let (v_buffer, v_row, v_head) = match &cache.v {
-            Some(vc) => (&vc.buffer, vw, h.v_dim),
-            None => (&cache.k.buffer, kw, h.k_dim),
-        };
-        let params = AttnParams {
-            n: n as u32,
-            heads: h.heads as u32,
-            kv_heads: h.kv_heads as u32,
-            k_dim: h.k_dim as u32,
-            v_dim: h.v_dim as u32,
-            pos0: pos0 as u32,
-            scale: h.scale,
-            v_row: v_row as u32,
-            v_head: v_head as u32,
-        };
-        let buffers = [q, &cache.k.buffer, v_buffer, &out.buffer.buffer];
-        self.simple(
-            "attention",
-            include_str!("../../shaders/attention.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &buffers,
-            ((n * h.heads) as u32, h.v_dim.div_ceil(MAX_HEAD_DIM) as u32, 1),
-        )?;
-        Ok(out)
     }
 
     /// Submit the recorded step (nothing while recording into the host's encoder).
@@ -759,35 +586,7 @@ impl Backend for GpuBackend {
     }
 
     fn rms_norm(&mut self, x: &GpuTensor, w: &GpuWeights, eps: f32) -> Result<GpuTensor> {
-        let len = w.k * w.rows;
-        if len > x.width || w.ty != crate::quant::BlockType::F32 {
-            return Err(shape_err(
-                "rms_norm",
-                format!("{} weight of {len} for rows of {}", w.ty, x.width),
-            ));
-        }
-        let out = self.tensor(x.n, len)?;
-        let params = NormParams {
-            width: len as u32,
-            n: x.n as u32,
-            eps,
-            x_stride: x.width as u32,
-        };
-        let g = &w
-            .chunks
-            .first()
-            .ok_or_else(|| shape_err("rms_norm", "an empty weight".into()))?
-            .buffer
-            .buffer;
-        self.simple(
-            "rms_norm",
-            include_str!("../../shaders/rms_norm.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &[&x.buffer.buffer, g, &out.buffer.buffer],
-            (x.n as u32, 1, 1),
-        )?;
-        Ok(out)
+        self.rms_norm_op(x, w, eps)
     }
 
     fn matmul(&mut self, w: &GpuWeights, x: &GpuTensor) -> Result<GpuTensor> {
@@ -865,53 +664,7 @@ impl Backend for GpuBackend {
     }
 
     fn route(&mut self, logits: &GpuTensor, bias: Option<&GpuWeights>, router: &Router) -> Result<GpuRoutes> {
-        router.check()?;
-        if logits.width != router.n_expert {
-            return Err(shape_err(
-                "route",
-                format!("{} logits for {} experts", logits.width, router.n_expert),
-            ));
-        }
-        if let Some(b) = bias
-            && (b.k * b.rows != router.n_expert || b.ty != crate::quant::BlockType::F32)
-        {
-            return Err(shape_err(
-                "route",
-                format!("{} bias of {} for {} experts", b.ty, b.k * b.rows, router.n_expert),
-            ));
-        }
-        let pairs = logits.n * router.n_used;
-        let ids = self.ctx.alloc("route ids", (pairs * 4) as u64, USAGE)?;
-        let weights = self.ctx.alloc("route weights", (pairs * 4) as u64, USAGE)?;
-        let params = RouteParams {
-            n: logits.n as u32,
-            n_expert: router.n_expert as u32,
-            n_used: router.n_used as u32,
-            sigmoid: (router.gating == Gating::Sigmoid) as u32,
-            groups: router.groups as u32,
-            groups_used: router.groups_used as u32,
-            normalize: router.normalize as u32,
-            has_bias: bias.is_some() as u32,
-            scale: router.scale,
-        };
-        let bias_buffer = bias.map_or(&logits.buffer.buffer, |b| &b.chunks[0].buffer.buffer);
-        let grid = groups(&self.ctx, logits.n, 64);
-        self.simple(
-            "route",
-            include_str!("../../shaders/route.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &[&logits.buffer.buffer, bias_buffer, &ids.buffer, &weights.buffer],
-            grid,
-        )?;
-        Ok(GpuRoutes {
-            ids,
-            weights,
-            n_tokens: logits.n,
-            n_used: router.n_used,
-            host_ids: OnceCell::new(),
-            grouped: OnceCell::new(),
-        })
+        self.route_op(logits, bias, router)
     }
 
     fn routes_to_host(&mut self, routes: &GpuRoutes) -> Result<(Vec<u32>, Vec<f32>)> {
@@ -937,21 +690,7 @@ impl Backend for GpuBackend {
     }
 
     fn add_pair_sums(&mut self, y: &GpuTensor, n_used: usize, acc: &mut GpuTensor) -> Result<()> {
-        check_pair_sums((y.n, y.width), n_used, (acc.n, acc.width))?;
-        let params = SumParams {
-            n: acc.n as u32,
-            width: acc.width as u32,
-            n_used: n_used as u32,
-        };
-        let grid = groups(&self.ctx, acc.n * acc.width, 256);
-        self.simple(
-            "pair_sums",
-            include_str!("../../shaders/pair_sums.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &[&y.buffer.buffer, &acc.buffer.buffer],
-            grid,
-        )
+        self.add_pair_sums_op(y, n_used, acc)
     }
 
     fn copy_columns(
@@ -962,24 +701,7 @@ impl Backend for GpuBackend {
         dst_offset: usize,
         width: usize,
     ) -> Result<()> {
-        check_copy_columns((src.n, src.width), src_offset, (dst.n, dst.width), dst_offset, width)?;
-        let params = CopyParams {
-            n: src.n as u32,
-            width: width as u32,
-            src_stride: src.width as u32,
-            src_offset: src_offset as u32,
-            dst_stride: dst.width as u32,
-            dst_offset: dst_offset as u32,
-        };
-        let grid = groups(&self.ctx, src.n * width, 256);
-        self.simple(
-            "copy_columns",
-            include_str!("../../shaders/copy_columns.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &[&src.buffer.buffer, &dst.buffer.buffer],
-            grid,
-        )
+        self.copy_columns_op(src, src_offset, dst, dst_offset, width)
     }
 
     /// One row: a buffer copy per part (no dispatch); more rows: copy_columns per part.
@@ -1011,34 +733,7 @@ impl Backend for GpuBackend {
     }
 
     fn rope(&mut self, x: &mut GpuTensor, rope: &Rope, pos0: usize) -> Result<()> {
-        if x.width < rope.heads * rope.head_dim || rope.offset + rope.dims() > rope.head_dim {
-            return Err(shape_err(
-                "rope",
-                format!("rows of {} for {} heads of {}", x.width, rope.heads, rope.head_dim),
-            ));
-        }
-        let mut freqs = [0f32; MAX_ROPE_DIMS / 2];
-        freqs[..rope.freqs.len()].copy_from_slice(&rope.freqs);
-        let params = RopeParams {
-            n: x.n as u32,
-            heads: rope.heads as u32,
-            head_dim: rope.head_dim as u32,
-            offset: rope.offset as u32,
-            pairs: rope.freqs.len() as u32,
-            pos0: pos0 as u32,
-            mscale: rope.mscale,
-            stride: x.width as u32,
-            freqs,
-        };
-        let grid = groups(&self.ctx, x.n * rope.heads * rope.freqs.len(), 64);
-        self.simple(
-            "rope",
-            include_str!("../../shaders/rope.wgsl"),
-            "main",
-            bytemuck::bytes_of(&params),
-            &[&x.buffer.buffer],
-            grid,
-        )
+        self.rope_op(x, rope, pos0)
     }
 
     fn attention(
@@ -1050,28 +745,9 @@ impl Backend for GpuBackend {
         h: &Heads,
         pos0: usize,
     ) -> Result<GpuTensor> {
-        let own_v = v.own();
-        check_attention(
-            (q.n, q.width),
-            (k.n, k.width),
-            own_v.map(|v| (v.n, v.width)),
-            (cache.k_width, cache.v_width, cache.n_ctx),
-            h,
-            pos0,
-        )?;
-        let k_rows = CacheRows {
-            buffer: &k.buffer.buffer,
-            offset: 0,
-        };
-        let v_rows = own_v.map(|v| CacheRows {
-            buffer: &v.buffer.buffer,
-            offset: 0,
-        });
-        self.attend(&q.buffer.buffer, q.n, k_rows, v_rows, cache, h, pos0)
+        self.attention_op(q, k, v, cache, h, pos0)
     }
 
-    /// One token: keys and values go to the cache straight from the stacked row, and the
-    /// kernel reads the query from its start (no split). More tokens: split, then attend.
     fn attention_stacked(
         &mut self,
         qkv: &GpuTensor,
@@ -1080,61 +756,15 @@ impl Backend for GpuBackend {
         h: &Heads,
         pos0: usize,
     ) -> Result<GpuTensor> {
-        if qkv.n != 1 {
-            return attention_of_parts(self, qkv, widths, cache, h, pos0);
-        }
-        check_split(qkv.width, &widths)?;
-        let [qw, kw, vw] = widths;
-        check_attention(
-            (1, qw),
-            (1, kw),
-            Some((1, vw)),
-            (cache.k_width, cache.v_width, cache.n_ctx),
-            h,
-            pos0,
-        )?;
-        let buffer = &qkv.buffer.buffer;
-        let k_rows = CacheRows {
-            buffer,
-            offset: (qw * 4) as u64,
-        };
-        let v_rows = CacheRows {
-            buffer,
-            offset: ((qw + kw) * 4) as u64,
-        };
-        self.attend(buffer, 1, k_rows, Some(v_rows), cache, h, pos0)
+        self.attention_stacked_op(qkv, widths, cache, h, pos0)
     }
 
     fn swiglu(&mut self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
-        let n = gate.n * gate.width;
-        if n != up.n * up.width {
-            return Err(shape_err("swiglu", "gate and up differ in size".into()));
-        }
-        let out = self.tensor(gate.n, gate.width)?;
-        let params = EwParams {
-            width: n as u32,
-            n: 1,
-            a_stride: 0,
-            b_stride: 0,
-            b_offset: 0,
-        };
-        self.swiglu_kernel(params, &gate.buffer.buffer, &up.buffer.buffer, &out)?;
-        Ok(out)
+        self.swiglu_op(gate, up)
     }
 
     fn swiglu_stacked(&mut self, gate_up: &GpuTensor) -> Result<GpuTensor> {
-        let f = check_swiglu_stacked(gate_up.width)?;
-        let out = self.tensor(gate_up.n, f)?;
-        let params = EwParams {
-            width: f as u32,
-            n: gate_up.n as u32,
-            a_stride: gate_up.width as u32,
-            b_stride: gate_up.width as u32,
-            b_offset: f as u32,
-        };
-        let b = &gate_up.buffer.buffer;
-        self.swiglu_kernel(params, b, b, &out)?;
-        Ok(out)
+        self.swiglu_stacked_op(gate_up)
     }
 
     fn last_row(&mut self, x: &GpuTensor) -> Result<GpuTensor> {
