@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{TensorRef, TensorView};
 use crate::stream::{ExpertLayer, MemoryPlan, StreamOptions, StreamStats};
 
-/// Largest rotated dimension count (`freqs` in `shaders/rope.wgsl` holds `MAX_ROPE_DIMS / 2`).
+/// Largest rotated dimension count (`freqs` in `src/gpu/ops/rope.wgsl` holds `MAX_ROPE_DIMS / 2`).
 pub const MAX_ROPE_DIMS: usize = 256;
 
 /// Rotary embedding (llama.cpp's "normal" rope: adjacent pairs rotate), applied in each
@@ -432,11 +432,11 @@ pub struct Router {
     pub scale: f32,
 }
 
-/// Largest `n_expert` the GPU router handles (`MAX_EXPERTS` in `shaders/route.wgsl`).
+/// Largest `n_expert` the GPU router handles (`MAX_EXPERTS` in `src/gpu/ops/route.wgsl`).
 pub const MAX_EXPERTS: usize = 512;
 /// Largest `n_used`.
 pub const MAX_USED: usize = 16;
-/// Largest `groups` (`MAX_GROUPS` in `shaders/route.wgsl`).
+/// Largest `groups` (`MAX_GROUPS` in `src/gpu/ops/route.wgsl`).
 pub const MAX_GROUPS: usize = 64;
 
 impl Router {

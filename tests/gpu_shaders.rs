@@ -4,6 +4,46 @@
 use lowbit::gpu::{GPU_FORMATS, Kernel, PipelineKey, lattice_words, shader_source};
 use wgpu::naga;
 
+/// The module stays within the limits lowbit asks of a host's device
+/// ([`lowbit::engine::KERNEL_LIMITS`]): storage and uniform bindings, workgroup memory
+/// and workgroup size.
+fn within_kernel_limits(name: &str, module: &naga::Module) {
+    let k = lowbit::engine::KERNEL_LIMITS;
+    let count = |space: fn(&naga::AddressSpace) -> bool| {
+        module.global_variables.iter().filter(|(_, g)| space(&g.space)).count() as u32
+    };
+    let storage = count(|s| matches!(s, naga::AddressSpace::Storage { .. }));
+    let uniform = count(|s| matches!(s, naga::AddressSpace::Uniform));
+    let shared: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+        .sum();
+    assert!(
+        storage <= k.storage_buffers_per_stage,
+        "{name}: {storage} storage bindings"
+    );
+    assert!(
+        uniform <= k.uniform_buffers_per_stage,
+        "{name}: {uniform} uniform bindings"
+    );
+    assert!(
+        shared <= k.workgroup_storage_bytes,
+        "{name}: {shared} bytes of workgroup memory"
+    );
+    for e in &module.entry_points {
+        let [x, y, z] = e.workgroup_size;
+        assert!(x <= k.workgroup_size_x, "{name}::{}: workgroup of {x}", e.name);
+        assert!(
+            x * y * z <= k.invocations_per_workgroup,
+            "{name}::{}: {} invocations",
+            e.name,
+            x * y * z
+        );
+    }
+}
+
 /// Lattice variants of a kernel over a format: reducing kernels over the IQ formats also
 /// take the lattice in workgroup memory.
 fn lattices(kernel: Kernel, format: lowbit::quant::BlockType) -> usize {
@@ -123,6 +163,7 @@ fn every_shader_variant_validates() {
                             .subgroup_operations(naga::valid::SubgroupOperationSet::all())
                             .validate(&module)
                             .unwrap_or_else(|e| panic!("{key:?}:\n{}", e.emit_to_string(&src)));
+                        within_kernel_limits(&format!("{key:?}"), &module);
                         checked += 1;
                     }
                 }
@@ -168,18 +209,39 @@ fn every_shader_variant_validates() {
 fn standalone_shaders_validate() {
     let shaders = [
         ("copy", include_str!("../shaders/copy.wgsl")),
-        ("rms_norm", include_str!("../shaders/rms_norm.wgsl")),
-        ("rope", include_str!("../shaders/rope.wgsl")),
-        ("attention", include_str!("../shaders/attention.wgsl")),
-        ("elementwise", include_str!("../shaders/elementwise.wgsl")),
-        ("copy_columns", include_str!("../shaders/copy_columns.wgsl")),
-        ("pair_sums", include_str!("../shaders/pair_sums.wgsl")),
-        ("route", include_str!("../shaders/route.wgsl")),
+        ("rms_norm", include_str!("../src/gpu/ops/rms_norm.wgsl")),
+        ("rope", include_str!("../src/gpu/ops/rope.wgsl")),
+        ("attention", include_str!("../src/gpu/ops/attention.wgsl")),
+        ("elementwise", include_str!("../src/gpu/ops/elementwise.wgsl")),
+        ("copy_columns", include_str!("../src/gpu/ops/copy_columns.wgsl")),
+        ("pair_sums", include_str!("../src/gpu/ops/pair_sums.wgsl")),
+        ("route", include_str!("../src/gpu/ops/route.wgsl")),
+        ("argmax", include_str!("../src/gpu/ops/argmax.wgsl")),
     ];
     for (name, src) in shaders {
         let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        within_kernel_limits(name, &module);
     }
+}
+
+/// Each simple kernel's WGSL parameter struct has the size of the Rust struct whose bytes
+/// the recorder binds (a field added on one side only fails here, not on a GPU).
+#[test]
+fn wgsl_parameter_structs_match_their_rust_twins() {
+    for p in lowbit::gpu::ops::PARAM_STRUCTS {
+        let module = naga::front::wgsl::parse_str(p.source).unwrap();
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(p.wgsl_name))
+            .unwrap_or_else(|| panic!("no struct {} in its shader", p.wgsl_name));
+        let naga::TypeInner::Struct { span, .. } = ty.inner else {
+            panic!("{} is not a struct", p.wgsl_name);
+        };
+        assert_eq!(span as usize, p.rust_bytes, "{}: WGSL against Rust bytes", p.wgsl_name);
+    }
+    assert_eq!(lowbit::gpu::ops::PARAM_STRUCTS.len(), 8);
 }
