@@ -124,11 +124,6 @@ impl<B: Backend> Generator<B> {
         })
     }
 
-    /// The tokenizer the text comes from.
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
-    }
-
     /// Queue `tokens` after the history, to run in the next steps (nothing runs now);
     /// the next token is then sampled after the last of them.
     pub fn queue_prompt(&mut self, tokens: &[u32]) -> Result<()> {
@@ -198,30 +193,26 @@ impl<B: Backend> Generator<B> {
                     None => return Ok(Step::Pending),
                 },
                 Phase::Running(pass) => {
-                    if left == 0 {
-                        backend.submit()?;
-                        return Ok(Step::Pending);
-                    }
                     left -= self.model.advance(backend, &mut self.session, pass, left)?;
-                    if !pass.finished(&self.model) {
-                        backend.submit()?;
-                        return Ok(Step::Pending);
-                    }
-                    if left == 0 {
+                    if !pass.finished(&self.model) || left == 0 {
                         backend.submit()?;
                         return Ok(Step::Pending);
                     }
                     left -= 1;
                     self.read_head(backend)?;
                 }
-                Phase::Idle if !self.pending.is_empty() => {
-                    let pass = self.model.begin(backend, &self.session, &self.pending, false)?;
-                    self.pending.clear();
-                    self.phase = Phase::Running(pass);
-                }
+                Phase::Idle if !self.pending.is_empty() => self.begin_pending(backend)?,
                 Phase::Idle => return self.emit(),
             }
         }
+    }
+
+    /// Begin the pass of the queued tokens (their embedding).
+    fn begin_pending(&mut self, backend: &mut B) -> Result<()> {
+        let pass = self.model.begin(backend, &self.session, &self.pending, false)?;
+        self.pending.clear();
+        self.phase = Phase::Running(pass);
+        Ok(())
     }
 
     /// Finish the pass in flight: its head, then the read of the greedy id (on the
@@ -252,11 +243,7 @@ impl<B: Backend> Generator<B> {
                     self.model.advance(backend, &mut self.session, pass, usize::MAX)?;
                     self.read_head(backend)?;
                 }
-                Phase::Idle if !self.pending.is_empty() => {
-                    let pass = self.model.begin(backend, &self.session, &self.pending, false)?;
-                    self.pending.clear();
-                    self.phase = Phase::Running(pass);
-                }
+                Phase::Idle if !self.pending.is_empty() => self.begin_pending(backend)?,
                 Phase::Idle => return Ok(()),
             }
         }

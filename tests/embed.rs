@@ -46,15 +46,21 @@ fn load(engine: &Engine) -> Model {
     Model::load(engine, fixture_path(MODEL), options).unwrap()
 }
 
+/// The model on `engine` and a greedy session with the prompt queued.
+fn prompted(engine: &Engine) -> (Model, lowbit::Session) {
+    let model = load(engine);
+    let mut session = model.session(greedy()).unwrap();
+    session.set_ignore_eos(true);
+    session.prompt(PROMPT).unwrap();
+    (model, session)
+}
+
 /// Greedy tokens of the exact CPU reference: the oracle.
 fn reference_tokens() -> Vec<u32> {
     static TOKENS_ONCE: Mutex<Option<Vec<u32>>> = Mutex::new(None);
     let mut once = TOKENS_ONCE.lock().unwrap();
     once.get_or_insert_with(|| {
-        let model = load(&Engine::cpu_reference());
-        let mut s = model.session(greedy()).unwrap();
-        s.set_ignore_eos(true);
-        s.prompt(PROMPT).unwrap();
+        let (_model, mut s) = prompted(&Engine::cpu_reference());
         (0..TOKENS).map(|_| s.next_token().unwrap().unwrap().id).collect()
     })
     .clone()
@@ -192,10 +198,7 @@ fn offscreen(device: &wgpu::Device) -> wgpu::Texture {
 fn one_device_renders_the_hosts_frames_and_runs_lowbits_kernels() {
     let (device, queue) = host_device(wgpu::Limits::default());
     let engine = Engine::from_device(device.clone(), queue.clone()).unwrap();
-    let model = load(&engine);
-    let mut session = model.session(greedy()).unwrap();
-    session.set_ignore_eos(true);
-    session.prompt(PROMPT).unwrap();
+    let (_model, mut session) = prompted(&engine);
     let (target, pipeline) = (offscreen(&device), triangle_pipeline(&device));
     let (mut ids, start) = (Vec::new(), std::time::Instant::now());
     while start.elapsed() < PATIENCE {
@@ -223,10 +226,7 @@ fn the_hosts_validation_errors_are_neither_captured_nor_hidden() {
         count.fetch_add(1, Ordering::SeqCst);
     }));
     let engine = Engine::from_device(device.clone(), queue.clone()).unwrap();
-    let model = load(&engine);
-    let mut session = model.session(greedy()).unwrap();
-    session.set_ignore_eos(true);
-    session.prompt(PROMPT).unwrap();
+    let (_model, mut session) = prompted(&engine);
     // A copy from a buffer without COPY_SRC: a validation error of the host's.
     let not_a_source = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("host buffer"),
@@ -266,10 +266,7 @@ fn the_hosts_validation_errors_are_neither_captured_nor_hidden() {
 fn steps_recorded_into_the_hosts_encoder_give_the_same_tokens() {
     let (device, queue) = host_device(wgpu::Limits::default());
     let engine = Engine::from_device(device.clone(), queue.clone()).unwrap();
-    let model = load(&engine);
-    let mut session = model.session(greedy()).unwrap();
-    session.set_ignore_eos(true);
-    session.prompt(PROMPT).unwrap();
+    let (_model, mut session) = prompted(&engine);
     // The MoE prompt pass groups its pairs by expert on the host, so it runs on
     // lowbit's own submissions; one-token passes need no host read.
     let mut ids = step_tokens(&mut session, Budget::Token, 1);

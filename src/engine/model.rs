@@ -6,6 +6,7 @@ use super::{Engine, EngineKind};
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
+use crate::generate::Generator;
 use crate::gguf::File;
 use crate::gpu::{GpuBackend, GpuContext};
 use crate::model;
@@ -37,6 +38,20 @@ pub(crate) struct Loaded<B: Backend> {
     pub(crate) backend: Mutex<B>,
 }
 
+impl<B: Backend> Loaded<B> {
+    /// A generation over these weights with its own cache of the model's context.
+    pub(crate) fn generator(&self, shared: &Shared, sampling: SamplerConfig) -> Result<Generator<B>> {
+        let mut backend = lock(&self.backend)?;
+        Generator::new(
+            self.model.clone(),
+            shared.tokenizer.clone(),
+            &mut backend,
+            shared.n_ctx,
+            sampling,
+        )
+    }
+}
+
 /// The weights on the GPU or the CPU.
 pub(crate) enum Net {
     Gpu(Box<Loaded<GpuBackend>>),
@@ -66,12 +81,8 @@ impl Model {
     pub fn load(engine: &Engine, path: impl AsRef<Path>, mut options: LoadOptions) -> Result<Model> {
         let file = File::open(path.as_ref())?;
         let tokenizer = Arc::new(Tokenizer::from_gguf(&file)?);
-        let n_ctx_train = model::LlamaConfig::from_gguf(&file)
-            .map(|c| c.n_ctx_train)
-            .or_else(|_| model::Deepseek2Config::from_gguf(&file).map(|c| c.n_ctx_train))
-            .unwrap_or(4096);
         let n_ctx = match options.n_ctx {
-            0 => n_ctx_train.min(4096),
+            0 => model::context_length(&file)?.min(4096),
             n => n,
         };
         let stream = StreamOptions {

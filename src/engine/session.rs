@@ -25,22 +25,9 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, sampling: SamplerConfig) -> Result<Self> {
-        let (n_ctx, tokenizer) = (shared.n_ctx, shared.tokenizer.clone());
         let generation = match &shared.net {
-            Net::Gpu(l) => Generation::Gpu(Generator::new(
-                l.model.clone(),
-                tokenizer,
-                &mut *lock(&l.backend)?,
-                n_ctx,
-                sampling,
-            )?),
-            Net::Cpu(l) => Generation::Cpu(Generator::new(
-                l.model.clone(),
-                tokenizer,
-                &mut *lock(&l.backend)?,
-                n_ctx,
-                sampling,
-            )?),
+            Net::Gpu(l) => Generation::Gpu(l.generator(&shared, sampling)?),
+            Net::Cpu(l) => Generation::Cpu(l.generator(&shared, sampling)?),
         };
         Ok(Session { shared, generation })
     }

@@ -232,11 +232,7 @@ impl GpuContext {
     /// `subgroups` and `shader-f16` where the adapter offers them, and the adapter's
     /// storage and buffer size limits.
     pub fn new(options: GpuOptions) -> Result<Self> {
-        let own = OwnDevice::create(&options)?;
-        let mut ctx = Self::build(own.device, own.queue, &options);
-        ctx.adapter_name = own.adapter_name;
-        ctx.lost = own.lost;
-        Ok(ctx)
+        Ok(Self::on_own(&OwnDevice::create(&options)?, &options))
     }
 
     /// A context on the device of `own` (lowbit's), sharing its lost flag.

@@ -106,6 +106,14 @@ fn llama_memory_plan(file: &File, n_ctx: usize) -> Result<MemoryPlan> {
     Ok(MemoryPlan::of(file, 0, kv, scratch, Vec::new()))
 }
 
+/// The context length the model of `file` was trained for.
+pub fn context_length(file: &File) -> Result<usize> {
+    Ok(match architecture(file) {
+        "deepseek2" => Deepseek2Config::from_gguf(file)?.n_ctx_train,
+        _ => LlamaConfig::from_gguf(file)?.n_ctx_train,
+    })
+}
+
 /// Bytes of the largest buffer a model binds whole for `n_ctx` positions: one layer's
 /// key (or latent) cache, or the widest activations of a pass of `n_ctx` tokens (the
 /// stacked gate and up products). Weights are split into bindings, so they never are.
@@ -310,10 +318,5 @@ impl<B: Backend> Pass<B> {
     /// Whether every layer has run (the head is next).
     pub fn finished(&self, model: &Model<B>) -> bool {
         self.layer >= model.n_layer()
-    }
-
-    /// Layers run so far.
-    pub fn layers_done(&self) -> usize {
-        self.layer
     }
 }
